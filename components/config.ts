@@ -150,6 +150,8 @@ const backupSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, { error: "must be 3-63 lower-case letters, digits or dashes" })
       .optional(),
+    /** false: the bucket already exists (rebuilding a lost stack): use it, do not create it. */
+    createBucket: z.boolean().default(true),
     endpoint: z.url().optional(),
     prefix: z.string().default(""),
   })
@@ -206,6 +208,7 @@ export const stackSchema = z
       ["ssh", "openToWorld"],
       "cannot be true while ssh.allowFrom lists addresses: choose one",
     );
+    need(!c.backup.createBucket && !c.backup.bucketName, ["backup", "bucketName"], "is required when backup.createBucket is false");
     if (c.hostMode === "existing") {
       need(!c.backup.endpoint, ["backup", "endpoint"], "is required when hostMode is existing (no Spaces bucket is created)");
       need(!c.backup.bucketName, ["backup", "bucketName"], "is required when hostMode is existing");

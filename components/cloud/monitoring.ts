@@ -1,0 +1,84 @@
+// Alerts: uptime and TLS expiry on the health URL, a backup heartbeat, CPU/memory/disk on the droplet.
+import * as pulumi from "@pulumi/pulumi";
+import * as digitalocean from "@pulumi/digitalocean";
+
+export interface MonitoringArgs {
+  dropletId: pulumi.Input<string>;
+  /** https://<site>/api/health */
+  healthUrl: string;
+  /** https://<site>/healthz/backup: 200 while the newest backup is younger than twice the schedule. */
+  backupHeartbeatUrl: string;
+  emails: string[];
+  slack?: { channel: string; url: pulumi.Input<string> };
+  cpuPercent: number;
+  memoryPercent: number;
+  diskPercent: number;
+  uptimeCheck: boolean;
+}
+
+/** Droplet metric alerts: [suffix, DigitalOcean metric type, config field]. */
+export const METRIC_ALERTS = [
+  ["cpu", "v1/insights/droplet/cpu", "cpuPercent"],
+  ["memory", "v1/insights/droplet/memory_utilization_percent", "memoryPercent"],
+  ["disk", "v1/insights/droplet/disk_utilization_percent", "diskPercent"],
+] as const;
+
+export class Monitoring extends pulumi.ComponentResource {
+  constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:cloud:Monitoring", name, {}, opts);
+
+    const slacks = args.slack ? [{ channel: args.slack.channel, url: args.slack.url }] : [];
+    if (args.emails.length === 0 && slacks.length === 0) {
+      pulumi.log.warn("alerts: no recipients configured (nodehost:alerts.emails / slackChannel): no alert is created", this);
+      this.registerOutputs({});
+      return;
+    }
+    const recipients = { emails: args.emails, slacks };
+
+    for (const [suffix, type, field] of METRIC_ALERTS) {
+      new digitalocean.MonitorAlert(
+        `${name}-${suffix}`,
+        {
+          type,
+          compare: "GreaterThan",
+          value: args[field],
+          window: "5m",
+          entities: [args.dropletId],
+          description: `${name}: ${suffix} above ${args[field]}% for 5 minutes`,
+          alerts: recipients,
+          enabled: true,
+        },
+        { parent: this },
+      );
+    }
+
+    if (args.uptimeCheck) {
+      const site = new digitalocean.UptimeCheck(
+        `${name}-health`,
+        { name: `${name}-health`, target: args.healthUrl, type: "https", regions: ["eu_west", "us_east"], enabled: true },
+        { parent: this },
+      );
+      new digitalocean.UptimeAlert(
+        `${name}-down`,
+        { checkId: site.id, name: `${name}-down`, type: "down", threshold: 1, comparison: "greater_than", period: "2m", notifications: [recipients] },
+        { parent: this },
+      );
+      new digitalocean.UptimeAlert(
+        `${name}-tls-expiry`,
+        { checkId: site.id, name: `${name}-tls-expiry`, type: "ssl_expiry", threshold: 14, comparison: "less_than", notifications: [recipients] },
+        { parent: this },
+      );
+      const backup = new digitalocean.UptimeCheck(
+        `${name}-backup`,
+        { name: `${name}-backup`, target: args.backupHeartbeatUrl, type: "https", regions: ["eu_west"], enabled: true },
+        { parent: this },
+      );
+      new digitalocean.UptimeAlert(
+        `${name}-backup-stale`,
+        { checkId: backup.id, name: `${name}-backup-stale`, type: "down", threshold: 1, comparison: "greater_than", period: "10m", notifications: [recipients] },
+        { parent: this },
+      );
+    }
+    this.registerOutputs({});
+  }
+}

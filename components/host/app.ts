@@ -1,0 +1,44 @@
+// Step 6: the app released under /srv/<app>/releases/<id>, run by PM2, rolled back when unhealthy.
+import * as pulumi from "@pulumi/pulumi";
+import { packDirectory } from "./archive";
+import { HostStep, HostStepArgs, toolB64 } from "./step";
+
+export type AppSource =
+  | { kind: "archive"; dir: string }
+  | { kind: "git"; url: string; ref: string };
+
+export interface AppArgs extends HostStepArgs {
+  appName: string;
+  deployUser: string;
+  appPort: number;
+  source: AppSource;
+  /** Script run as a second PM2 process (e.g. worker.js); empty for none. */
+  worker: string;
+  build: boolean;
+  npmRegistry: string;
+  databaseUrl: pulumi.Input<string>;
+  redisUrl: pulumi.Input<string>;
+}
+
+export class App extends HostStep {
+  constructor(name: string, args: AppArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:host:App", name, "app", args, opts);
+    const src = args.source;
+    this.run(name, args, {
+      APP_NAME: args.appName,
+      DEPLOY_USER: args.deployUser,
+      APP_PORT: args.appPort,
+      APP_SOURCE: src.kind,
+      APP_ARCHIVE_B64: src.kind === "archive" ? packDirectory(src.dir).toString("base64") : "",
+      APP_GIT_URL: src.kind === "git" ? src.url : "",
+      APP_GIT_REF: src.kind === "git" ? src.ref : "",
+      APP_WORKER: args.worker,
+      APP_BUILD: args.build ? "1" : "0",
+      NPM_REGISTRY: args.npmRegistry,
+      DATABASE_URL: args.databaseUrl,
+      REDIS_URL: args.redisUrl,
+      ROLLBACK_TOOL_B64: toolB64("nodehost-rollback"),
+    }, { secret: true, timeoutMinutes: 30 });
+    this.registerOutputs({ fingerprint: this.fingerprint });
+  }
+}

@@ -1,0 +1,44 @@
+// Step 4: backup/restore tools and cron; restores the newest off-site backup onto an empty volume.
+import * as pulumi from "@pulumi/pulumi";
+import { HostStep, HostStepArgs, toolB64 } from "./step";
+
+export interface BackupsArgs extends HostStepArgs {
+  appName: string;
+  dataMount: string;
+  postgresUser: string;
+  postgresDb: string;
+  s3Endpoint: pulumi.Input<string>;
+  s3Region: string;
+  s3Bucket: pulumi.Input<string>;
+  s3Prefix: string;
+  s3AccessKey: pulumi.Input<string>;
+  s3SecretKey: pulumi.Input<string>;
+  schedule: string;
+  retentionLocalDays: number;
+  retentionRemoteDays: number;
+}
+
+export class Backups extends HostStep {
+  constructor(name: string, args: BackupsArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:host:Backups", name, "backups", args, opts);
+    this.run(name, args, {
+      APP_NAME: args.appName,
+      DATA_MOUNT: args.dataMount,
+      POSTGRES_USER: args.postgresUser,
+      POSTGRES_DB: args.postgresDb,
+      S3_ENDPOINT: args.s3Endpoint,
+      S3_REGION: args.s3Region,
+      S3_BUCKET: args.s3Bucket,
+      S3_PREFIX: args.s3Prefix,
+      S3_ACCESS_KEY: args.s3AccessKey,
+      S3_SECRET_KEY: args.s3SecretKey,
+      BACKUP_SCHEDULE: args.schedule,
+      RETENTION_LOCAL_DAYS: args.retentionLocalDays,
+      RETENTION_REMOTE_DAYS: args.retentionRemoteDays,
+      BACKUP_TOOL_B64: toolB64("nodehost-backup"),
+      RESTORE_TOOL_B64: toolB64("nodehost-restore"),
+      LIST_TOOL_B64: toolB64("nodehost-backups"),
+    }, { secret: true, timeoutMinutes: 30 });
+    this.registerOutputs({ fingerprint: this.fingerprint });
+  }
+}

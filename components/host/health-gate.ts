@@ -1,0 +1,23 @@
+// Step 9: fails `pulumi up` unless https://<site>/api/health answers healthy on the host.
+import * as pulumi from "@pulumi/pulumi";
+import { HostStep, HostStepArgs } from "./step";
+
+export interface HealthGateArgs extends HostStepArgs {
+  siteNames: string[];
+  healthPath: string;
+  acmeCaPem: string;
+  timeoutSeconds: number;
+}
+
+export class HealthGate extends HostStep {
+  constructor(name: string, args: HealthGateArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:host:HealthGate", name, "health-gate", args, opts);
+    this.run(name, args, {
+      SERVER_NAMES: args.siteNames.join(" "),
+      HEALTH_PATH: args.healthPath,
+      ACME_CA_PEM: args.acmeCaPem,
+      HEALTH_TIMEOUT_S: args.timeoutSeconds,
+    }, { secret: false, timeoutMinutes: 10 });
+    this.registerOutputs({ fingerprint: this.fingerprint });
+  }
+}

@@ -1,0 +1,115 @@
+// The host layer: every remote step, in dependency order, against one SSH connection.
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { StackConfig } from "../config";
+import { App, AppSource } from "./app";
+import { Backups } from "./backups";
+import { Base } from "./base";
+import { DockerData } from "./docker-data";
+import { HealthGate } from "./health-gate";
+import { Nginx } from "./nginx";
+import { NodePm2 } from "./node-pm2";
+import { HostConnection, HostStep } from "./step";
+import { Tls } from "./tls";
+import { WaitForBoot } from "./wait-for-boot";
+
+export const DEPLOY_USER = "deploy";
+export const DATA_MOUNT = "/mnt/data";
+export const BUNDLED_APP_DIR = path.join(__dirname, "..", "..", "app");
+
+export interface BackupTarget {
+  endpoint: pulumi.Input<string>;
+  region: string;
+  bucket: pulumi.Input<string>;
+  accessKey: pulumi.Input<string>;
+  secretKey: pulumi.Input<string>;
+}
+
+export interface HostArgs {
+  config: StackConfig;
+  connection: HostConnection;
+  hostId: pulumi.Input<string>;
+  dataDevice: pulumi.Input<string>;
+  backup: BackupTarget;
+}
+
+function appSource(app: StackConfig["app"]): AppSource {
+  switch (app.source) {
+    case "bundled":
+      return { kind: "archive", dir: BUNDLED_APP_DIR };
+    case "path":
+      return { kind: "archive", dir: path.resolve(app.path!) };
+    case "git":
+      return { kind: "git", url: app.gitUrl!, ref: app.gitRef };
+  }
+}
+
+export class Host extends pulumi.ComponentResource {
+  /** Every step in the order it runs. */
+  public readonly steps: HostStep[];
+  public readonly basicAuthPassword: pulumi.Output<string>;
+
+  constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:host:Host", name, {}, opts);
+    const cfg = args.config;
+    const child = { parent: this };
+    const password = (suffix: string) =>
+      new random.RandomPassword(`${name}-${suffix}`, { length: 32, special: false }, child).result;
+    const postgresPassword = password("postgres-password");
+    const redisPassword = password("redis-password");
+    this.basicAuthPassword = cfg.basicAuthPassword ?? password("basic-auth-password");
+
+    const common = { connection: args.connection, hostId: args.hostId };
+    const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [] }, child);
+    const base = new Base(`${name}-base`, {
+      ...common, after: [boot],
+      deployUser: DEPLOY_USER, swapMb: cfg.droplet.swapMb, dataDevice: args.dataDevice, dataMount: DATA_MOUNT,
+    }, child);
+    const data = new DockerData(`${name}-docker-data`, {
+      ...common, after: [base],
+      dataMount: DATA_MOUNT,
+      postgresImage: cfg.images.postgres, redisImage: cfg.images.redis, imagePreloadDir: cfg.images.preloadDir,
+      postgresUser: cfg.database.user, postgresDb: cfg.database.name,
+      postgresPassword, redisPassword,
+    }, child);
+    const backups = new Backups(`${name}-backups`, {
+      ...common, after: [data],
+      appName: cfg.app.name, dataMount: DATA_MOUNT,
+      postgresUser: cfg.database.user, postgresDb: cfg.database.name,
+      s3Endpoint: args.backup.endpoint, s3Region: args.backup.region, s3Bucket: args.backup.bucket,
+      s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,
+      schedule: cfg.backup.schedule,
+      retentionLocalDays: cfg.backup.retentionLocalDays, retentionRemoteDays: cfg.backup.retentionRemoteDays,
+    }, child);
+    const node = new NodePm2(`${name}-node-pm2`, {
+      ...common, after: [base],
+      deployUser: DEPLOY_USER, nodeMajor: cfg.app.nodeMajor, nodeSource: cfg.app.nodeSource,
+      npmRegistry: cfg.app.npmRegistry, pm2Version: cfg.app.pm2Version,
+    }, child);
+    const app = new App(`${name}-app`, {
+      ...common, after: [node, backups],
+      appName: cfg.app.name, deployUser: DEPLOY_USER, appPort: cfg.app.port, source: appSource(cfg.app),
+      worker: cfg.app.worker, build: cfg.app.build, npmRegistry: cfg.app.npmRegistry,
+      databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword}@127.0.0.1:5432/${cfg.database.name}`,
+      redisUrl: pulumi.interpolate`redis://:${redisPassword}@127.0.0.1:6379`,
+    }, child);
+    const nginx = new Nginx(`${name}-nginx`, {
+      ...common, after: [app],
+      appName: cfg.app.name, siteNames: cfg.siteNames, appPort: cfg.app.port,
+      basicAuthUser: cfg.nginx.basicAuthUser, basicAuthPassword: this.basicAuthPassword, allowIps: cfg.nginx.allowIps,
+    }, child);
+    const tls = new Tls(`${name}-tls`, {
+      ...common, after: [nginx],
+      appName: cfg.app.name, siteNames: cfg.siteNames,
+      acmeServer: cfg.tls.acmeServer, acmeEmail: cfg.tls.email, acmeCaPem: cfg.tls.caPem,
+    }, child);
+    const gate = new HealthGate(`${name}-health-gate`, {
+      ...common, after: [tls],
+      siteNames: cfg.siteNames, healthPath: "/api/health", acmeCaPem: cfg.tls.caPem, timeoutSeconds: 180,
+    }, child);
+
+    this.steps = [boot, base, data, backups, node, app, nginx, tls, gate];
+    this.registerOutputs({ steps: this.steps.map((s) => s.stepName) });
+  }
+}

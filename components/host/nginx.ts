@@ -1,0 +1,28 @@
+// Step 7: Nginx serving the UI (basic auth) and proxying /api/ (no basic auth) to the app.
+import * as pulumi from "@pulumi/pulumi";
+import { HostStep, HostStepArgs } from "./step";
+
+export interface NginxArgs extends HostStepArgs {
+  appName: string;
+  siteNames: string[];
+  appPort: number;
+  basicAuthUser: string;
+  basicAuthPassword: pulumi.Input<string>;
+  /** Addresses allowed to reach the site; empty: everyone. */
+  allowIps: string[];
+}
+
+export class Nginx extends HostStep {
+  constructor(name: string, args: NginxArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:host:Nginx", name, "nginx", args, opts);
+    this.run(name, args, {
+      APP_NAME: args.appName,
+      SERVER_NAMES: args.siteNames.join(" "),
+      APP_PORT: args.appPort,
+      BASIC_AUTH_USER: args.basicAuthUser,
+      BASIC_AUTH_PASSWORD: args.basicAuthPassword,
+      ALLOW_IPS: args.allowIps.join(" "),
+    }, { secret: true, timeoutMinutes: 20 });
+    this.registerOutputs({ fingerprint: this.fingerprint });
+  }
+}

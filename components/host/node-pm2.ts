@@ -1,0 +1,25 @@
+// Step 5: Node.js of the configured major and PM2, started on boot by systemd for the deploy user.
+import * as pulumi from "@pulumi/pulumi";
+import { HostStep, HostStepArgs } from "./step";
+
+export interface NodePm2Args extends HostStepArgs {
+  deployUser: string;
+  nodeMajor: number;
+  nodeSource: "nodesource" | "npm-registry" | "debian";
+  npmRegistry: string;
+  pm2Version: string;
+}
+
+export class NodePm2 extends HostStep {
+  constructor(name: string, args: NodePm2Args, opts?: pulumi.ComponentResourceOptions) {
+    super("nodehost:host:NodePm2", name, "node-pm2", args, opts);
+    this.run(name, args, {
+      DEPLOY_USER: args.deployUser,
+      NODE_MAJOR: args.nodeMajor,
+      NODE_SOURCE: args.nodeSource,
+      NPM_REGISTRY: args.npmRegistry,
+      PM2_VERSION: args.pm2Version,
+    }, { secret: false, timeoutMinutes: 30 });
+    this.registerOutputs({ fingerprint: this.fingerprint });
+  }
+}

@@ -1,0 +1,148 @@
+// The base of every host step: one idempotent script in scripts/ run over SSH by remote.Command.
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import * as remote from "@pulumi/command/remote";
+
+export const SCRIPTS_DIR = path.join(__dirname, "..", "..", "scripts");
+
+/**
+ * The remote command of every step: the script arrives on stdin, lands in a 0600 temp file and
+ * runs as root with no stdin of its own, so a child that reads stdin cannot eat the script and
+ * no parameter ever appears on a command line.
+ */
+export const STEP_WRAPPER =
+  `umask 077; f=$(mktemp); trap 'rm -f "$f"' EXIT; cat > "$f" && sudo -n bash "$f" </dev/null`;
+
+/** What the VM test host replays: exactly what remote.Command receives. */
+export interface StepSpec {
+  name: string;
+  create: string;
+  stdin: string;
+  triggers: string[];
+  logging: string;
+  dependsOn: string[];
+}
+
+/** The SSH connection every step uses (the `deploy` user, key auth). */
+export interface HostConnection {
+  host: pulumi.Input<string>;
+  port: pulumi.Input<number>;
+  user: pulumi.Input<string>;
+  privateKey: pulumi.Input<string>;
+}
+
+/** Args every step takes besides its own. */
+export interface HostStepArgs {
+  connection: HostConnection;
+  /** Changes when the host is replaced (droplet id), so a new host re-runs every step. */
+  hostId: pulumi.Input<string>;
+  /** Steps that must have run first; their fingerprints are part of this step's triggers. */
+  after: HostStep[];
+}
+
+export type StepParams = Record<string, pulumi.Input<string | number | boolean>>;
+
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export function sha256(text: string): string {
+  return crypto.createHash("sha256").update(text).digest("hex");
+}
+
+export function readScript(file: string): string {
+  return fs.readFileSync(path.join(SCRIPTS_DIR, file), "utf8");
+}
+
+/** A shipped operator tool, as the base64 a step installs with `install_b64`. */
+export function toolB64(file: string): string {
+  return Buffer.from(readScript(path.join("tools", file))).toString("base64");
+}
+
+/** The stdin of a step: header, one export per parameter (sorted), lib.sh, the step's script. */
+export function renderStdin(step: string, params: Record<string, string>): string {
+  const exports = Object.keys(params)
+    .sort()
+    .map((k) => {
+      if (!/^[A-Z][A-Z0-9_]*$/.test(k)) throw new Error(`step ${step}: bad parameter name ${k}`);
+      return `export ${k}=${shellQuote(params[k])}`;
+    });
+  return [`# nodehost step: ${step}`, ...exports, readScript("lib.sh"), readScript(`${step}.sh`)].join("\n");
+}
+
+export abstract class HostStep extends pulumi.ComponentResource {
+  /** The script's name in scripts/ without .sh; also the step's name in docs and tests. */
+  public readonly stepName: string;
+  public readonly dependsOnSteps: string[];
+  /** sha256 over this step's triggers: what later steps put in theirs. */
+  public fingerprint!: pulumi.Output<string>;
+  public spec!: pulumi.Output<StepSpec>;
+  public command!: remote.Command;
+
+  protected constructor(
+    type: string,
+    name: string,
+    stepName: string,
+    args: HostStepArgs,
+    opts?: pulumi.ComponentResourceOptions,
+  ) {
+    super(type, name, {}, opts);
+    this.stepName = stepName;
+    this.dependsOnSteps = args.after.map((s) => s.stepName);
+  }
+
+  /**
+   * Declares the remote command. `secret` marks a step whose parameters hold a secret: its stdin
+   * is a Pulumi secret and its output is not logged.
+   */
+  protected run(
+    name: string,
+    args: HostStepArgs,
+    params: StepParams,
+    options: { secret: boolean; timeoutMinutes: number; dialErrorLimit?: number; deletedWith?: pulumi.Resource },
+  ): void {
+    const stdin = pulumi
+      .all(Object.entries(params).map(([k, v]) => pulumi.output(v).apply((x) => [k, String(x)] as const)))
+      .apply((pairs) => renderStdin(this.stepName, Object.fromEntries(pairs)));
+    const triggers = pulumi
+      .all([stdin, args.hostId, ...args.after.map((s) => s.fingerprint)])
+      .apply(([text, hostId, ...upstream]) => [sha256(text), String(hostId), ...upstream]);
+    const logging = options.secret ? "none" : "stdoutAndStderr";
+    const c = args.connection;
+
+    this.command = new remote.Command(
+      `${name}-run`,
+      {
+        connection: {
+          host: c.host,
+          port: c.port,
+          user: c.user,
+          privateKey: c.privateKey,
+          dialErrorLimit: options.dialErrorLimit ?? 10,
+          perDialTimeout: 30,
+        },
+        create: STEP_WRAPPER,
+        stdin: options.secret ? pulumi.secret(stdin) : stdin,
+        triggers,
+        logging,
+      },
+      {
+        parent: this,
+        dependsOn: args.after.map((s) => s.command),
+        customTimeouts: { create: `${options.timeoutMinutes}m`, update: `${options.timeoutMinutes}m` },
+        deletedWith: options.deletedWith,
+      },
+    );
+    this.fingerprint = triggers.apply((t) => sha256(JSON.stringify(t)));
+    this.spec = pulumi.all([stdin, triggers]).apply(([text, t]) => ({
+      name: this.stepName,
+      create: STEP_WRAPPER,
+      stdin: text,
+      triggers: t,
+      logging,
+      dependsOn: this.dependsOnSteps,
+    }));
+  }
+}

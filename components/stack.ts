@@ -1,0 +1,147 @@
+// The whole stack: cloud resources (or an existing host), then the host steps, then the outputs.
+import * as pulumi from "@pulumi/pulumi";
+import { StackConfig } from "./config";
+import { BackupBucket } from "./cloud/bucket";
+import { cloudInitUserData } from "./cloud/cloud-init";
+import { Dns } from "./cloud/dns";
+import { Monitoring } from "./cloud/monitoring";
+import { Network } from "./cloud/network";
+import { StackProject } from "./cloud/project";
+import { Server } from "./cloud/server";
+import { BackupTarget, DEPLOY_USER, Host } from "./host";
+import { HostConnection, HostStep } from "./host/step";
+
+export interface Stack {
+  outputs: Record<string, pulumi.Output<unknown>>;
+  steps: HostStep[];
+}
+
+interface Target {
+  connection: HostConnection;
+  hostId: pulumi.Input<string>;
+  dataDevice: pulumi.Input<string>;
+  backup: BackupTarget;
+  publicIp: pulumi.Output<string>;
+  extraOutputs: Record<string, pulumi.Output<unknown>>;
+}
+
+function digitalOceanTarget(cfg: StackConfig, name: string): Target {
+  const tag = `${name}`;
+  const network = new Network(name, {
+    region: cfg.droplet.region,
+    tag,
+    sshAllowFrom: cfg.ssh.allowFrom,
+    sshOpenToWorld: cfg.ssh.openToWorld,
+    ipRange: cfg.droplet.vpcIpRange,
+  });
+  const server = new Server(name, {
+    region: cfg.droplet.region,
+    size: cfg.droplet.size,
+    image: cfg.droplet.image,
+    vpcId: network.vpcId,
+    userData: cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: cfg.ssh.publicKeys }),
+    sshPublicKey: cfg.ssh.publicKeys[0],
+    volumeSizeGb: cfg.droplet.volumeSizeGb,
+    backups: cfg.droplet.backups,
+    ipv6: cfg.droplet.ipv6,
+    tags: [tag, ...cfg.droplet.tags],
+    protect: cfg.protect,
+  }, { dependsOn: [network] });
+  const dns = new Dns(name, {
+    domain: cfg.domain,
+    subdomain: cfg.subdomain,
+    createDomain: cfg.dns.createDomain,
+    ttl: cfg.dns.ttl,
+    ipv4: server.reservedIp,
+    ipv6: cfg.droplet.ipv6 ? server.ipv6Address : undefined,
+    protect: cfg.protect,
+  });
+  const bucket = new BackupBucket(`${name}-backups`, {
+    region: cfg.backup.region,
+    bucketName: cfg.backup.bucketName,
+    create: cfg.backup.createBucket,
+    retentionDays: cfg.backup.retentionRemoteDays,
+    protect: cfg.protect,
+  });
+  new Monitoring(name, {
+    dropletId: server.dropletId,
+    healthUrl: `https://${cfg.siteNames[0]}/api/health`,
+    backupHeartbeatUrl: `https://${cfg.siteNames[0]}/healthz/backup`,
+    emails: cfg.alerts.emails,
+    slack: cfg.slackWebhookUrl ? { channel: cfg.alerts.slackChannel, url: cfg.slackWebhookUrl } : undefined,
+    cpuPercent: cfg.alerts.cpuPercent,
+    memoryPercent: cfg.alerts.memoryPercent,
+    diskPercent: cfg.alerts.diskPercent,
+    uptimeCheck: cfg.alerts.uptimeCheck,
+  });
+  const urns = [server.dropletUrn, server.volumeUrn, server.reservedIpUrn, network.vpcUrn];
+  if (dns.domainUrn) urns.push(dns.domainUrn);
+  if (bucket.bucketUrn) urns.push(bucket.bucketUrn);
+  new StackProject(name, {
+    environment: cfg.stack === "production" ? "Production" : "Staging",
+    description: `${cfg.siteNames[0]}: Node.js app, PostgreSQL, Redis (managed by Pulumi)`,
+    resourceUrns: urns,
+  });
+
+  return {
+    // The droplet's own address: the reserved IP may still be moving during a rebuild.
+    connection: { host: server.ipv4Address, port: 22, user: DEPLOY_USER, privateKey: cfg.sshPrivateKey },
+    hostId: server.dropletId,
+    dataDevice: server.dataDevice,
+    backup: {
+      endpoint: bucket.endpoint,
+      region: cfg.backup.region,
+      bucket: bucket.bucketName,
+      accessKey: bucket.accessKey,
+      secretKey: bucket.secretKey,
+    },
+    publicIp: server.reservedIp,
+    extraOutputs: { bucketName: bucket.bucketName, dropletId: server.dropletId },
+  };
+}
+
+function existingTarget(cfg: StackConfig): Target {
+  const host = cfg.existingHost!;
+  return {
+    connection: { host: host.address, port: host.port, user: host.user, privateKey: cfg.sshPrivateKey },
+    hostId: `${host.address}:${host.port}`,
+    dataDevice: host.dataDevice,
+    backup: {
+      endpoint: cfg.backup.endpoint!,
+      region: cfg.backup.region,
+      bucket: cfg.backup.bucketName!,
+      accessKey: cfg.backupAccessKey!,
+      secretKey: cfg.backupSecretKey!,
+    },
+    publicIp: pulumi.output(host.address),
+    extraOutputs: { bucketName: pulumi.output(cfg.backup.bucketName!) },
+  };
+}
+
+/** Declares every resource of the stack from a validated config. */
+export function createStack(cfg: StackConfig): Stack {
+  const name = `${cfg.project}-${cfg.stack}`;
+  const target = cfg.hostMode === "digitalocean" ? digitalOceanTarget(cfg, name) : existingTarget(cfg);
+  const host = new Host(name, {
+    config: cfg,
+    connection: target.connection,
+    hostId: target.hostId,
+    dataDevice: target.dataDevice,
+    backup: target.backup,
+  });
+  const c = target.connection;
+  const portFlag = c.port === 22 ? "" : ` -p ${c.port}`;
+  return {
+    steps: host.steps,
+    outputs: {
+      publicIp: target.publicIp,
+      url: pulumi.output(`https://${cfg.siteNames[0]}`),
+      urls: pulumi.output(cfg.siteNames.map((n) => `https://${n}`)),
+      healthUrl: pulumi.output(`https://${cfg.siteNames[0]}/api/health`),
+      sshCommand: pulumi.interpolate`ssh${portFlag} ${c.user}@${target.publicIp}`,
+      basicAuthUser: pulumi.output(cfg.nginx.basicAuthUser),
+      basicAuthPassword: pulumi.secret(host.basicAuthPassword),
+      ...target.extraOutputs,
+    },
+  };
+}
