@@ -250,6 +250,15 @@ function decode(value: string): unknown {
   }
 }
 
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let v = root;
+  for (const p of path) v = v !== null && typeof v === "object" ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
+}
+
+const article = (t: string) => (/^[aeiou]/.test(t) ? `an ${t}` : `a ${t}`);
+const describe = (v: unknown) => (Array.isArray(v) ? "a list" : v === null ? "null" : article(typeof v));
+
 function keyPath(path: PropertyKey[]): string {
   const [top, ...rest] = path.map(String);
   return `${NAMESPACE}:${top ?? ""}${rest.map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join("")}`;
@@ -276,8 +285,9 @@ export function parseConfig(
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
         for (const k of issue.keys) problems.push(`${keyPath([...issue.path, k])}: unknown key (misspelt?)`);
-      } else if (issue.code === "invalid_type" && issue.input === undefined) {
-        problems.push(`${keyPath(issue.path)}: is required`);
+      } else if (issue.code === "invalid_type") {
+        const got = valueAt(ours, issue.path);
+        problems.push(`${keyPath(issue.path)}: ${got === undefined ? "is required" : `must be ${article(issue.expected)} (got ${describe(got)})`}`);
       } else {
         problems.push(`${keyPath(issue.path)}: ${issue.message}`);
       }

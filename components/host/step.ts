@@ -61,15 +61,20 @@ export function toolB64(file: string): string {
   return Buffer.from(readScript(path.join("tools", file))).toString("base64");
 }
 
-/** The stdin of a step: header, one export per parameter (sorted), lib.sh, the step's script. */
-export function renderStdin(step: string, params: Record<string, string>): string {
+/** The scripts a step sends: lib.sh then scripts/<step>.sh, read when the step is declared. */
+export function stepScript(step: string): string {
+  return [readScript("lib.sh"), readScript(`${step}.sh`)].join("\n");
+}
+
+/** The stdin of a step: header, one export per parameter (sorted), then the script text. */
+export function renderStdin(step: string, params: Record<string, string>, script: string): string {
   const exports = Object.keys(params)
     .sort()
     .map((k) => {
       if (!/^[A-Z][A-Z0-9_]*$/.test(k)) throw new Error(`step ${step}: bad parameter name ${k}`);
       return `export ${k}=${shellQuote(params[k])}`;
     });
-  return [`# nodehost step: ${step}`, ...exports, readScript("lib.sh"), readScript(`${step}.sh`)].join("\n");
+  return [`# nodehost step: ${step}`, ...exports, script].join("\n");
 }
 
 export abstract class HostStep extends pulumi.ComponentResource {
@@ -103,9 +108,10 @@ export abstract class HostStep extends pulumi.ComponentResource {
     params: StepParams,
     options: { secret: boolean; timeoutMinutes: number; dialErrorLimit?: number; deletedWith?: pulumi.Resource },
   ): void {
+    const script = stepScript(this.stepName);
     const stdin = pulumi
       .all(Object.entries(params).map(([k, v]) => pulumi.output(v).apply((x) => [k, String(x)] as const)))
-      .apply((pairs) => renderStdin(this.stepName, Object.fromEntries(pairs)));
+      .apply((pairs) => renderStdin(this.stepName, Object.fromEntries(pairs), script));
     const triggers = pulumi
       .all([stdin, args.hostId, ...args.after.map((s) => s.fingerprint)])
       .apply(([text, hostId, ...upstream]) => [sha256(text), String(hostId), ...upstream]);
