@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Step base: security updates, fail2ban, UFW, SSH hardening, swap, time sync, the data volume.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+set -euo pipefail
+
+require_nonempty DEPLOY_USER SWAP_MB DATA_DEVICE DATA_MOUNT SSH_PORT
+[[ $SWAP_MB =~ ^[0-9]+$ ]] || die "SWAP_MB must be a number of MiB (0 = no swap), got '$SWAP_MB'"
+[[ $SSH_PORT =~ ^[0-9]+$ ]] || die "SSH_PORT must be a port number, got '$SSH_PORT'"
+[[ $DATA_MOUNT == /* && $DATA_MOUNT != / ]] || die "DATA_MOUNT must be an absolute path other than /"
+
+apt_install unattended-upgrades fail2ban python3-systemd ufw
+
+# --- Security updates -------------------------------------------------------------------------
+write_file /etc/apt/apt.conf.d/20auto-upgrades 0644 root:root <<'CONF'
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+APT::Periodic::AutocleanInterval "7";
+CONF
+ensure_service unattended-upgrades
+
+# --- fail2ban: trixie logs sshd only to the journal, so the jail reads it there ---------------
+write_file /etc/fail2ban/jail.d/nodehost.local 0644 root:root <<CONF
+[sshd]
+enabled = true
+backend = systemd
+port = ${SSH_PORT}
+maxretry = 5
+findtime = 10m
+bantime = 1h
+CONF
+if [[ $WRITE_CHANGED == 1 ]] && systemctl is-active --quiet fail2ban; then
+  systemctl restart fail2ban
+fi
+ensure_service fail2ban
+
+# --- UFW: deny inbound except SSH, HTTP, HTTPS (Docker publishes only on 127.0.0.1) ------------
+ufw_status=$(ufw status verbose)
+if ! grep -q '^Default: deny (incoming)' <<<"$ufw_status"; then
+  ufw default deny incoming >/dev/null
+  changed "ufw default deny incoming"
+fi
+if ! grep -q 'allow (outgoing)' <<<"$ufw_status"; then
+  ufw default allow outgoing >/dev/null
+  changed "ufw default allow outgoing"
+fi
+for port in "$SSH_PORT" 80 443; do
+  if ! grep -Eq "^${port}/tcp +ALLOW IN +Anywhere( |$)" <<<"$ufw_status"; then
+    ufw allow "${port}/tcp" >/dev/null
+    changed "ufw allow ${port}/tcp"
+  fi
+done
+if ! grep -q '^Status: active' <<<"$ufw_status"; then
+  ufw --force enable >/dev/null
+  changed "ufw enabled"
+fi
+
+# --- SSH: no root, no passwords; only once the deploy user can get in with a key and sudo ------
+id "$DEPLOY_USER" >/dev/null 2>&1 || die "deploy user $DEPLOY_USER does not exist"
+deploy_home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
+keys=$deploy_home/.ssh/authorized_keys
+grep -Eq '^(ssh-|ecdsa-|sk-)' "$keys" 2>/dev/null ||
+  die "$keys has no SSH key: refusing to disable password and root login (it would lock us out)"
+sudo -l -U "$DEPLOY_USER" 2>/dev/null | grep -q '(ALL' ||
+  die "$DEPLOY_USER has no sudo rights: refusing to disable root login"
+
+# sshd keeps the first value it reads and includes sshd_config.d/*.conf in lexical order, so this
+# file sorts before cloud-init's 50-cloud-init.conf (which may say PasswordAuthentication yes).
+hardening=/etc/ssh/sshd_config.d/01-nodehost.conf
+previous=$(cat "$hardening" 2>/dev/null || true)
+write_file "$hardening" 0644 root:root <<CONF
+# Written by nodehost (base step).
+Port ${SSH_PORT}
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+CONF
+if [[ $WRITE_CHANGED == 1 ]]; then
+  if ! sshd_err=$(sshd -t 2>&1); then
+    if [[ -n $previous ]]; then printf '%s\n' "$previous" >"$hardening"; else rm -f "$hardening"; fi
+    die "sshd -t rejected the hardening drop-in (restored the previous one): $sshd_err"
+  fi
+  systemctl reload ssh
+  changed "sshd reloaded"
+fi
+
+# --- Swap ---------------------------------------------------------------------------------------
+swapfile=/swapfile
+if [[ $SWAP_MB -gt 0 ]]; then
+  if [[ ! -f $swapfile ]]; then
+    fallocate -l "${SWAP_MB}M" "$swapfile" 2>/dev/null ||
+      dd if=/dev/zero of="$swapfile" bs=1M count="$SWAP_MB" status=none
+    chmod 600 "$swapfile"
+    mkswap "$swapfile" >/dev/null
+    changed "created ${SWAP_MB} MiB $swapfile"
+  fi
+  if ! swapon --show=NAME --noheadings | grep -qx "$swapfile"; then
+    swapon "$swapfile"
+    changed "swap on $swapfile"
+  fi
+  if ! grep -q "^$swapfile " /etc/fstab; then
+    echo "$swapfile none swap sw 0 0" >>/etc/fstab
+    changed "fstab: $swapfile"
+  fi
+  write_file /etc/sysctl.d/60-nodehost-swap.conf 0644 root:root <<<'vm.swappiness = 10'
+  [[ $WRITE_CHANGED == 1 ]] && sysctl -q -p /etc/sysctl.d/60-nodehost-swap.conf
+elif [[ -f $swapfile ]] && grep -q "^$swapfile " /etc/fstab; then
+  if swapon --show=NAME --noheadings | grep -qx "$swapfile"; then swapoff "$swapfile"; fi
+  sed -i "\|^$swapfile |d" /etc/fstab
+  rm -f "$swapfile"
+  changed "removed $swapfile (SWAP_MB=0)"
+fi
+
+# --- Time sync (unless another NTP daemon already runs) -----------------------------------------
+if systemctl is-active --quiet chrony || systemctl is-active --quiet ntpsec || systemctl is-active --quiet ntp; then
+  log "time sync: an NTP daemon is already active"
+else
+  apt_install systemd-timesyncd
+  ensure_service systemd-timesyncd
+fi
+
+# --- Data volume: formatted only when blank, mounted by UUID ------------------------------------
+wait_until 120 "data volume $DATA_DEVICE" test -b "$DATA_DEVICE" || die "data volume $DATA_DEVICE not found"
+device=$(readlink -f "$DATA_DEVICE")
+fstype=$(blkid -p -o value -s TYPE "$device" 2>/dev/null || true)
+if [[ -z $fstype ]]; then
+  # Never reformat: anything blkid recognises (a filesystem, a partition table, RAID) stops us.
+  if blkid -p "$device" >/dev/null 2>&1; then
+    die "$DATA_DEVICE holds something blkid recognises but no filesystem; not touching it"
+  fi
+  mkfs.ext4 -q -L nodehost-data "$device"
+  changed "formatted blank volume $DATA_DEVICE as ext4"
+  fstype=ext4
+fi
+uuid=$(blkid -p -o value -s UUID "$device")
+[[ -n $uuid ]] || die "no UUID on $DATA_DEVICE"
+mkdir -p "$DATA_MOUNT"
+fstab_line="UUID=$uuid $DATA_MOUNT $fstype defaults,nofail,x-systemd.device-timeout=30s 0 2"
+if ! grep -qxF "$fstab_line" /etc/fstab; then
+  # Drop any older line for this mount point (another UUID after a volume swap) and add ours.
+  awk -v m="$DATA_MOUNT" '$2 != m' /etc/fstab >/etc/fstab.nodehost
+  echo "$fstab_line" >>/etc/fstab.nodehost
+  chmod 644 /etc/fstab.nodehost
+  mv /etc/fstab.nodehost /etc/fstab
+  systemctl daemon-reload
+  changed "fstab: $DATA_MOUNT by UUID=$uuid"
+fi
+if mountpoint -q "$DATA_MOUNT"; then
+  mounted=$(findmnt -n -o SOURCE --target "$DATA_MOUNT")
+  [[ $(readlink -f "$mounted") == "$device" ]] ||
+    die "$DATA_MOUNT is mounted from $mounted, not $DATA_DEVICE ($device)"
+else
+  mount "$DATA_MOUNT"
+  changed "mounted $DATA_DEVICE at $DATA_MOUNT"
+fi
+
+step_done base

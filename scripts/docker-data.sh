@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Step docker-data: Docker from Debian; PostgreSQL and Redis containers on 127.0.0.1, data on the volume.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+set -euo pipefail
+
+require_nonempty DATA_MOUNT POSTGRES_IMAGE REDIS_IMAGE POSTGRES_USER POSTGRES_DB POSTGRES_PASSWORD REDIS_PASSWORD
+require_vars IMAGE_PRELOAD_DIR
+[[ $POSTGRES_USER =~ ^[a-z_][a-z0-9_]*$ ]] || die "POSTGRES_USER must be a plain lower-case identifier"
+[[ $POSTGRES_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "POSTGRES_DB must be a plain lower-case identifier"
+for secret in POSTGRES_PASSWORD REDIS_PASSWORD; do
+  [[ ${!secret} != *$'\n'* && ${!secret} != *' '* ]] || die "$secret must be one line without spaces"
+done
+mountpoint -q "$DATA_MOUNT" || die "$DATA_MOUNT is not a mounted volume (the base step mounts it)"
+
+ETC=/etc/nodehost
+PG_NAME=nodehost-postgres
+REDIS_NAME=nodehost-redis
+
+apt_install docker.io apparmor
+
+# Container logs rotate; a change here needs a daemon restart (containers come back by policy).
+write_file /etc/docker/daemon.json 0644 root:root <<'JSON'
+{
+  "log-driver": "json-file",
+  "log-opts": { "max-size": "10m", "max-file": "3" }
+}
+JSON
+daemon_changed=$WRITE_CHANGED
+ensure_service docker
+if [[ $daemon_changed == 1 ]]; then
+  systemctl restart docker
+  changed "docker restarted for daemon.json"
+fi
+# Under emulation dockerd answers ~30 s after it is "active".
+wait_until 300 "the Docker daemon" docker info >/dev/null 2>&1 || die "the Docker daemon does not answer"
+
+ensure_image() {
+  local image=$1 tar
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  if [[ -n $IMAGE_PRELOAD_DIR && -d $IMAGE_PRELOAD_DIR ]]; then
+    for tar in "$IMAGE_PRELOAD_DIR"/*.tar; do
+      [[ -f $tar ]] || continue
+      docker load -q -i "$tar" >/dev/null
+      changed "docker load $tar"
+      docker image inspect "$image" >/dev/null 2>&1 && return 0
+    done
+  fi
+  docker pull -q "$image" >/dev/null || die "image $image is neither preloaded in '$IMAGE_PRELOAD_DIR' nor pullable"
+  changed "docker pull $image"
+}
+ensure_image "$POSTGRES_IMAGE"
+ensure_image "$REDIS_IMAGE"
+
+# --- Secrets: 0600 files, never on a command line ----------------------------------------------
+install -d -m 0700 -o root -g root "$ETC"
+write_file "$ETC/postgres.env" 0600 root:root <<ENV
+POSTGRES_USER=$POSTGRES_USER
+POSTGRES_PASSWORD=$POSTGRES_PASSWORD
+POSTGRES_DB=$POSTGRES_DB
+ENV
+pg_env_changed=$WRITE_CHANGED
+
+# Redis runs as the image's own redis user, which must read its conf and own its data dir.
+redis_ids=$(docker run --rm --entrypoint id "$REDIS_IMAGE" -u redis):$(docker run --rm --entrypoint id "$REDIS_IMAGE" -g redis)
+install -d -m 0700 -o root -g root "$ETC/redis"
+write_file "$ETC/redis/redis.conf" 0600 "$redis_ids" <<CONF
+# Written by nodehost (docker-data step). Published on the host's 127.0.0.1 only.
+bind 0.0.0.0
+port 6379
+dir /data
+requirepass $REDIS_PASSWORD
+appendonly yes
+appendfsync everysec
+save 3600 1 300 100 60 10000
+CONF
+write_file "$ETC/redis-cli.env" 0600 root:root <<<"REDISCLI_AUTH=$REDIS_PASSWORD"
+
+install -d -m 0700 "$DATA_MOUNT/postgres"
+install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
+
+# --- Containers: recreated only when their desired spec (a hash label) changes -----------------
+# ensure_container NAME IMAGE HASH_INPUT DOCKER_RUN_ARGS... -- IMAGE_ARGS...
+ensure_container() {
+  local name=$1 image=$2 extra=$3 spec current run_args=() cmd_args=()
+  shift 3
+  while [[ $# -gt 0 && $1 != -- ]]; do
+    run_args+=("$1")
+    shift
+  done
+  [[ $# -gt 0 ]] && shift
+  cmd_args=("$@")
+  spec=$(printf '%s\n' "$image" "$(docker image inspect -f '{{.Id}}' "$image")" "$extra" \
+    "${run_args[@]}" -- "${cmd_args[@]}" | sha256sum | cut -c1-32)
+  current=$(docker inspect -f '{{index .Config.Labels "nodehost.spec"}}' "$name" 2>/dev/null || true)
+  if [[ $current == "$spec" ]]; then
+    if [[ $(docker inspect -f '{{.State.Running}}' "$name") != true ]]; then
+      docker start "$name" >/dev/null
+      changed "started $name"
+    fi
+    return 0
+  fi
+  if docker inspect "$name" >/dev/null 2>&1; then
+    docker stop -t 60 "$name" >/dev/null
+    docker rm "$name" >/dev/null
+  fi
+  docker run -d --name "$name" --label "nodehost.spec=$spec" --restart unless-stopped \
+    --log-opt max-size=10m --log-opt max-file=3 "${run_args[@]}" "$image" "${cmd_args[@]}" >/dev/null
+  changed "container $name (re)created"
+}
+
+# POSTGRES_PASSWORD only applies to a blank data dir: an existing one gets ALTER USER below.
+pg_initialized=0
+[[ -f $DATA_MOUNT/postgres/PG_VERSION ]] && pg_initialized=1
+# shellcheck disable=SC2016 # $POSTGRES_* expand inside the container, from its env file.
+pg_run=(
+  --env-file "$ETC/postgres.env"
+  -e PGDATA=/var/lib/postgresql/data
+  -v "$DATA_MOUNT/postgres:/var/lib/postgresql/data"
+  -p 127.0.0.1:5432:5432
+  --shm-size 256m --stop-timeout 60
+  # TCP, not the socket: during first init the entrypoint's temporary server listens on the socket only.
+  --health-cmd 'pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+  --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 120s
+)
+ensure_container "$PG_NAME" "$POSTGRES_IMAGE" "$(sha256sum "$ETC/postgres.env")" "${pg_run[@]}" --
+
+# Redis runs as the image's redis user with our conf; the entrypoint is bypassed so any image
+# that has redis-server on its PATH (official or a mirror built from Debian) behaves the same.
+redis_run=(
+  --user "$redis_ids"
+  --entrypoint redis-server
+  --env-file "$ETC/redis-cli.env"
+  -v "$DATA_MOUNT/redis:/data"
+  -v "$ETC/redis/redis.conf:/etc/nodehost-redis.conf:ro"
+  -p 127.0.0.1:6379:6379
+  --stop-timeout 30
+  --health-cmd 'redis-cli ping | grep -q PONG'
+  --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 30s
+)
+ensure_container "$REDIS_NAME" "$REDIS_IMAGE" "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis-cli.env")" \
+  "${redis_run[@]}" -- /etc/nodehost-redis.conf
+
+healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null) == healthy ]]; }
+for name in "$PG_NAME" "$REDIS_NAME"; do
+  if ! wait_until 600 "$name to be healthy" healthy "$name"; then
+    docker logs --tail 30 "$name" >&2 || true
+    die "$name is not healthy after 10 minutes"
+  fi
+done
+log "containers healthy: $PG_NAME $REDIS_NAME"
+
+# --- Password rotation without data loss: POSTGRES_PASSWORD only applies to a blank data dir,
+# so an existing database gets the new password over the container's local socket.
+if [[ $pg_env_changed == 1 && $pg_initialized == 1 ]]; then
+  docker exec -i "$PG_NAME" psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null <<SQL
+ALTER USER "$POSTGRES_USER" WITH PASSWORD '${POSTGRES_PASSWORD//\'/\'\'}';
+SQL
+  changed "postgres password of $POSTGRES_USER set"
+fi
+
+step_done docker-data

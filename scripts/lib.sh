@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Helpers every host step uses: logging, parameter checks, apt, idempotent file writes.
+# Concatenated in front of each step's script on stdin (docs/host-steps.md); sourced by hand runs.
+# shellcheck disable=SC2034 # WRITE_CHANGED is read by the steps after write_file.
+set -euo pipefail
+
+NODEHOST_CHANGES=0
+# Set by write_file: 1 when the last call rewrote the file (content, mode or owner), else 0.
+WRITE_CHANGED=0
+
+log() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# One line per thing changed; step_done says "unchanged: <step>" when nothing was.
+changed() {
+  NODEHOST_CHANGES=$((NODEHOST_CHANGES + 1))
+  log "changed: $*"
+}
+unchanged() { log "unchanged: $*"; }
+step_done() {
+  if [[ $NODEHOST_CHANGES -eq 0 ]]; then unchanged "$1"; else log "done: $1 ($NODEHOST_CHANGES changed)"; fi
+}
+
+# require_vars NAME... : fails naming every unset one at once (empty counts as set).
+require_vars() {
+  local name missing=()
+  for name in "$@"; do
+    [[ -n ${!name+x} ]] || missing+=("$name")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    die "missing parameters: ${missing[*]}"
+  fi
+}
+
+# require_nonempty NAME... : like require_vars, and each must be non-empty.
+require_nonempty() {
+  local name missing=()
+  for name in "$@"; do
+    [[ -n ${!name:-} ]] || missing+=("$name")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    die "empty or missing parameters: ${missing[*]}"
+  fi
+}
+
+# apt_install PKG... : installs only the packages that are not installed yet, without recommends.
+apt_install() {
+  local pkg missing=()
+  for pkg in "$@"; do
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh host's package lists may be stale or absent; refresh once per step run.
+  if [[ -z ${NODEHOST_APT_UPDATED:-} ]]; then
+    apt-get -q -o DPkg::Lock::Timeout=600 update
+    NODEHOST_APT_UPDATED=1
+  fi
+  apt-get -q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold install --no-install-recommends "${missing[@]}"
+  changed "installed ${missing[*]}"
+}
+
+# write_file PATH MODE OWNER[:GROUP] < content   (names or numeric ids)
+# Rewrites PATH (atomically, via a temp file beside it) only when its content, mode or owner
+# differ; then reports it and sets WRITE_CHANGED=1, else WRITE_CHANGED=0.
+write_file() {
+  local path=$1 mode=$2 owner=$3 group dir tmp uid gid
+  group=${owner#*:}
+  owner=${owner%%:*}
+  # Numeric ids are taken as they are (a container's user need not exist on the host).
+  if [[ $owner =~ ^[0-9]+$ ]]; then uid=$owner; else uid=$(id -u "$owner"); fi
+  if [[ $group == "$owner" || -z $group ]]; then
+    if [[ $owner =~ ^[0-9]+$ ]]; then gid=$owner; else gid=$(id -g "$owner"); fi
+  elif [[ $group =~ ^[0-9]+$ ]]; then
+    gid=$group
+  else
+    gid=$(getent group "$group" | cut -d: -f3)
+    [[ -n $gid ]] || die "write_file $path: no group $group"
+  fi
+  mode=$(printf '%o' "$((8#$mode))")
+  dir=$(dirname "$path")
+  mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.nodehost.XXXXXX")
+  cat >"$tmp"
+  WRITE_CHANGED=0
+  if [[ -f $path ]] && cmp -s "$tmp" "$path"; then
+    rm -f "$tmp"
+    if [[ $(stat -c '%a %u %g' "$path") != "$mode $uid $gid" ]]; then
+      chmod "$mode" "$path"
+      chown "$uid:$gid" "$path"
+      WRITE_CHANGED=1
+      changed "$path (mode/owner)"
+    fi
+    return 0
+  fi
+  chmod "$mode" "$tmp"
+  chown "$uid:$gid" "$tmp"
+  mv -f "$tmp" "$path"
+  WRITE_CHANGED=1
+  changed "$path"
+}
+
+# install_b64 BASE64 PATH MODE [OWNER] : decodes a shipped tool and writes it with write_file.
+install_b64() {
+  local b64=$1 path=$2 mode=$3 owner=${4:-root:root}
+  [[ -n $b64 ]] || die "install_b64: empty content for $path"
+  printf '%s' "$b64" | base64 -d | write_file "$path" "$mode" "$owner"
+}
+
+# remove_file PATH : deletes PATH if present, and says so.
+remove_file() {
+  if [[ -e $1 || -L $1 ]]; then
+    rm -f "$1"
+    changed "removed $1"
+  fi
+}
+
+# wait_until SECONDS DESCRIPTION CMD... : retries CMD every 2 s until it succeeds or time runs out.
+wait_until() {
+  local limit=$1 what=$2 start=$SECONDS
+  shift 2
+  until "$@"; do
+    if ((SECONDS - start >= limit)); then
+      warn "gave up after ${limit}s waiting for $what"
+      return 1
+    fi
+    sleep 2
+  done
+}
+
+# ensure_service NAME : enabled and running (started now if not).
+ensure_service() {
+  local unit=$1
+  if ! systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+    systemctl enable --quiet "$unit"
+    changed "enabled $unit"
+  fi
+  if ! systemctl is-active --quiet "$unit"; then
+    systemctl start "$unit"
+    changed "started $unit"
+  fi
+}
