@@ -11,6 +11,8 @@ export interface Recorded {
   name: string;
   inputs: Record<string, any>;
   opts: pulumi.CustomResourceOptions;
+  /** The inputs as the program passed them (Outputs kept, so secrecy can be checked). */
+  props: Record<string, unknown>;
 }
 
 /** The checked-in stack file as the flat map Pulumi hands the program. */
@@ -69,6 +71,18 @@ function computed(type: string, name: string): Record<string, unknown> {
   }
 }
 
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+
+/** Mocks receive secret inputs wrapped in Pulumi's secret envelope; tests want the values. */
+function unwrapSecrets(v: any): any {
+  if (Array.isArray(v)) return v.map(unwrapSecrets);
+  if (v !== null && typeof v === "object") {
+    if (v[SECRET_SIG] !== undefined && "value" in v) return unwrapSecrets(v.value);
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+  }
+  return v;
+}
+
 export interface Run {
   resources: Recorded[];
   /** Custom resources only (what a cloud provider or the command provider would create). */
@@ -81,10 +95,12 @@ export interface Run {
 export async function runProgram(stack: string, program: () => unknown): Promise<Run> {
   const recorded = new Map<string, Recorded>();
   const inputs = new Map<string, Record<string, any>>();
+  const customs = new Set<string>();
   pulumi.runtime.setMocks(
     {
       newResource: (args: pulumi.runtime.MockResourceArgs) => {
-        inputs.set(`${args.type}::${args.name}`, args.inputs);
+        inputs.set(`${args.type}::${args.name}`, unwrapSecrets(args.inputs));
+        if (args.custom) customs.add(`${args.type}::${args.name}`);
         return { id: `${args.name}-id`, state: { ...args.inputs, ...computed(args.type, args.name) } };
       },
       call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
@@ -97,7 +113,7 @@ export async function runProgram(stack: string, program: () => unknown): Promise
   try {
     await pulumi.runtime.runInPulumiStack(async () => {
       pulumi.runtime.registerStackTransformation((a) => {
-        recorded.set(`${a.type}::${a.name}`, { type: a.type, name: a.name, inputs: {}, opts: a.opts });
+        recorded.set(`${a.type}::${a.name}`, { type: a.type, name: a.name, inputs: {}, opts: a.opts, props: a.props });
         return undefined;
       });
       run.result = await program();
@@ -109,7 +125,7 @@ export async function runProgram(stack: string, program: () => unknown): Promise
   await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
   for (const [key, r] of recorded) r.inputs = inputs.get(key) ?? {};
   run.resources = [...recorded.values()];
-  run.custom = run.resources.filter((r) => inputs.has(`${r.type}::${r.name}`));
+  run.custom = run.resources.filter((r) => customs.has(`${r.type}::${r.name}`));
   return run;
 }
 

@@ -1,0 +1,32 @@
+// index.ts itself: bad config stops the program before a single resource is declared.
+import { expect, test, vi } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+import { stackFileConfig, withUserValues } from "./harness";
+
+test("invalid config throws a ConfigError naming every bad key and declares no resource", async () => {
+  const declared: string[] = [];
+  pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        declared.push(`${args.type}::${args.name}`);
+        return { id: `${args.name}-id`, state: args.inputs };
+      },
+      call: (args) => args.inputs,
+    },
+    "nodehost",
+    "production",
+  );
+  const { raw, secretKeys } = withUserValues(stackFileConfig("production"));
+  pulumi.runtime.setAllConfig(
+    { ...raw, "nodehost:domian": "typo.example", "nodehost:droplet": JSON.stringify({ region: "mars1" }) },
+    secretKeys,
+  );
+  vi.resetModules();
+  const error = await import("../../index").then(() => undefined, (e: Error) => e);
+  await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
+
+  expect(error?.name).toBe("ConfigError");
+  expect(error?.message).toContain("nodehost:domian: unknown key (misspelt?)");
+  expect(error?.message).toContain("nodehost:droplet.region: Invalid option");
+  expect(declared).toEqual([]);
+});

@@ -1,0 +1,128 @@
+// The host steps as Pulumi sees them: script, parameters, triggers, order, logging and secrecy.
+import * as fs from "fs";
+import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
+import { beforeAll, describe, expect, test } from "vitest";
+import { parseConfig } from "../../components/config";
+import { StepSpec } from "../../components/host/step";
+import { STEP_WRAPPER, sha256 } from "../../components/host/step";
+import { createStack } from "../../components/stack";
+import { Recorded, resolve, Run, runProgram, ROOT, stackFileConfig, withUserValues } from "./harness";
+
+const ORDER = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
+const DEPENDS: Record<string, string[]> = {
+  "wait-for-boot": [],
+  base: ["wait-for-boot"],
+  "docker-data": ["base"],
+  backups: ["docker-data"],
+  "node-pm2": ["base"],
+  app: ["node-pm2", "backups"],
+  nginx: ["app"],
+  tls: ["nginx"],
+  "health-gate": ["tls"],
+};
+const SECRET_STEPS = ["docker-data", "backups", "app", "nginx"];
+
+interface Declared { run: Run; specs: StepSpec[]; commands: Recorded[] }
+
+async function declare(over: Record<string, string> = {}): Promise<Declared> {
+  const { raw, secretKeys } = withUserValues(stackFileConfig("production"));
+  let specs: StepSpec[] = [];
+  const run = await runProgram("production", async () => {
+    const s = createStack(parseConfig({ ...raw, ...over }, secretKeys, { project: "nodehost", stack: "production" }));
+    specs = await Promise.all(s.steps.map((st) => resolve(st.spec)));
+  });
+  if (run.error) throw run.error;
+  const commands = run.resources.filter((r) => r.type === "command:remote:Command");
+  return { run, specs, commands };
+}
+
+const script = (step: string) =>
+  [fs.readFileSync(path.join(ROOT, "scripts", "lib.sh"), "utf8"), fs.readFileSync(path.join(ROOT, "scripts", `${step}.sh`), "utf8")].join("\n");
+
+let d: Declared;
+beforeAll(async () => {
+  d = await declare();
+});
+
+describe("host steps", () => {
+  test("run in dependency order, each after exactly the steps it needs", () => {
+    expect(d.specs.map((s) => s.name)).toEqual(ORDER);
+    for (const s of d.specs) expect([s.name, s.dependsOn]).toEqual([s.name, DEPENDS[s.name]]);
+    const byName = new Map(d.commands.map((c) => [c.name, c]));
+    for (const s of d.specs) {
+      const deps = (byName.get(`nodehost-production-${s.name}-run`)!.opts.dependsOn ?? []) as pulumi.Resource[];
+      expect(deps.length).toBe(DEPENDS[s.name].length);
+    }
+  });
+
+  test("each command is the fixed wrapper and its stdin is the parameters then lib.sh and the step's own script", () => {
+    for (const s of d.specs) {
+      const cmd = d.commands.find((c) => c.name === `nodehost-production-${s.name}-run`)!;
+      expect(cmd.inputs.create).toBe(STEP_WRAPPER);
+      expect(cmd.inputs.stdin).toBe(s.stdin);
+      expect(s.stdin.startsWith(`# nodehost step: ${s.name}\n`)).toBe(true);
+      expect(s.stdin.endsWith(`\n${script(s.name)}`)).toBe(true);
+    }
+  });
+
+  test("parameters are single-quoted exports, with the values the config implies", () => {
+    const nginx = d.specs.find((s) => s.name === "nginx")!.stdin;
+    expect(nginx).toContain("export SERVER_NAMES='example.com www.example.com'\n");
+    expect(nginx).toContain("export APP_PORT='3081'\n");
+    expect(nginx).toContain("export BASIC_AUTH_USER='admin'\n");
+    const base = d.specs.find((s) => s.name === "base")!.stdin;
+    expect(base).toContain("export DATA_DEVICE='/dev/disk/by-id/scsi-0DO_Volume_nodehost-production-data'\n");
+    const data = d.specs.find((s) => s.name === "docker-data")!.stdin;
+    expect(data).toContain("export POSTGRES_IMAGE='postgres:16'\n");
+    expect(data).toContain("export REDIS_IMAGE='redis:7'\n");
+    const tls = d.specs.find((s) => s.name === "tls")!.stdin;
+    expect(tls).toContain("export ACME_SERVER='https://acme-v02.api.letsencrypt.org/directory'\n");
+  });
+
+  test("triggers are the stdin hash, the droplet id and the fingerprints of the steps before", () => {
+    const fp = new Map<string, string>();
+    for (const s of d.specs) {
+      const upstream = DEPENDS[s.name].map((n) => fp.get(n)!);
+      expect(s.triggers).toEqual([sha256(s.stdin), "nodehost-production-droplet-id", ...upstream]);
+      fp.set(s.name, sha256(JSON.stringify(s.triggers)));
+    }
+  });
+
+  test("steps that carry a secret send it only on stdin, as a Pulumi secret, and log nothing", async () => {
+    for (const s of d.specs) {
+      const cmd = d.commands.find((c) => c.name === `nodehost-production-${s.name}-run`)!;
+      const secret = SECRET_STEPS.includes(s.name);
+      expect([s.name, cmd.inputs.logging]).toEqual([s.name, secret ? "none" : "stdoutAndStderr"]);
+      expect([s.name, await pulumi.isSecret(pulumi.output(cmd.props.stdin))]).toEqual([s.name, secret]);
+      expect(cmd.inputs.environment).toBeUndefined();
+    }
+    const generated = ["postgres-password", "redis-password", "basic-auth-password"].map(
+      (n) => `generated-nodehost-production-${n}-0123456789`,
+    );
+    for (const s of d.specs) {
+      for (const g of generated) {
+        if (s.stdin.includes(g)) expect(SECRET_STEPS).toContain(s.name);
+      }
+    }
+    expect(d.specs.find((s) => s.name === "docker-data")!.stdin).toContain(`export POSTGRES_PASSWORD='${generated[0]}'`);
+  });
+
+  test("the first step dials SSH long enough for a droplet to boot; every step has a bounded timeout", () => {
+    const first = d.commands.find((c) => c.name === "nodehost-production-wait-for-boot-run")!;
+    expect(first.inputs.connection).toMatchObject({ user: "deploy", host: "203.0.113.50", port: 22, dialErrorLimit: 60 });
+    for (const c of d.commands) expect(c.opts.customTimeouts?.create).toMatch(/^\d+m$/);
+  });
+
+  test("a changed parameter re-triggers its step and the steps after it, and nothing else", async () => {
+    const changed = await declare({ "nodehost:nginx": JSON.stringify({ allowIps: ["198.51.100.0/24"] }) });
+    const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
+    expect(differs).toEqual(["nginx", "tls", "health-gate"]);
+  });
+
+  test("a changed Postgres image re-triggers docker-data and everything downstream of it only", async () => {
+    const changed = await declare({ "nodehost:images": JSON.stringify({ postgres: "registry.example.com/postgres:16" }) });
+    const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
+    expect(differs).toEqual(["docker-data", "backups", "app", "nginx", "tls", "health-gate"]);
+  });
+});
