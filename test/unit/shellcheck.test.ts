@@ -1,0 +1,21 @@
+// The shell that runs on hosts passes shellcheck (warnings and style included).
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { expect, test } from "vitest";
+import { ROOT } from "./harness";
+
+test("scripts/ and scripts/tools/ are shellcheck clean", () => {
+  const files = [
+    ...fs.readdirSync(path.join(ROOT, "scripts")).filter((f) => f.endsWith(".sh")).map((f) => `scripts/${f}`),
+    ...fs.readdirSync(path.join(ROOT, "scripts", "tools")).map((f) => `scripts/tools/${f}`),
+  ];
+  expect(files.length).toBeGreaterThan(10);
+  let out = "";
+  try {
+    out = execFileSync("shellcheck", ["-x", "-S", "style", "-s", "bash", ...files], { cwd: ROOT, encoding: "utf8" });
+  } catch (e) {
+    out = String((e as { stdout?: string }).stdout ?? e);
+  }
+  expect(out).toBe("");
+});
