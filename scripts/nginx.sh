@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Step nginx: the site (static UI with basic auth, /api/ proxied without it) rendered by nodehost-nginx-render.
+# shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+set -euo pipefail
+
+require_nonempty APP_NAME SERVER_NAMES APP_PORT BASIC_AUTH_USER BASIC_AUTH_PASSWORD NGINX_RENDER_B64
+require_vars ALLOW_IPS
+[[ $BASIC_AUTH_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "BASIC_AUTH_USER may hold letters, digits, . _ - only"
+[[ "$APP_NAME$SERVER_NAMES$APP_PORT$ALLOW_IPS" != *[\'\"\$\`\;]* ]] || die "quotes, \$, \` or ; in APP_NAME, SERVER_NAMES, APP_PORT or ALLOW_IPS"
+
+apt_install nginx openssl
+install -d -m 0755 /var/www/letsencrypt
+install -d -m 0700 /etc/nodehost
+install_b64 "$NGINX_RENDER_B64" /usr/local/sbin/nodehost-nginx-render 0755
+
+# --- Basic auth: apr1 hash computed from stdin; kept when it still matches (no churn per run) ----
+htpasswd_file=/etc/nginx/nodehost-$APP_NAME.htpasswd
+hash_of() { printf '%s' "$BASIC_AUTH_PASSWORD" | openssl passwd -apr1 -salt "$1" -stdin; }
+existing=$(cat "$htpasswd_file" 2>/dev/null || true)
+entry=""
+if [[ $existing == "$BASIC_AUTH_USER:\$apr1\$"* ]]; then
+  salt=$(cut -d'$' -f3 <<<"$existing")
+  [[ $existing == "$BASIC_AUTH_USER:$(hash_of "$salt")" ]] && entry=$existing
+fi
+[[ -n $entry ]] || entry="$BASIC_AUTH_USER:$(printf '%s' "$BASIC_AUTH_PASSWORD" | openssl passwd -apr1 -stdin)"
+write_file "$htpasswd_file" 0640 root:www-data <<<"$entry"
+
+write_file /etc/nodehost/nginx.env 0644 root:root <<ENV
+APP_NAME='$APP_NAME'
+SERVER_NAMES='$SERVER_NAMES'
+APP_PORT='$APP_PORT'
+ALLOW_IPS='$ALLOW_IPS'
+HTPASSWD_FILE='$htpasswd_file'
+ACME_WEBROOT='/var/www/letsencrypt'
+UI_ROOT='/srv/$APP_NAME/current/dist'
+ENV
+
+if [[ -e /etc/nginx/sites-enabled/default ]]; then
+  rm -f /etc/nginx/sites-enabled/default
+  changed "removed nginx default site"
+fi
+ensure_service nginx
+render_out=$(/usr/local/sbin/nodehost-nginx-render)
+case $render_out in
+  changed:*) changed "${render_out#changed: }" ;;
+  *) log "$render_out" ;;
+esac
+# Removing the default site alone also needs a reload (the renderer saw its own file unchanged).
+if [[ $NODEHOST_CHANGES -gt 0 ]]; then
+  nginx -t -q
+  systemctl reload nginx
+fi
+step_done nginx
