@@ -1,6 +1,6 @@
 // Step 7: Nginx serving the UI (basic auth) and proxying /api/ (no basic auth) to the app.
 import * as pulumi from "@pulumi/pulumi";
-import { HostStep, HostStepArgs } from "./step";
+import { HostStep, HostStepArgs, toolB64 } from "./step";
 
 export interface NginxArgs extends HostStepArgs {
   appName: string;
@@ -22,6 +22,7 @@ export class Nginx extends HostStep {
       BASIC_AUTH_USER: args.basicAuthUser,
       BASIC_AUTH_PASSWORD: args.basicAuthPassword,
       ALLOW_IPS: args.allowIps.join(" "),
+      NGINX_RENDER_B64: toolB64("nodehost-nginx-render"),
     }, { secret: true, timeoutMinutes: 20 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }
