@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Step backups: backup/restore/list tools, their config, the cron; restores the newest off-site
+# backup on a host whose database is empty and whose volume was never initialised (disaster recovery).
+# shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+set -euo pipefail
+
+require_nonempty APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
+  S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
+  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64
+require_vars S3_PREFIX
+[[ $BACKUP_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] ||
+  die "BACKUP_SCHEDULE must be five cron fields, got '$BACKUP_SCHEDULE'"
+[[ $RETENTION_LOCAL_DAYS =~ ^[0-9]+$ && $RETENTION_REMOTE_DAYS =~ ^[0-9]+$ ]] || die "retention must be whole days"
+for v in S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_REGION S3_PREFIX; do
+  [[ ${!v} != *[[:space:]]* ]] || die "$v must not contain whitespace"
+done
+mountpoint -q "$DATA_MOUNT" || die "$DATA_MOUNT is not a mounted volume (the base step mounts it)"
+ETC=/etc/nodehost
+BACKUP_DIR=$DATA_MOUNT/backups
+MARKER=$DATA_MOUNT/.nodehost-initialized
+
+apt_install s3cmd cron
+
+# --- Configuration: keys only in a 0600 file (s3cmd -c), never on a command line ---------------
+endpoint=${S3_ENDPOINT%/}
+case $endpoint in
+  http://*) use_https=False host=${endpoint#http://} ;;
+  https://*) use_https=True host=${endpoint#https://} ;;
+  *) use_https=True host=$endpoint ;;
+esac
+host=${host%%/*}
+install -d -m 0700 "$ETC"
+# host_bucket = host_base: path-style requests, which Spaces and any S3-compatible server accept.
+write_file "$ETC/s3cfg" 0600 root:root <<CFG
+[default]
+access_key = $S3_ACCESS_KEY
+secret_key = $S3_SECRET_KEY
+host_base = $host
+host_bucket = $host
+bucket_location = $S3_REGION
+use_https = $use_https
+signature_v2 = False
+check_ssl_certificate = True
+socket_timeout = 60
+CFG
+write_file "$ETC/backup.env" 0600 root:root <<ENV
+APP_NAME='$APP_NAME'
+DATA_MOUNT='$DATA_MOUNT'
+POSTGRES_USER='$POSTGRES_USER'
+POSTGRES_DB='$POSTGRES_DB'
+S3_BUCKET='$S3_BUCKET'
+S3_PREFIX='$S3_PREFIX'
+RETENTION_LOCAL_DAYS='$RETENTION_LOCAL_DAYS'
+RETENTION_REMOTE_DAYS='$RETENTION_REMOTE_DAYS'
+ENV
+install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
+install_b64 "$RESTORE_TOOL_B64" /usr/local/bin/nodehost-restore 0755
+install_b64 "$LIST_TOOL_B64" /usr/local/bin/nodehost-backups 0755
+install -d -m 0700 "$BACKUP_DIR"
+
+write_file /etc/cron.d/nodehost-backup 0644 root:root <<CRON
+# Written by nodehost (backups step). Log: /var/log/nodehost-backup.log and the journal.
+SHELL=/bin/bash
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+$BACKUP_SCHEDULE root /usr/local/bin/nodehost-backup --quiet >/dev/null
+CRON
+write_file /etc/logrotate.d/nodehost-backup 0644 root:root <<'ROT'
+/var/log/nodehost-backup.log {
+    weekly
+    rotate 8
+    missingok
+    notifempty
+    compress
+}
+ROT
+ensure_service cron
+
+# --- The bucket must answer now, not at the first cron run -------------------------------------
+S3_PREFIX=${S3_PREFIX#/}
+S3_PREFIX=${S3_PREFIX%/}
+remote_dir="s3://$S3_BUCKET/${S3_PREFIX:+$S3_PREFIX/}"
+if ! listing=$(s3cmd -c "$ETC/s3cfg" ls "$remote_dir" 2>&1); then
+  die "cannot list $remote_dir at $host: $(tail -n 2 <<<"$listing")"
+fi
+
+# --- Disaster recovery: empty database on a never-initialised volume + a backup in the bucket ----
+if [[ ! -f $MARKER ]]; then
+  wait_until 300 "PostgreSQL" docker exec nodehost-postgres pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" ||
+    die "PostgreSQL (nodehost-postgres) is not ready"
+  tables=$(docker exec nodehost-postgres psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
+    -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+  newest=$(awk '$1 != "DIR" { n = $4; sub(".*/", "", n); print n }' <<<"$listing" |
+    grep -E "^$APP_NAME-[0-9]{8}T[0-9]{6}Z\.tar\.gz$" | sort | tail -n 1 || true)
+  restored=none
+  if [[ $tables == 0 && -n $newest ]]; then
+    log "empty database on a new volume and $remote_dir$newest in the bucket: restoring it"
+    /usr/local/bin/nodehost-restore "$newest" --yes
+    restored=$newest
+    changed "restored $newest (disaster recovery)"
+  elif [[ $tables != 0 ]]; then
+    log "database already holds $tables tables: no restore"
+  else
+    log "no backup in $remote_dir: starting empty"
+  fi
+  printf 'initialized=%s\nrestored=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$restored" >"$MARKER.tmp"
+  mv "$MARKER.tmp" "$MARKER"
+  changed "$MARKER"
+fi
+
+step_done backups

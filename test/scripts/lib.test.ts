@@ -1,0 +1,91 @@
+// scripts/lib.sh run for real in bash: parameter checks, idempotent writes, apt_install's skip path.
+import * as fs from "fs";
+import * as path from "path";
+import { describe, expect, it } from "vitest";
+import { run, SCRIPTS, tmpDir } from "./helpers";
+
+const LIB = path.join(SCRIPTS, "lib.sh");
+function bash(script: string, env: NodeJS.ProcessEnv = {}, input?: string) {
+  return run("bash", ["-c", `. ${JSON.stringify(LIB)}\n${script}`], { env, input });
+}
+
+describe("require_vars", () => {
+  it("names every missing parameter in one error and exits 1", () => {
+    const r = bash("require_vars A B C D; echo reached", { B: "", D: "x" });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe("error: missing parameters: A C");
+    expect(r.stdout).not.toContain("reached");
+  });
+  it("require_nonempty also rejects empty values", () => {
+    const r = bash("require_nonempty A B C", { A: "", C: "1" });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe("error: empty or missing parameters: A B");
+  });
+});
+
+describe("write_file", () => {
+  it("writes once, then reports nothing while content, mode and owner stay the same", () => {
+    const dir = tmpDir();
+    const f = path.join(dir, "sub", "conf");
+    const script = `write_file ${f} 0640 root:root <<<"hello"; echo "changed=$WRITE_CHANGED"; step_done demo`;
+    const first = bash(script);
+    expect(first.status).toBe(0);
+    expect(first.stdout).toBe(`changed: ${f}\nchanged=1\ndone: demo (1 changed)\n`);
+    expect(fs.readFileSync(f, "utf8")).toBe("hello\n");
+    expect((fs.statSync(f).mode & 0o777).toString(8)).toBe("640");
+
+    const second = bash(script);
+    expect(second.stdout).toBe("changed=0\nunchanged: demo\n");
+    expect(fs.readdirSync(path.dirname(f))).toEqual(["conf"]); // no temp file left behind
+  });
+  it("fixes a wrong mode without rewriting content, and rewrites changed content", () => {
+    const dir = tmpDir();
+    const f = path.join(dir, "conf");
+    bash(`write_file ${f} 0600 root <<<"a"`);
+    fs.chmodSync(f, 0o644);
+    const mode = bash(`write_file ${f} 0600 root <<<"a"; echo "changed=$WRITE_CHANGED"`);
+    expect(mode.stdout).toBe(`changed: ${f} (mode/owner)\nchanged=1\n`);
+    expect((fs.statSync(f).mode & 0o777).toString(8)).toBe("600");
+    const content = bash(`write_file ${f} 0600 root <<<"b"; echo "changed=$WRITE_CHANGED"`);
+    expect(content.stdout).toBe(`changed: ${f}\nchanged=1\n`);
+    expect(fs.readFileSync(f, "utf8")).toBe("b\n");
+  });
+  it("accepts numeric ids that exist only inside a container", () => {
+    const f = path.join(tmpDir(), "redis.conf");
+    const r = bash(`write_file ${f} 0600 999:999 <<<"x"; stat -c '%u:%g %a' ${f}`);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split("\n").pop()).toBe("999:999 600");
+  });
+});
+
+describe("install_b64", () => {
+  it("decodes the shipped tool and installs it executable, idempotently", () => {
+    const f = path.join(tmpDir(), "bin", "tool");
+    const b64 = Buffer.from("#!/bin/sh\necho tool-ran\n").toString("base64");
+    expect(bash(`install_b64 ${b64} ${f} 0755`).stdout).toBe(`changed: ${f}\n`);
+    expect(run(f, []).stdout).toBe("tool-ran\n");
+    expect(bash(`install_b64 ${b64} ${f} 0755; step_done t`).stdout).toBe("unchanged: t\n");
+  });
+});
+
+describe("apt_install", () => {
+  it("does nothing (no apt-get, no output) when every package is installed", () => {
+    // apt-get is shadowed: reaching it would fail the test.
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, "apt-get"), "#!/bin/sh\necho apt-get-called >&2\nexit 9\n", { mode: 0o755 });
+    const r = bash("apt_install bash coreutils; step_done apt", { PATH: `${dir}:${process.env.PATH}` });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("unchanged: apt\n");
+  });
+  it("installs only the missing ones, without recommends and with the lock timeout", () => {
+    const dir = tmpDir();
+    const logf = path.join(dir, "calls");
+    fs.writeFileSync(path.join(dir, "apt-get"), `#!/bin/sh\necho "$DEBIAN_FRONTEND $*" >> ${logf}\n`, { mode: 0o755 });
+    const r = bash("apt_install bash nodehost-no-such-package", { PATH: `${dir}:${process.env.PATH}` });
+    expect(r.status).toBe(0);
+    const calls = fs.readFileSync(logf, "utf8").trim().split("\n");
+    expect(calls[0]).toBe("noninteractive -q -o DPkg::Lock::Timeout=600 update");
+    expect(calls[1]).toMatch(/^noninteractive -q -y -o DPkg::Lock::Timeout=600 .* install --no-install-recommends nodehost-no-such-package$/);
+    expect(r.stdout).toBe("changed: installed nodehost-no-such-package\n");
+  });
+});
