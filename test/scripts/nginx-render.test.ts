@@ -1,0 +1,153 @@
+// nodehost-nginx-render run for real: its site served by a local nginx on free ports, in HTTP and
+// HTTPS form; what the VM adds (real ports 80/443, certbot's files, systemd) is proven there.
+import * as fs from "fs";
+import { spawn, ChildProcess } from "child_process";
+import * as path from "path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, missing, run, SCRIPTS, tmpDir, waitFor } from "./helpers";
+
+const RENDER = path.join(SCRIPTS, "tools", "nodehost-nginx-render");
+const need = missing("nginx", "openssl", "curl");
+if (need.length) console.warn(`nginx renderer tests SKIPPED: missing ${need.join(", ")} (apt-get install nginx openssl curl)`);
+
+describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
+  const T = tmpDir("nodehost-nginx-");
+  let httpPort = 0, httpsPort = 0, appPort = 0;
+  let backend: ChildProcess;
+  // The backend runs in its own process: curl runs synchronously here and would block one in ours.
+  const seenFile = path.join(T, "seen");
+  const seen = () => fs.readFileSync(seenFile, "utf8").trim().split("\n");
+  const env = () => ({ NODEHOST_NGINX_ENV: path.join(T, "nginx.env"), NODEHOST_LE_LIVE: path.join(T, "live") });
+  const nginxArgs = ["-p", T, "-c", path.join(T, "nginx.conf")];
+  let n = 0;
+  const curl = (...args: string[]) => {
+    const h = path.join(T, `h${++n}`), b = path.join(T, `b${n}`);
+    const r = run("curl", ["-s", "-o", b, "-D", h, "-w", "%{http_code}", ...args]);
+    const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
+    return { code: r.stdout.trim(), headers: read(h), body: read(b) };
+  };
+  const status = (r: ReturnType<typeof curl>) => r.code;
+
+  beforeAll(async () => {
+    fs.chmodSync(T, 0o755);
+    [httpPort, httpsPort, appPort] = [await freePort(), await freePort(), await freePort()];
+    fs.writeFileSync(seenFile, "");
+    backend = spawn(process.execPath, ["-e", `
+      const fs = require("fs");
+      require("http").createServer((req, res) => {
+        fs.appendFileSync(${JSON.stringify(seenFile)}, req.url + " upgrade=" + (req.headers.upgrade || "") + " auth=" + (req.headers.authorization ? "yes" : "no") + "\\n");
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ status: "ok", url: req.url }));
+      }).listen(${appPort}, "127.0.0.1", () => fs.appendFileSync(${JSON.stringify(seenFile)}, "listening\\n"));`], { stdio: "inherit" });
+    await waitFor(() => fs.readFileSync(seenFile, "utf8").includes("listening"), "backend");
+    fs.mkdirSync(path.join(T, "dist"));
+    fs.writeFileSync(path.join(T, "dist", "index.html"), "<h1>sample ui</h1>\n" + "padding ".repeat(400));
+    fs.mkdirSync(path.join(T, "acme", ".well-known", "acme-challenge"), { recursive: true });
+    fs.writeFileSync(path.join(T, "acme", ".well-known", "acme-challenge", "tok"), "token-body");
+    const hash = run("openssl", ["passwd", "-apr1", "-stdin"], { input: "s3cret-pass" }).stdout.trim();
+    fs.writeFileSync(path.join(T, "htpasswd"), `admin:${hash}\n`, { mode: 0o644 });
+    fs.writeFileSync(path.join(T, "nginx.env"), [
+      "APP_NAME='app'", "SERVER_NAMES='example.test www.example.test'", `APP_PORT='${appPort}'`,
+      "ALLOW_IPS='127.0.0.0/8 ::1'", `HTPASSWD_FILE='${T}/htpasswd'`, `ACME_WEBROOT='${T}/acme'`,
+      `UI_ROOT='${T}/dist'`, `HTTP_PORT='${httpPort}'`, `HTTPS_PORT='${httpsPort}'`, "",
+    ].join("\n"));
+    fs.writeFileSync(path.join(T, "nginx.conf"), [
+      `pid ${T}/nginx.pid;`, `error_log ${T}/error.log;`, "events {}",
+      `http { include /etc/nginx/mime.types; access_log off; client_body_temp_path ${T}/tmp; proxy_temp_path ${T}/tmp;`,
+      `  include ${T}/site.conf; }`, "",
+    ].join("\n"));
+    fs.mkdirSync(path.join(T, "tmp"));
+    // First render through the tool's own install path: write, nginx -t, (re)load.
+    const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
+      NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: "true" } });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe(`changed: ${T}/site.conf (http), nginx reloaded`);
+    const started = run("nginx", nginxArgs);
+    expect(started.status, started.stderr).toBe(0);
+    await waitFor(() => fs.existsSync(path.join(T, "nginx.pid")), "nginx");
+  });
+
+  afterAll(() => {
+    const pid = fs.existsSync(path.join(T, "nginx.pid")) ? fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim() : "";
+    if (pid) process.kill(Number(pid), "SIGTERM");
+    backend?.kill();
+  });
+
+  it("HTTP form: the UI asks for basic auth, /api/ does not and reaches the backend", () => {
+    const host = ["-H", "Host: example.test"];
+    expect(status(curl(...host, `http://127.0.0.1:${httpPort}/`))).toBe("401");
+    const ui = curl(...host, "-u", "admin:s3cret-pass", `http://127.0.0.1:${httpPort}/`);
+    expect(status(ui)).toBe("200");
+    expect(ui.body).toContain("<h1>sample ui</h1>");
+    expect(status(curl(...host, "-u", "admin:wrong", `http://127.0.0.1:${httpPort}/`))).toBe("401");
+
+    const api = curl(...host, `http://127.0.0.1:${httpPort}/api/health`);
+    expect(status(api)).toBe("200");
+    expect(JSON.parse(api.body)).toEqual({ status: "ok", url: "/api/health" });
+    expect(seen().at(-1)).toBe("/api/health upgrade= auth=no");
+
+    const acme = curl(...host, `http://127.0.0.1:${httpPort}/.well-known/acme-challenge/tok`);
+    expect(status(acme)).toBe("200");
+    expect(acme.body).toBe("token-body");
+  });
+
+  it("passes websocket upgrades and sets the security headers, gzip, no version", () => {
+    curl("-H", "Host: example.test", "-H", "Upgrade: websocket", "-H", "Connection: Upgrade", `http://127.0.0.1:${httpPort}/api/socket`);
+    expect(seen().at(-1)).toBe("/api/socket upgrade=websocket auth=no");
+    const r = curl("-H", "Host: example.test", "-H", "Accept-Encoding: gzip", "-u", "admin:s3cret-pass", `http://127.0.0.1:${httpPort}/`);
+    const h = r.headers.toLowerCase();
+    expect(h).toContain("x-content-type-options: nosniff");
+    expect(h).toContain("x-frame-options: deny");
+    expect(h).toContain("referrer-policy: strict-origin-when-cross-origin");
+    expect(h).toContain("content-security-policy: default-src 'self'; script-src 'self'");
+    expect(h).toContain("content-encoding: gzip");
+    expect(h).toMatch(/^server: nginx\r?$/m);
+    expect(h).not.toContain("strict-transport-security");
+  });
+
+  it("HTTPS form once a certificate exists: HTTP redirects (except ACME), HTTPS serves with HSTS", () => {
+    const live = path.join(T, "live", "example.test");
+    fs.mkdirSync(live, { recursive: true });
+    const cert = run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=example.test",
+      "-keyout", path.join(live, "privkey.pem"), "-out", path.join(live, "fullchain.pem")]);
+    expect(cert.status).toBe(0);
+    const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
+      NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: `nginx -s reload ${nginxArgs.join(" ")}` } });
+    expect(r.stdout.trim()).toBe(`changed: ${T}/site.conf (https), nginx reloaded`);
+    // After a reload the old workers may still take a connection or two: wait for the new config.
+    return waitFor(() => status(curl("-k", "--resolve", `example.test:${httpsPort}:127.0.0.1`, `https://example.test:${httpsPort}/api/health`)) === "200" &&
+      status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/api/health`)) === "301", "the reload").then(() => {
+      const redirect = curl("-H", "Host: www.example.test", `http://127.0.0.1:${httpPort}/some/page?x=1`);
+      expect(status(redirect)).toBe("301");
+      expect(redirect.headers).toMatch(/^Location: https:\/\/www\.example\.test\/some\/page\?x=1\r?$/m);
+      expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/.well-known/acme-challenge/tok`))).toBe("200");
+      const https = curl("-k", "--resolve", `example.test:${httpsPort}:127.0.0.1`, `https://example.test:${httpsPort}/`);
+      expect(status(https)).toBe("401");
+      expect(https.headers.toLowerCase()).toContain("strict-transport-security: max-age=31536000");
+    });
+  });
+
+  it("a second render with nothing new changes nothing", () => {
+    const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"), NODEHOST_NGINX_RELOAD: "false" } });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(`unchanged: ${T}/site.conf`);
+  });
+
+  it("puts the previous site back and fails when nginx -t rejects the new one", () => {
+    const site = path.join(T, "site.conf");
+    const before = fs.readFileSync(site, "utf8");
+    fs.rmSync(path.join(T, "live"), { recursive: true }); // would switch back to the HTTP form
+    const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: site, NODEHOST_NGINX_TEST: "false", NODEHOST_NGINX_RELOAD: "true" } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("nginx -t rejected the new site; the previous one is back in place");
+    expect(fs.readFileSync(site, "utf8")).toBe(before);
+  });
+
+  it("refuses values that could inject directives", () => {
+    const bad = path.join(T, "bad.env");
+    fs.writeFileSync(bad, `APP_NAME='app'\nSERVER_NAMES='x.test; include /etc/passwd'\nAPP_PORT='1'\nHTPASSWD_FILE='/x'\n`);
+    const r = run(RENDER, ["--print"], { env: { NODEHOST_NGINX_ENV: bad } });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe("nodehost-nginx-render: bad server name 'x.test;'");
+  });
+});
