@@ -86,7 +86,11 @@ export async function startPostgres(): Promise<LocalPostgres> {
     if (r.status !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
     return r.stdout;
   };
-  asPg([`${bin}/initdb`, "-D", data, "-A", "scram-sha-256", "-U", "postgres", "--pwfile=/dev/stdin"], "postgres-admin\n");
+  const pwfile = path.join(dir, "pw");
+  fs.writeFileSync(pwfile, "postgres-admin\n", { mode: 0o600 });
+  spawnSync("chown", ["postgres:postgres", pwfile]);
+  asPg([`${bin}/initdb`, "-D", data, "-A", "scram-sha-256", "-U", "postgres", `--pwfile=${pwfile}`]);
+  fs.rmSync(pwfile);
   asPg([`${bin}/pg_ctl`, "-D", data, "-l", path.join(dir, "log"), "-w", "-o",
     `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`, "start"]);
   const admin = { ...process.env, PGPASSWORD: "postgres-admin", PGHOST: "127.0.0.1", PGPORT: String(port) };

@@ -1,0 +1,151 @@
+// The backup, list and restore tools run for real against a local PostgreSQL, Redis and S3 server
+// (s3rver). `docker exec` is the one thing stood in for (test/scripts/fixtures/docker maps it onto
+// the local servers); the containers themselves are proven on the VM.
+import * as fs from "fs";
+import * as path from "path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, LocalPostgres, LocalS3, missing, run, SCRIPTS, startPostgres, startS3, tmpDir } from "./helpers";
+
+const TOOLS = path.join(SCRIPTS, "tools");
+const need = missing("psql", "pg_dump", "redis-server", "redis-cli", "s3cmd", "runuser");
+if (need.length) console.warn(`backup tool tests SKIPPED: missing ${need.join(", ")} (apt-get install postgresql redis-server s3cmd)`);
+
+describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-restore", () => {
+  let pg: LocalPostgres;
+  let s3: LocalS3;
+  const root = tmpDir("nodehost-backup-");
+  const etc = path.join(root, "etc");
+  const data = path.join(root, "data");
+  const redisDir = path.join(data, "redis");
+  let env: NodeJS.ProcessEnv;
+  const redisPass = "redis-pass-" + Math.random().toString(36).slice(2);
+  const tool = (name: string, args: string[] = [], extra: NodeJS.ProcessEnv = {}) => run(path.join(TOOLS, name), args, { env: { ...env, ...extra } });
+  const rcli = (...args: string[]) => run("redis-cli", ["-p", env.SHIM_REDIS_PORT!, ...args], { env: { REDISCLI_AUTH: redisPass } }).stdout.trim();
+  const remote = () => s3.s3("ls", `s3://${s3.bucket}/prod/`).stdout.trim().split("\n").filter(Boolean).map((l) => l.split(/\s+/).pop()!.replace(/.*\//, ""));
+  const writeEnv = (db: string) => fs.writeFileSync(path.join(etc, "backup.env"), [
+    "APP_NAME='app'", `DATA_MOUNT='${data}'`, "POSTGRES_USER='app'", `POSTGRES_DB='${db}'`,
+    `S3_BUCKET='${s3.bucket}'`, "S3_PREFIX='/prod/'", "RETENTION_LOCAL_DAYS='7'", "RETENTION_REMOTE_DAYS='30'", "",
+  ].join("\n"));
+
+  beforeAll(async () => {
+    pg = await startPostgres();
+    s3 = await startS3();
+    fs.mkdirSync(etc, { recursive: true });
+    fs.mkdirSync(redisDir, { recursive: true });
+    fs.copyFileSync(s3.s3cfg, path.join(etc, "s3cfg"));
+    writeEnv("app");
+    env = {
+      PATH: `${path.join(__dirname, "fixtures")}:${process.env.PATH}`,
+      NODEHOST_ETC: etc, NODEHOST_LOG: path.join(root, "backup.log"), NODEHOST_LOCK: path.join(root, "lock"),
+      NODEHOST_BACKUP_TOOL: path.join(TOOLS, "nodehost-backup"),
+      ...pg.env,
+      SHIM_REDIS_PORT: String(await freePort()), SHIM_LOADER_PORT: String(await freePort()),
+      SHIM_REDIS_PASS: redisPass, SHIM_REDIS_DIR: redisDir,
+    };
+    expect(run("docker", ["redis-up"], { env: { ...process.env, ...env } }).status).toBe(0);
+    pg.psql("CREATE TABLE visits (id bigserial PRIMARY KEY, note text); INSERT INTO visits (note) SELECT 'row ' || g FROM generate_series(1, 50) g;");
+    rcli("SET", "greeting", "hello");
+  }, 120_000);
+
+  afterAll(() => {
+    if (env) rcli("SHUTDOWN");
+    pg?.stop();
+    s3?.stop();
+  });
+
+  it("uploads one verified archive, applies retention by the name's timestamp, marks freshness", () => {
+    // Seed: an expired and a recent remote backup, another app's old object, an expired local file.
+    const seed = path.join(root, "seed.tar.gz");
+    fs.writeFileSync(seed, "x");
+    const recent = `app-${new Date(Date.now() - 2 * 86400e3).toISOString().replace(/[-:]/g, "").slice(0, 15)}Z.tar.gz`;
+    for (const name of ["app-20000101T000000Z.tar.gz", recent, "other-20000101T000000Z.tar.gz"]) {
+      expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/prod/${name}`).status).toBe(0);
+    }
+    fs.mkdirSync(path.join(data, "backups"), { recursive: true });
+    fs.writeFileSync(path.join(data, "backups", "app-20000101T000000Z.tar.gz"), "old");
+
+    const r = tool("nodehost-backup");
+    expect(r.status, r.stderr).toBe(0);
+    const file = r.stdout.trim();
+    const name = path.basename(file);
+    expect(name).toMatch(/^app-\d{8}T\d{6}Z\.tar\.gz$/);
+    expect(remote().sort()).toEqual([name, recent, "other-20000101T000000Z.tar.gz"].sort());
+    expect(fs.readdirSync(path.join(data, "backups")).filter((f) => f.endsWith(".tar.gz"))).toEqual([name]);
+    expect(r.stderr).toContain("retention: removed remote app-20000101T000000Z.tar.gz");
+    expect(r.stderr).toContain("retention: removed local app-20000101T000000Z.tar.gz");
+
+    expect(run("tar", ["-tzf", file]).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "redis.rdb"]);
+    const mark = fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8");
+    expect(mark).toContain(`object=s3://${s3.bucket}/prod/${name}\n`);
+    expect(mark).toContain(`bytes=${fs.statSync(file).size}\n`);
+    expect(fs.readFileSync(path.join(root, "backup.log"), "utf8")).toContain(`ok: ${name}`);
+  });
+
+  it("a failing pg_dump fails the run with one FAILED line and leaves the bucket and the mark alone", () => {
+    const before = remote().sort();
+    const mark = fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8");
+    writeEnv("no_such_db");
+    try {
+      const r = tool("nodehost-backup");
+      expect(r.status).toBe(1);
+      const failed = r.stderr.split("\n").filter((l) => l.includes("FAILED"));
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatch(/nodehost-backup: FAILED at pg_dump: exit 1 from: docker exec/);
+      expect(remote().sort()).toEqual(before);
+      expect(fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8")).toBe(mark);
+      expect(fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith(".work"))).toEqual([]);
+    } finally {
+      writeEnv("app");
+    }
+  });
+
+  it("never runs two at once", () => {
+    const held = run("flock", ["-n", env.NODEHOST_LOCK!, path.join(TOOLS, "nodehost-backup")], { env });
+    expect(held.status).toBe(1);
+    expect(held.stderr).toContain(`FAILED at setup: another backup or restore holds ${env.NODEHOST_LOCK}`);
+  });
+
+  it("lists remote and local backups with sizes and ages, newest last", () => {
+    const r = tool("nodehost-backups");
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^where\s+size\s+age\s+name$/);
+    const remoteRows = lines.filter((l) => l.startsWith("remote"));
+    expect(remoteRows.at(-1)).toMatch(/^remote\s+\S+\s+\d+m\s+app-\d{8}T\d{6}Z\.tar\.gz$/);
+    expect(remoteRows.some((l) => /\s2d\s+app-/.test(l))).toBe(true);
+    expect(lines.filter((l) => l.startsWith("local"))).toHaveLength(1);
+    expect(lines.at(-1)).toMatch(/^last successful backup: \d{8}T\d{6}Z \(s3:\/\//);
+  });
+
+  it("restores the newest backup over changed data, after a pre-restore backup", async () => {
+    const before = pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits");
+    await new Promise((r) => setTimeout(r, 1100)); // a new second: a new backup name
+    const b = tool("nodehost-backup");
+    expect(b.status, b.stderr).toBe(0);
+    pg.psql("DELETE FROM visits WHERE id > 10; CREATE TABLE junk (x int);");
+    rcli("SET", "greeting", "changed");
+    rcli("SET", "extra", "1");
+
+    const r = tool("nodehost-restore", ["latest", "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits")).toBe(before);
+    expect(rcli("GET", "greeting")).toBe("hello");
+    expect(rcli("EXISTS", "extra")).toBe("0");
+    // The AOF Redis starts from now holds the restored data (a restart keeps it).
+    rcli("SHUTDOWN");
+    expect(run("docker", ["redis-up"], { env: { ...process.env, ...env } }).status).toBe(0);
+    expect(rcli("GET", "greeting")).toBe("hello");
+    expect(r.stderr).toMatch(/ok: restored s3:\/\/.*\/prod\/app-\d{8}T\d{6}Z\.tar\.gz/);
+    const pre = fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-"));
+    expect(pre).toHaveLength(1);
+    // The pre-restore backup holds the state just before: the 10 rows and the junk table.
+    const list = run("sh", ["-c", `tar -xzOf ${path.join(data, "backups", pre[0])} postgres.dump | pg_restore --list`]);
+    expect(list.stdout).toContain("TABLE public junk");
+  }, 60_000);
+
+  it("without --yes and without a terminal it refuses", () => {
+    const r = tool("nodehost-restore", ["latest"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("refusing to restore without --yes when not on a terminal");
+  });
+});
