@@ -145,6 +145,8 @@ const backupSchema = z
     schedule: cronSchedule.default("0 */4 * * *"),
     retentionLocalDays: z.int().min(1).max(3650).default(7),
     retentionRemoteDays: z.int().min(1).max(3650).default(30),
+    /** The backup heartbeat alarms when the newest backup is older than this (2x the schedule). */
+    staleAfterHours: z.int().min(1).max(24 * 30).default(8),
     region: z.enum(SPACES_REGIONS).default("fra1"),
     bucketName: z
       .string()

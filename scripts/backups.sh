@@ -6,7 +6,7 @@
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
+require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
   BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64
 require_vars S3_PREFIX
@@ -60,11 +60,17 @@ install_b64 "$RESTORE_TOOL_B64" /usr/local/bin/nodehost-restore 0755
 install_b64 "$LIST_TOOL_B64" /usr/local/bin/nodehost-backups 0755
 install -d -m 0700 "$BACKUP_DIR"
 
+# The heartbeat nginx serves at /healthz/backup: present while the newest backup (or, on a new
+# host, the first provision) is younger than BACKUP_STALE_AFTER_MIN.
+install -d -m 0755 /var/lib/nodehost/status
+FRESHNESS_CHECK="if [ -n \"\$(find $BACKUP_DIR/LAST_SUCCESS $DATA_MOUNT/.nodehost-initialized -mmin -$BACKUP_STALE_AFTER_MIN 2>/dev/null)\" ]; then echo ok >/var/lib/nodehost/status/backup-fresh; else rm -f /var/lib/nodehost/status/backup-fresh; fi"
+
 write_file /etc/cron.d/nodehost-backup 0644 root:root <<CRON
 # Written by nodehost (backups step). Log: /var/log/nodehost-backup.log and the journal.
 SHELL=/bin/bash
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 $BACKUP_SCHEDULE root /usr/local/bin/nodehost-backup --quiet >/dev/null
+*/10 * * * * root $FRESHNESS_CHECK
 CRON
 write_file /etc/logrotate.d/nodehost-backup 0644 root:root <<'ROT'
 /var/log/nodehost-backup.log {
@@ -108,5 +114,8 @@ if [[ ! -f $MARKER ]]; then
   mv "$MARKER.tmp" "$MARKER"
   changed "$MARKER"
 fi
+
+# Refresh the heartbeat now rather than at the next cron tick.
+bash -c "$FRESHNESS_CHECK"
 
 step_done backups

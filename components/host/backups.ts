@@ -16,6 +16,8 @@ export interface BackupsArgs extends HostStepArgs {
   schedule: string;
   retentionLocalDays: number;
   retentionRemoteDays: number;
+  /** The heartbeat at /healthz/backup turns 404 when the newest backup is older than this. */
+  staleAfterMinutes: number;
 }
 
 export class Backups extends HostStep {
@@ -35,6 +37,7 @@ export class Backups extends HostStep {
       BACKUP_SCHEDULE: args.schedule,
       RETENTION_LOCAL_DAYS: args.retentionLocalDays,
       RETENTION_REMOTE_DAYS: args.retentionRemoteDays,
+      BACKUP_STALE_AFTER_MIN: args.staleAfterMinutes,
       BACKUP_TOOL_B64: toolB64("nodehost-backup"),
       RESTORE_TOOL_B64: toolB64("nodehost-restore"),
       LIST_TOOL_B64: toolB64("nodehost-backups"),

@@ -81,6 +81,7 @@ export class Host extends pulumi.ComponentResource {
       s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,
       schedule: cfg.backup.schedule,
       retentionLocalDays: cfg.backup.retentionLocalDays, retentionRemoteDays: cfg.backup.retentionRemoteDays,
+      staleAfterMinutes: cfg.backup.staleAfterHours * 60,
     }, child);
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],
@@ -91,8 +92,8 @@ export class Host extends pulumi.ComponentResource {
       ...common, after: [node, backups],
       appName: cfg.app.name, deployUser: DEPLOY_USER, appPort: cfg.app.port, source: appSource(cfg.app),
       worker: cfg.app.worker, build: cfg.app.build, npmRegistry: cfg.app.npmRegistry,
-      databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword}@127.0.0.1:5432/${cfg.database.name}`,
-      redisUrl: pulumi.interpolate`redis://:${redisPassword}@127.0.0.1:6379`,
+      databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
+      redisUrl: pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
     }, child);
     const nginx = new Nginx(`${name}-nginx`, {
       ...common, after: [app],
