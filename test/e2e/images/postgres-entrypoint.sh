@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The official postgres image's entrypoint contract, for Debian's PostgreSQL: POSTGRES_USER,
+# POSTGRES_PASSWORD, POSTGRES_DB; initdb into PGDATA on first start; /docker-entrypoint-initdb.d;
+# TCP on all interfaces with password auth, trust on the local socket; runs as postgres.
+set -Eeuo pipefail
+
+if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
+[ "$1" = postgres ] || exec "$@"
+
+if [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" /var/run/postgresql
+  chmod 700 "$PGDATA" || :
+  chmod 3777 /var/run/postgresql
+  find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
+  chown postgres:postgres /var/run/postgresql
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
+fi
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  : "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}" "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"
+  if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "$POSTGRES_HOST_AUTH_METHOD" != trust ]; then
+    echo >&2 'error: database is uninitialized and POSTGRES_PASSWORD is not set'
+    exit 1
+  fi
+  pwfile=$(mktemp)
+  printf '%s' "${POSTGRES_PASSWORD:-}" > "$pwfile"
+  # shellcheck disable=SC2086
+  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
+    --auth-host="$POSTGRES_HOST_AUTH_METHOD" --encoding=UTF8 --locale=C.UTF-8 ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA"
+  rm -f "$pwfile"
+  printf '\nhost all all all %s\n' "$POSTGRES_HOST_AUTH_METHOD" >> "$PGDATA/pg_hba.conf"
+  printf "\nlisten_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
+
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start
+  export PGUSER="$POSTGRES_USER" PGDATABASE=postgres
+  if [ "$POSTGRES_DB" != postgres ]; then
+    psql -v ON_ERROR_STOP=1 --no-psqlrc -c "CREATE DATABASE \"$POSTGRES_DB\""
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+   
+    case "$f" in
+      *.sh) echo "running $f"; bash "$f" ;;
+      *.sql) echo "running $f"; psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname "$POSTGRES_DB" -f "$f" ;;
+      *.sql.gz) echo "running $f"; gunzip -c "$f" | psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname "$POSTGRES_DB" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop
+  unset PGUSER PGDATABASE
+  echo 'PostgreSQL init process complete; ready for start up.'
+fi
+
+exec "$@"

@@ -1,0 +1,4 @@
+#!/bin/sh
+set -eu
+mkdir -p /data
+chown redis:redis /data

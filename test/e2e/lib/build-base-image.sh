@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds the VM test host's base disk (a DigitalOcean-like Debian 13) without mounting anything.
+# Usage: build-base-image.sh <out-dir> <work-dir> <package,list>
+# Writes <out-dir>/disk.qcow2, vmlinuz, initrd.img. Runs as root (debootstrap, chroot).
+set -euo pipefail
+
+out=$1 work=$2 packages=$3
+suite=trixie mirror=http://deb.debian.org/debian
+root=$work/rootfs
+mkdir -p "$out" "$work"
+
+cleanup() {
+  # debootstrap leaves /proc and /sys mounted when it fails half-way.
+  for m in proc sys dev/pts dev; do
+    if mountpoint -q "$root/$m"; then umount -l "$root/$m"; fi
+  done
+}
+trap cleanup EXIT
+
+echo "debootstrap $suite (minbase)"
+debootstrap --variant=minbase "$suite" "$root" "$mirror"
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
+
+# The rest through apt, which orders configuration properly (debootstrap --include of python3
+# packages fails to configure them). Nothing may start as a service inside the chroot.
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --bind /dev "$root/dev"
+mount --bind /dev/pts "$root/dev/pts"
+printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
+IFS=, read -ra pkgs <<< "$packages"
+echo "apt-get install ${pkgs[*]}"
+in_root apt-get install -y --no-install-recommends -o DPkg::Options::=--force-unsafe-io "${pkgs[@]}"
+rm -f "$root/usr/sbin/policy-rc.d"
+
+cat > "$root/etc/apt/sources.list.d/debian.sources" <<SRC
+Types: deb
+URIs: $mirror
+Suites: $suite $suite-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: $suite-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+rm -f "$root/etc/apt/sources.list"
+
+echo 'LANG=C.UTF-8' > "$root/etc/default/locale"
+echo localhost > "$root/etc/hostname"
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+# No bootloader, no partition table: QEMU boots the kernel with root=LABEL=nodehost-root (the
+# filesystem made below), since virtio disk names follow PCI order, not command-line order.
+echo 'LABEL=nodehost-root / ext4 errors=remount-ro 0 1' > "$root/etc/fstab"
+
+# The initrd must find a virtio disk: initramfs-tools' default MODULES=most includes the drivers;
+# fail here rather than at boot if that ever changes (a driver may also be built in).
+initrd_files=$(in_root lsinitramfs /initrd.img)
+builtin=$(cat "$root"/usr/lib/modules/*/modules.builtin)
+for m in virtio_blk virtio_pci ext4; do
+  grep -q "/$m\.ko" <<< "$initrd_files$builtin" || { echo "initrd lacks $m" >&2; exit 1; }
+done
+
+# Network: DHCP on the one NIC via systemd-networkd; slirp's DNS forwarder is always 10.0.2.3.
+cat > "$root/etc/systemd/network/20-wired.network" <<NET
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=ipv4
+NET
+in_root systemctl enable systemd-networkd.service
+rm -f "$root/etc/resolv.conf"
+echo 'nameserver 10.0.2.3' > "$root/etc/resolv.conf"
+
+# cloud-init: NoCloud seed only (a droplet gets its metadata from DO's datasource; the test host
+# from the cidata disk); networking is fixed above, so cloud-init must not rewrite it.
+cat > "$root/etc/cloud/cloud.cfg.d/90-nodehost-e2e.cfg" <<CFG
+datasource_list: [NoCloud, None]
+network: {config: disabled}
+CFG
+
+# Every clone must get its own SSH host keys and machine-id: cloud-init's ssh module generates
+# keys on an instance's first boot; the unit below is a fallback should it not.
+rm -f "$root"/etc/ssh/ssh_host_*
+cat > "$root/etc/systemd/system/ssh-hostkeys.service" <<UNIT
+[Unit]
+Description=Generate SSH host keys missing from the image
+Before=ssh.service
+After=cloud-init-network.service cloud-init.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+in_root systemctl enable ssh-hostkeys.service
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+
+# apt-daily timers fire at a random time within 12 h and take the dpkg lock; under emulation one
+# such run costs minutes in the middle of a step. Disabled (not masked) so a step that wants
+# unattended upgrades can enable them.
+in_root systemctl disable apt-daily.timer apt-daily-upgrade.timer
+in_root apt-get clean
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+
+cp -L "$root/vmlinuz" "$out/vmlinuz"
+cp -L "$root/initrd.img" "$out/initrd.img"
+
+cleanup
+if findmnt -rn -o TARGET | grep -q "^$root"; then echo "still mounted under $root" >&2; exit 1; fi
+rm -rf "${root:?}"/dev/* "${root:?}"/proc/* "${root:?}"/sys/* "${root:?}"/run/* "${root:?}"/tmp/*
+
+# 12 GiB sparse: room for Docker, images and apt caches; the qcow2 keeps only written blocks.
+truncate -s 12G "$work/disk.raw"
+mkfs.ext4 -q -F -L nodehost-root -d "$root" "$work/disk.raw"
+qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$out/disk.qcow2"
+rm -f "$work/disk.raw"
+echo "built $out"

