@@ -6,6 +6,8 @@ import { dirname } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ssh, waitForSsh, type SshTarget } from "./ssh";
 import { tail } from "./exec";
+import { parseConfig } from "../../../components/config";
+import { createStack } from "../../../components/stack";
 
 /** What remote.Command receives for one step (components/host/step.ts StepSpec). */
 export interface StepSpec {
@@ -31,16 +33,9 @@ export interface ProgramResult {
 /** Builds the stack from a flat config map, as index.ts does from `pulumi config`. */
 export type Program = (raw: Record<string, string>, secretKeys: string[]) => ProgramResult;
 
-/** The real program: components/config.ts + components/stack.ts, loaded on first use. */
-export const stackProgram: Program = (raw, secretKeys) => {
-  // Loaded lazily so this module (and its tests with a stub program) never depend on the
-  // program compiling.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { parseConfig } = require("../../../components/config") as typeof import("../../../components/config");
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createStack } = require("../../../components/stack") as typeof import("../../../components/stack");
-  return createStack(parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" })) as unknown as ProgramResult;
-};
+/** The real program: components/config.ts + components/stack.ts, as index.ts wires them. */
+export const stackProgram: Program = (raw, secretKeys) =>
+  createStack(parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" })) as unknown as ProgramResult;
 
 interface ReplayState {
   steps: Record<string, { triggers: string[]; ms: number; at: string }>;
@@ -145,10 +140,16 @@ export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretK
     false,
   );
   let program: ProgramResult | undefined;
+  let failure: unknown;
   await pulumi.runtime.runInPulumiStack(async () => {
-    program = (opts.program ?? stackProgram)(opts.config, opts.secretKeys);
+    try {
+      program = (opts.program ?? stackProgram)(opts.config, opts.secretKeys);
+    } catch (e) {
+      failure = e;
+    }
     return {};
   });
+  if (failure) throw failure;
   const specs = await Promise.all(program!.steps.map((s) => resolveOutput(s.spec)));
   const outputs: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(program!.outputs)) outputs[k] = await resolveOutput(v);

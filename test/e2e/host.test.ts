@@ -1,0 +1,142 @@
+// Issue 3 on a real VM: the replay runs the program's own steps, honours triggers, fails loudly
+// and without secrets, and the base image comes from the cache once built.
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+import { STEP_WRAPPER } from "../../components/host/step";
+import { checkCapability, skipBanner } from "./lib/capability";
+import { bootHost, DATA_DEVICE, DEPLOY_USER, startWorld, type Host, type World } from "./lib/harness";
+import { ensureBaseImage } from "./lib/image";
+import { cachePath } from "./lib/paths";
+import { maskSecrets, orderSteps, replay, StepFailedError, type Program, type StepSpec } from "./lib/replay";
+import { sshOk } from "./lib/ssh";
+
+const cap = checkCapability();
+if (!cap.ok) process.stderr.write(`${skipBanner(cap)}\n`);
+
+const spec = (name: string, dependsOn: string[] = []): StepSpec =>
+  ({ name, create: "true", stdin: "", triggers: [name], logging: "stdoutAndStderr", dependsOn });
+
+describe("replay helpers (no VM)", () => {
+  it("orders steps after their dependencies, keeping program order otherwise", () => {
+    const order = orderSteps([spec("app", ["node", "data"]), spec("boot"), spec("node", ["boot"]), spec("data", ["boot"])]);
+    expect(order.map((s) => s.name)).toEqual(["boot", "node", "data", "app"]);
+  });
+
+  it("rejects a dependency on a step that does not exist", () => {
+    expect(() => orderSteps([spec("app", ["nope"])])).toThrow("step app depends on unknown step nope");
+  });
+
+  it("masks every secret, the longer first, and leaves short values alone", () => {
+    expect(maskSecrets("pw=hunter2hunter2 key=hunter2 id=abc", ["hunter2", "hunter2hunter2", "abc"])).toBe("pw=*** key=*** id=abc");
+  });
+});
+
+describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
+  let world: World;
+  let host: Host;
+
+  beforeAll(async () => {
+    world = await startWorld({ dir: cachePath("runs", `test-${process.pid}`) });
+    host = await bootHost(world, { name: "e2e-fresh" });
+    process.stderr.write(`VM ${host.vm.name}: ${host.vm.accel}, boot to SSH ${(host.bootMs / 1000).toFixed(0)} s\n`);
+  });
+
+  afterAll(async () => {
+    await host?.stop();
+    await world?.stop();
+  });
+
+  it("boots the stack's cloud-init user-data: deploy user with sudo, unique host keys, the volume by id", async () => {
+    const out = await sshOk(host.target, `id -un; sudo -n id -un; ls ${DATA_DEVICE}; sudo -n cat /etc/machine-id; sudo -n ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`);
+    const [user, root, device, machineId, fingerprint] = out.trim().split("\n");
+    expect([user, root, device]).toEqual([DEPLOY_USER, "root", DATA_DEVICE]);
+    expect(machineId).toMatch(/^[0-9a-f]{32}$/);
+    expect(fingerprint).toContain("ED25519");
+  });
+
+  describe("replay with a stub program (what the harness does, independent of the real steps)", () => {
+    const secret = "stub-Secret-Value-9000";
+    const stub = (failing: boolean): Program => () => {
+      const step = (name: string, script: string, dependsOn: string[]) => {
+        const stdin = `# nodehost step: ${name}\nexport TOKEN='${secret}'\nset -euo pipefail\n${script}\n`;
+        return {
+          stepName: name,
+          dependsOnSteps: dependsOn,
+          spec: pulumi.output({ name, create: STEP_WRAPPER, stdin, triggers: [createHash("sha256").update(stdin).digest("hex")], logging: "none", dependsOn }),
+        };
+      };
+      return {
+        outputs: {},
+        steps: [
+          step("second", 'echo "second as $(id -un)" >> /root/stub.log', ["first"]),
+          step("first", 'echo "first as $(id -un)" >> /root/stub.log', []),
+          ...(failing ? [step("boom", 'echo "about to fail with $TOKEN" >&2; exit 3', ["second"])] : []),
+        ],
+      };
+    };
+    const run = (failing: boolean) =>
+      replay({ config: { "nodehost:token": secret }, secretKeys: ["nodehost:token"], target: host.target, statePath: `${host.vm.dir}/stub-state.json`, program: stub(failing) });
+
+    it("runs steps in dependency order as root through the step wrapper, then none on a second run", async () => {
+      const first = await run(false);
+      expect(first.ran.map((s) => s.name)).toEqual(["first", "second"]);
+      expect(await sshOk(host.target, "sudo -n cat /root/stub.log")).toBe("first as root\nsecond as root\n");
+      const second = await run(false);
+      expect(second.ran).toEqual([]);
+      expect(second.unchanged).toEqual(["first", "second"]);
+    });
+
+    it("fails with the step's name and stderr, the secret masked", async () => {
+      const err = await run(true).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StepFailedError);
+      const e = err as StepFailedError;
+      expect(e.step).toBe("boom");
+      expect(e.exitCode).toBe(3);
+      expect(e.message).toContain('host step "boom" failed (exit 3)');
+      expect(e.message).toContain("about to fail with ***");
+      expect(e.message).not.toContain(secret);
+    });
+  });
+
+  describe("the stack's own steps", () => {
+    it("runs wait-for-boot and base green on the fresh VM", async () => {
+      const r = await host.replay({ only: ["base"] });
+      process.stderr.write(`steps: ${r.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
+      expect(r.ran.map((s) => s.name)).toEqual(["wait-for-boot", "base"]);
+      const out = await sshOk(host.target, "sudo -n ufw status | head -1; findmnt -n -o TARGET --source $(readlink -f " + DATA_DEVICE + ")");
+      expect(out).toContain("Status: active");
+    });
+
+    it("runs no step on a second replay with the same config", async () => {
+      const r = await host.replay({ only: ["base"] });
+      expect(r.ran).toEqual([]);
+      expect(r.unchanged).toEqual(["wait-for-boot", "base"]);
+    });
+
+    it("fails a step broken by config with its name and stderr, and no secret in the message", async () => {
+      const bogus = "/dev/disk/by-id/virtio-no-such-volume";
+      const existingHost = { address: "127.0.0.1", port: host.vm.ports.ssh, user: DEPLOY_USER, dataDevice: bogus };
+      const err = await host.replay({ only: ["base"], overrides: { existingHost } }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StepFailedError);
+      const e = err as StepFailedError;
+      expect(e.step).toBe("base");
+      expect(e.message).toContain("no-such-volume");
+      const { secrets } = await host.replay({ only: ["wait-for-boot"] });
+      expect(secrets.length).toBeGreaterThan(3);
+      for (const s of secrets) expect(e.message).not.toContain(s);
+    });
+
+    it("re-runs only the failed step once the config is fixed", async () => {
+      const r = await host.replay({ only: ["base"] });
+      expect(r.ran.map((s) => s.name)).toEqual(["base"]);
+    });
+  });
+
+  it("takes the base image from the cache once built", async () => {
+    const again = await ensureBaseImage();
+    expect(again.cached).toBe(true);
+    expect(again.hash).toBe(world.image.hash);
+    process.stderr.write(`base image ${world.image.hash}: ${world.image.cached ? "from cache" : `built in ${(world.image.buildMs / 1000).toFixed(0)} s`}\n`);
+  });
+});
