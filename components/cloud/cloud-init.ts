@@ -20,6 +20,8 @@ export function cloudInitUserData(args: CloudInitArgs): string {
     "    lock_passwd: true",
     "    ssh_authorized_keys:",
     keys,
+    // sudo warns on every call when the hostname does not resolve.
+    "manage_etc_hosts: true",
     "package_update: false",
     "package_upgrade: false",
     "",
