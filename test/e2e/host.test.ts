@@ -43,7 +43,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
   });
 
   afterAll(async () => {
-    await host?.stop();
+    await host?.destroy();
     await world?.stop();
   });
 

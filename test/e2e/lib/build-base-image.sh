@@ -79,9 +79,11 @@ echo 'nameserver 10.0.2.3' > "$root/etc/resolv.conf"
 
 # cloud-init: NoCloud seed only (a droplet gets its metadata from DO's datasource; the test host
 # from the cidata disk); networking is fixed above, so cloud-init must not rewrite it.
+# manage_etc_hosts as on DigitalOcean's images: the hostname resolves (sudo asks on every call).
 cat > "$root/etc/cloud/cloud.cfg.d/90-nodehost-e2e.cfg" <<CFG
 datasource_list: [NoCloud, None]
 network: {config: disabled}
+manage_etc_hosts: true
 CFG
 
 # Every clone must get its own SSH host keys and machine-id: cloud-init's ssh module generates

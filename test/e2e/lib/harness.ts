@@ -1,6 +1,6 @@
 // The VM test host put together: the outside world on loopback (Pebble, S3, images), the e2e
 // stack config pointing at a VM, and fresh or snapshot hosts ready for replay.
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
 import { ensureBaseImage, type BaseImage } from "./image";
@@ -8,8 +8,9 @@ import { startPebble, type Pebble } from "./pebble";
 import { startS3, type S3Server } from "./s3";
 import { ensureServiceImages, POSTGRES, REDIS, type ServiceImage } from "./service-images";
 import { copyIn, generateKey, sshOk, type SshKey, type SshTarget } from "./ssh";
-import { bootToSsh, freePort, type Vm, type VmOptions } from "./vm";
+import { bootToSsh, freePort, snapshot, type Vm, type VmOptions } from "./vm";
 import { readFileSync } from "node:fs";
+import { runOk } from "./exec";
 import { replay, type ReplayOptions, type ReplayResult } from "./replay";
 
 export const DEPLOY_USER = "deploy";
@@ -101,40 +102,73 @@ export interface Host {
   vm: Vm;
   target: SshTarget;
   bootMs: number;
+  /** Copying the service image archives in. */
+  preloadMs: number;
   statePath: string;
   /** Replays the stack against this host, with this world's config (plus overrides). */
   replay(opts?: { overrides?: Record<string, unknown>; only?: string[] } & Partial<ReplayOptions>): Promise<ReplayResult>;
   stop(): Promise<void>;
+  /** Stops the VM and deletes its files (overlay, seed, state); set NODEHOST_E2E_KEEP=1 to keep them. */
+  destroy(): Promise<void>;
+}
+
+/** A powered-off provisioned host: its root disk, a volume copy and its replay state. */
+export interface Snapshot {
+  rootDisk: string;
+  dataDisk: string;
+  statePath: string;
+  sshPort: number;
 }
 
 /**
  * Boots a VM with the stack's real user-data and waits for SSH as the deploy user. A web host
- * takes the world's HTTP port (one web host at a time per world).
+ * takes the world's HTTP port (one web host at a time per world). `from` boots a snapshot:
+ * same SSH port (so the existing-host id, and with it every trigger, is unchanged), a copy of
+ * its volume and of its replay state.
  */
-export async function bootHost(world: World, opts: { name: string; web?: boolean; dataDisk?: string; fromDisk?: string; preload?: boolean } & Partial<VmOptions>): Promise<Host> {
+export async function bootHost(world: World, opts: { name: string; web?: boolean; preload?: boolean; from?: Snapshot } & Partial<VmOptions>): Promise<Host> {
+  const ports = { ...opts.ports, ...(opts.from ? { ssh: opts.from.sshPort } : {}), ...(opts.web === false ? {} : { http: world.httpPort }) };
   const { vm, target, bootMs } = await bootToSsh({
     ...opts,
+    dataDisk: opts.from ? undefined : opts.dataDisk,
+    fromDisk: opts.from?.rootDisk ?? opts.fromDisk,
     image: world.image,
     userData: userData(world),
-    ports: opts.web === false ? undefined : { http: world.httpPort },
+    ports: Object.keys(ports).length ? ports : undefined,
     user: DEPLOY_USER,
     keyFile: world.key.privateKeyFile,
+    ...(opts.from ? { beforeStart: async (dir: string) => {
+      await copyDisk(opts.from!.dataDisk, join(dir, "data.raw"));
+      await copyDisk(opts.from!.statePath, join(dir, "replay-state.json"));
+    } } : {}),
   });
+  const t0 = Date.now();
   if (opts.preload !== false) await preloadImages(target, world.images);
+  const preloadMs = Date.now() - t0;
   const statePath = join(vm.dir, "replay-state.json");
   return {
-    vm, target, bootMs, statePath,
+    vm, target, bootMs, preloadMs, statePath,
     replay: (r = {}) => {
       const { raw, secretKeys } = e2eConfig(world, vm, r.overrides);
       return replay({ config: raw, secretKeys, target, statePath, logFile: join(vm.dir, "steps.log"), ...r });
     },
     stop: () => vm.stop(),
+    async destroy() {
+      await vm.stop();
+      if (process.env.NODEHOST_E2E_KEEP !== "1") rmSync(vm.dir, { recursive: true, force: true });
+    },
   };
 }
 
-/** A copy of a volume file, for scenarios that must not change the original. */
-export function copyDisk(src: string, dst: string): string {
+/** Powers the host off cleanly and keeps its disks and state for bootHost({ from }). */
+export async function snapshotHost(host: Host): Promise<Snapshot> {
+  const rootDisk = await snapshot(host.vm, host.target);
+  return { rootDisk, dataDisk: host.vm.dataDisk, statePath: host.statePath, sshPort: host.vm.ports.ssh };
+}
+
+/** A sparse copy of a volume file, for scenarios that must not change the original. */
+export async function copyDisk(src: string, dst: string): Promise<string> {
   if (!existsSync(src)) throw new Error(`no disk at ${src}`);
-  copyFileSync(src, dst);
+  await runOk("cp", ["--sparse=always", src, dst]);
   return dst;
 }

@@ -34,6 +34,8 @@ export interface VmOptions {
   /** Where this VM's files live; default a new directory under the cache's vms/. */
   dir?: string;
   accel?: Accel;
+  /** Runs once the VM's directory exists, before its disks are made (e.g. to place a volume copy). */
+  beforeStart?: (dir: string) => Promise<void>;
 }
 
 export interface Vm {
@@ -157,6 +159,7 @@ export async function bootVm(opts: VmOptions): Promise<Vm> {
   const instanceId = `i-${randomUUID().slice(0, 13)}`;
   const dir = opts.dir ?? cachePath("vms", `${opts.name}-${instanceId}`);
   mkdirSync(dir, { recursive: true });
+  await opts.beforeStart?.(dir);
   const accel = opts.accel ?? (await detectAccel(opts.image));
   const rootDisk = join(dir, "root.qcow2");
   const backing = resolve(opts.fromDisk ?? opts.image.disk);

@@ -1,0 +1,99 @@
+// `npm run bench`: wall times of the VM test host and of a fresh provision, as a table and JSON.
+// Everything is measured in this run, the apt floor included, on this machine's accelerator.
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { checkCapability, skipBanner } from "./lib/capability";
+import { bootHost, startWorld } from "./lib/harness";
+import { ensureBaseImage } from "./lib/image";
+import { cachePath, cacheDir, repoRoot } from "./lib/paths";
+import { ssh } from "./lib/ssh";
+
+interface Row {
+  what: string;
+  seconds: number;
+  note?: string;
+}
+
+/**
+ * The packages the steps install with apt_install, read from scripts/ (node-pm2's nodejs/npm are
+ * left out: the e2e stack takes Node from the npm registry).
+ */
+export function stepPackages(): string[] {
+  const pkgs = new Set<string>();
+  const dir = join(repoRoot, "scripts");
+  for (const f of readdirSync(dir).filter((n) => n.endsWith(".sh") && n !== "lib.sh")) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/^\s*apt_install\s+([^#\n]+)/gm)) {
+      for (const p of m[1].trim().split(/\s+/)) if (/^[a-z0-9][a-z0-9.+-]+$/.test(p)) pkgs.add(p);
+    }
+  }
+  pkgs.delete("nodejs");
+  pkgs.delete("npm");
+  return [...pkgs].sort();
+}
+
+async function main(): Promise<void> {
+  const cap = checkCapability();
+  if (!cap.ok) {
+    console.error(skipBanner(cap));
+    process.exit(2);
+  }
+  const rows: Row[] = [];
+  const add = (what: string, ms: number, note?: string) => {
+    rows.push({ what, seconds: Math.round(ms / 100) / 10, note });
+    console.error(`bench: ${what}: ${(ms / 1000).toFixed(1)} s${note ? ` (${note})` : ""}`);
+  };
+
+  // Cold: a build into an empty cache dir; cached: the lookup in the real one.
+  if (!process.argv.includes("--no-cold")) {
+    const saved = process.env.NODEHOST_E2E_CACHE;
+    const cold = mkdtempSync(join(cacheDir(), "bench-cold-"));
+    process.env.NODEHOST_E2E_CACHE = cold;
+    try {
+      const img = await ensureBaseImage();
+      add("base image build (cold)", img.buildMs, "debootstrap + apt + mkfs.ext4 -d");
+    } finally {
+      if (saved === undefined) delete process.env.NODEHOST_E2E_CACHE;
+      else process.env.NODEHOST_E2E_CACHE = saved;
+      rmSync(cold, { recursive: true, force: true });
+    }
+  }
+  const t0 = Date.now();
+  await ensureBaseImage();
+  add("base image (cached)", Date.now() - t0);
+
+  const world = await startWorld({ dir: cachePath("runs", `bench-${process.pid}`) });
+  try {
+    const host = await bootHost(world, { name: "bench-fresh" });
+    add("boot to SSH (fresh VM)", host.bootMs, host.vm.accel);
+    const fresh = await host.replay();
+    for (const s of fresh.ran) add(`step ${s.name} (fresh host)`, s.ms);
+    add("whole fresh provision", fresh.totalMs);
+    const again = await host.replay();
+    add("no-change re-run", again.totalMs, `${again.ran.length} steps ran`);
+    await host.destroy();
+
+    const floorHost = await bootHost(world, { name: "bench-floor", web: false, preload: false });
+    const pkgs = stepPackages();
+    const t = Date.now();
+    const r = await ssh(floorHost.target,
+      `sudo -n env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get -q update && apt-get -q install -y --no-install-recommends ${pkgs.join(" ")}'`,
+      { timeoutMs: 60 * 60_000 });
+    if (r.code !== 0) throw new Error(`apt floor failed: ${r.stderr.slice(-2000)}`);
+    add("apt floor: one apt-get install of the steps' packages", Date.now() - t, pkgs.join(" "));
+    await floorHost.destroy();
+  } finally {
+    await world.stop();
+  }
+
+  const width = Math.max(...rows.map((r) => r.what.length));
+  console.log(`${"what".padEnd(width)}  seconds`);
+  for (const r of rows) console.log(`${r.what.padEnd(width)}  ${r.seconds.toFixed(1).padStart(7)}`);
+  const json = { at: new Date().toISOString(), rows };
+  writeFileSync(cachePath(`bench-${Date.now()}.json`), JSON.stringify(json, null, 2));
+  console.log(JSON.stringify(json));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
