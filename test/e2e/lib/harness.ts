@@ -1,6 +1,6 @@
 // The VM test host put together: the outside world on loopback (Pebble, S3, images), the e2e
 // stack config pointing at a VM, and fresh or snapshot hosts ready for replay.
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
 import { ensureBaseImage, type BaseImage } from "./image";
@@ -88,6 +88,29 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
   return { raw, secretKeys };
 }
 
+/**
+ * This machine reaches the npm registry through a TLS-intercepting egress proxy whose CA sits in
+ * /usr/local/share/ca-certificates; the guest's traffic goes the same way, so the guest trusts the
+ * same local CAs (system store, and npm's cafile since Node keeps its own CA list). A droplet on
+ * the open internet needs none of this; with no local CAs this does nothing.
+ */
+export async function trustMachineCas(target: SshTarget, dir = process.env.NODEHOST_E2E_EXTRA_CA_DIR ?? "/usr/local/share/ca-certificates"): Promise<number> {
+  if (!existsSync(dir)) return 0;
+  const pems = readdirSync(dir).filter((f) => f.endsWith(".crt")).map((f) => readFileSync(join(dir, f), "utf8").trim());
+  if (pems.length === 0) return 0;
+  const script = [
+    "set -euo pipefail",
+    "install -d /usr/local/share/ca-certificates",
+    ...pems.map((pem, i) => `cat > /usr/local/share/ca-certificates/nodehost-e2e-machine-${i}.crt <<'PEM'\n${pem}\nPEM`),
+    "update-ca-certificates >/dev/null",
+    `for h in /root /home/${DEPLOY_USER}; do printf 'cafile=/etc/ssl/certs/ca-certificates.crt\\n' > "$h/.npmrc"; done`,
+    `chown ${DEPLOY_USER}: /home/${DEPLOY_USER}/.npmrc`,
+    "grep -q '^NODE_EXTRA_CA_CERTS=' /etc/environment || echo 'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' >> /etc/environment",
+  ].join("\n");
+  await sshOk(target, "sudo -n bash -s", { input: script });
+  return pems.length;
+}
+
 /** Copies the service image archives to where docker-data looks before pulling. */
 export async function preloadImages(target: SshTarget, images: ServiceImage[]): Promise<void> {
   for (const img of images) {
@@ -142,6 +165,7 @@ export async function bootHost(world: World, opts: { name: string; web?: boolean
       await copyDisk(opts.from!.statePath, join(dir, "replay-state.json"));
     } } : {}),
   });
+  await trustMachineCas(target);
   const t0 = Date.now();
   if (opts.preload !== false) await preloadImages(target, world.images);
   const preloadMs = Date.now() - t0;
