@@ -1,12 +1,14 @@
 // `npm run bench`: wall times of the VM test host and of a fresh provision, as a table and JSON.
 // Everything is measured in this run, the apt floor included, on this machine's accelerator.
+// Flags: --no-cold (skip the cold image build), --no-dr (skip the disaster-recovery rebuilds).
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
-import { bootHost, startWorld } from "./lib/harness";
+import { bootHost, copyDisk, SITE_NAMES, startWorld, type Host } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
 import { cachePath, cacheDir, repoRoot } from "./lib/paths";
-import { ssh } from "./lib/ssh";
+import { ssh, sshOk } from "./lib/ssh";
+import { web, webUntil } from "./lib/web";
 
 interface Row {
   what: string;
@@ -70,6 +72,37 @@ async function main(): Promise<void> {
     add("whole fresh provision", fresh.totalMs);
     const again = await host.replay();
     add("no-change re-run", again.totalMs, `${again.ran.length} steps ran`);
+
+    if (!process.argv.includes("--no-dr")) {
+      // Disaster recovery: rows written, a backup taken, the droplet lost.
+      const site = SITE_NAMES[0];
+      const ca = world.pebble.issuerRootPem;
+      const api = (h: Host, path: string, method = "GET") => web({ name: site, port: h.vm.ports.https, path, https: true, ca, method });
+      for (let i = 0; i < 5; i++) await api(host, `/api/visits?note=bench-${i}`, "POST");
+      await sshOk(host.target, "sudo -n nodehost-backup --quiet");
+      const written = (await api(host, "/api/visits/summary")).body;
+      await host.stop();
+      const lostAt = Date.now();
+      for (const scenario of ["a", "b"] as const) {
+        const started = Date.now();
+        const volume = scenario === "a" ? await copyDisk(host.vm.dataDisk, join(host.vm.dir, "dr-a.raw")) : undefined;
+        const h = await bootHost(world, { name: `bench-dr-${scenario}`, dataDisk: volume });
+        await h.replay();
+        await webUntil({ name: site, port: h.vm.ports.https, path: "/api/health", https: true, ca }, (r) => r.status === 200, 5 * 60_000);
+        const got = (await api(h, "/api/visits/summary")).body;
+        const label = scenario === "a" ? "DR (a) new VM, same volume: rebuild (RTO)" : "DR (b) new VM, blank volume: rebuild + restore (RTO)";
+        add(label, Date.now() - started, got === written ? "every row back" : `ROWS DIFFER: wrote ${written}, got ${got}`);
+        if (scenario === "b") {
+          const newest = (await world.s3.list()).map((o) => o.key).sort().at(-1) ?? "";
+          const m = newest.match(/(\d{8})T(\d{6})Z/);
+          if (m) {
+            const at = Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6)}T${m[2].slice(0, 2)}:${m[2].slice(2, 4)}:${m[2].slice(4)}Z`);
+            add("DR (b) age of the restored backup when the host was lost (RPO)", lostAt - at, newest);
+          }
+        }
+        await h.destroy();
+      }
+    }
     await host.destroy();
 
     const floorHost = await bootHost(world, { name: "bench-floor", web: false, preload: false });

@@ -53,7 +53,7 @@ async function up(): Promise<void> {
   } else {
     rmSync(vmDir, { recursive: true, force: true });
     console.log("booting a fresh VM (about 45 s under emulation)");
-    const h = await bootHost(world, { name: "nodehost-local", dir: vmDir, dataDisk: join(dir, "volume.raw"), dataDiskGiB: 10 });
+    const h = await bootHost(world, { name: "nodehost-local", dir: vmDir, keepOnExit: true, dataDisk: join(dir, "volume.raw"), dataDiskGiB: 10 });
     console.log(`VM up in ${(h.bootMs / 1000).toFixed(0)} s (${h.vm.accel})`);
     host = h;
   }

@@ -19,6 +19,7 @@ export function startDaemon(dir: string, name: string, cmd: string, args: string
   const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ["ignore", fd, fd], detached: opts.detached ?? false, cwd: dir });
   closeSync(fd);
   if (opts.detached) child.unref();
+  else process.on("exit", () => child.kill("SIGTERM")); // not left behind by a script that dies
   const pid = child.pid!;
   register(pid, cmd === process.execPath ? args[0] : cmd);
   writeFileSync(join(dir, `${name}.pid`), String(pid));

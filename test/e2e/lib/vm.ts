@@ -34,6 +34,8 @@ export interface VmOptions {
   /** Where this VM's files live; default a new directory under the cache's vms/. */
   dir?: string;
   accel?: Accel;
+  /** Leave QEMU running when this process exits (npm run local); default: stop it. */
+  keepOnExit?: boolean;
   /** Runs once the VM's directory exists, before its disks are made (e.g. to place a volume copy). */
   beforeStart?: (dir: string) => Promise<void>;
 }
@@ -58,6 +60,21 @@ export interface Vm {
 }
 
 const QEMU = "qemu-system-x86_64";
+
+const liveVms = new Set<number>();
+let exitHookSet = false;
+/** A script that dies half-way (bench, a try) must not leave VMs holding ports behind. */
+function stopOnExit(pid: number): void {
+  liveVms.add(pid);
+  if (exitHookSet) return;
+  exitHookSet = true;
+  process.on("exit", () => {
+    for (const p of liveVms) if (pidAlive(p)) process.kill(p, "SIGTERM");
+  });
+  if (!process.env.VITEST) {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
+  }
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -201,6 +218,7 @@ export async function bootVm(opts: VmOptions): Promise<Vm> {
     if (r.code === 0) {
       const pid = Number(readFileSync(pidFile, "utf8").trim());
       register(pid, dir);
+      if (!opts.keepOnExit) stopOnExit(pid);
       const vm = makeVm({ name: opts.name, dir, instanceId, accel, ports, rootDisk, dataDisk, serialLog, pid });
       writeFileSync(join(dir, "vm.json"), JSON.stringify({ name: opts.name, instanceId, accel, ports, rootDisk, dataDisk, serialLog, pid }, null, 2));
       return vm;
@@ -229,6 +247,7 @@ function makeVm(v: { name: string; dir: string; instanceId: string; accel: Accel
     },
     ssh: (user, keyFile) => ({ host: "127.0.0.1", port: v.ports.ssh, user, keyFile }),
     async stop() {
+      liveVms.delete(v.pid);
       if (!alive()) return;
       await qmpQuit(join(v.dir, "qmp.sock")).catch(() => process.kill(v.pid, "SIGTERM"));
       for (let i = 0; i < 100 && alive(); i++) await sleep(100);
