@@ -49,7 +49,7 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     fs.writeFileSync(path.join(T, "nginx.env"), [
       "APP_NAME='app'", "SERVER_NAMES='example.test www.example.test'", `APP_PORT='${appPort}'`,
       "ALLOW_IPS='127.0.0.0/8 ::1'", `HTPASSWD_FILE='${T}/htpasswd'`, `ACME_WEBROOT='${T}/acme'`,
-      `UI_ROOT='${T}/dist'`, `HTTP_PORT='${httpPort}'`, `HTTPS_PORT='${httpsPort}'`, "",
+      `UI_ROOT='${T}/dist'`, `STATUS_DIR='${T}/status'`, `HTTP_PORT='${httpPort}'`, `HTTPS_PORT='${httpsPort}'`, "",
     ].join("\n"));
     fs.writeFileSync(path.join(T, "nginx.conf"), [
       `pid ${T}/nginx.pid;`, `error_log ${T}/error.log;`, "events {}",
@@ -89,6 +89,14 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     const acme = curl(...host, `http://127.0.0.1:${httpPort}/.well-known/acme-challenge/tok`);
     expect(status(acme)).toBe("200");
     expect(acme.body).toBe("token-body");
+  });
+
+  it("serves the backup heartbeat without basic auth: 404 while stale, 200 once the backup tools mark it fresh", () => {
+    fs.mkdirSync(path.join(T, "status"), { recursive: true });
+    fs.rmSync(path.join(T, "status", "backup-fresh"), { force: true });
+    expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/healthz/backup`))).toBe("404");
+    fs.writeFileSync(path.join(T, "status", "backup-fresh"), "ok\n");
+    expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/healthz/backup`))).toBe("200");
   });
 
   it("passes websocket upgrades and sets the security headers, gzip, no version", () => {
