@@ -55,7 +55,12 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
       echo: process.env.NODEHOST_E2E_VERBOSE === "1",
     });
     writeFileSync(join(tmp, "out", "recipe.txt"), `${BASE_PACKAGES.join(",")}\n`);
-    renameSync(join(tmp, "out"), dir);
+    try {
+      renameSync(join(tmp, "out"), dir);
+    } catch (e) {
+      // Another run finished the same recipe first: its image is as good as ours.
+      if (!existsSync(join(dir, "disk.qcow2"))) throw e;
+    }
   } catch (e) {
     throw new Error(`base image build failed (work files kept in ${tmp}): ${(e as Error).message}`);
   }

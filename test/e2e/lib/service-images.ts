@@ -80,9 +80,11 @@ export interface ServiceImage {
 }
 
 const BUILD_SCRIPT = join(__dirname, "build-service-rootfs.sh");
+/** Part of the cache key: bump when writeDockerArchive changes what it writes. */
+const ARCHIVE_FORMAT = "docker-archive-v1";
 
 export function recipeHash(r: ServiceImageRecipe): string {
-  const h = createHash("sha256").update(JSON.stringify(r)).update(readFileSync(BUILD_SCRIPT)).update(readFileSync(__filename));
+  const h = createHash("sha256").update(ARCHIVE_FORMAT).update(JSON.stringify(r)).update(readFileSync(BUILD_SCRIPT));
   for (const f of Object.values(r.files)) h.update(readFileSync(join(imagesDir, f)));
   return h.digest("hex").slice(0, 16);
 }
