@@ -100,10 +100,9 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
 
   it("re-runs a changed step and the steps after it, and nothing else", async () => {
     // A parameter change alters the step's stdin exactly as a script change does (triggers = sha256(stdin)).
+    // The host keeps the changed config until the next full replay (in the rollback tests below).
     const changed = await host.replay({ overrides: { nginx: { basicAuthUser: "operator" } } });
     expect(changed.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
-    const back = await host.replay();
-    expect(back.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
   });
 
   it("rolls back a release that fails its health check, and the site stays up", async () => {
@@ -120,7 +119,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
 
   it("restores the stack's own release when the stack's app is back", async () => {
     const r = await host.replay();
-    expect(r.ran.map((s) => s.name)).toContain("app");
+    expect(r.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
