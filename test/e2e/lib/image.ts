@@ -1,9 +1,9 @@
 // The base disk of the VM test host: Debian 13 from debootstrap, cached by a hash of its recipe.
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cachePath } from "./paths";
-import { runOk } from "./exec";
+import { cacheDir, cachePath } from "./paths";
+import { pidAlive, runOk } from "./exec";
 
 /** What a DigitalOcean Debian 13 image has that provisioning relies on, and no more. */
 export const BASE_PACKAGES = [
@@ -45,6 +45,11 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
   });
   if (existsSync(join(dir, "disk.qcow2"))) return image(true, 0);
 
+  // Leftovers of builds whose process died (a kept failure, a killed run) only take space.
+  for (const name of readdirSync(cacheDir())) {
+    const m = name.match(/^base-trixie-[0-9a-f]+\.tmp-(\d+)$/);
+    if (m && !pidAlive(Number(m[1]))) rmSync(join(cacheDir(), name), { recursive: true, force: true });
+  }
   const started = Date.now();
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
