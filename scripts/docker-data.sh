@@ -17,7 +17,8 @@ ETC=/etc/nodehost
 PG_NAME=nodehost-postgres
 REDIS_NAME=nodehost-redis
 
-apt_install docker.io apparmor
+# Debian 13's docker.io only recommends docker-cli; without recommends there is no `docker`.
+apt_install docker.io docker-cli apparmor
 
 # Container logs rotate; a change here needs a daemon restart (containers come back by policy).
 write_file /etc/docker/daemon.json 0644 root:root <<'JSON'
@@ -41,6 +42,8 @@ ensure_image() {
   if [[ -n $IMAGE_PRELOAD_DIR && -d $IMAGE_PRELOAD_DIR ]]; then
     for tar in "$IMAGE_PRELOAD_DIR"/*.tar; do
       [[ -f $tar ]] || continue
+      # Only the archive that holds this image: a docker load costs a minute under emulation.
+      tar -xOf "$tar" manifest.json 2>/dev/null | grep -qF "\"$image\"" || continue
       docker load -q -i "$tar" >/dev/null
       changed "docker load $tar"
       docker image inspect "$image" >/dev/null 2>&1 && return 0

@@ -3,6 +3,9 @@
 # Concatenated in front of each step's script on stdin (docs/host-steps.md); sourced by hand runs.
 # shellcheck disable=SC2034 # WRITE_CHANGED is read by the steps after write_file.
 set -euo pipefail
+# The step wrapper runs us under umask 077 (for its temp file); installed programs and packages
+# must stay readable (npm -g, unit files). Secret files get their mode from write_file.
+umask 022
 
 NODEHOST_CHANGES=0
 # Set by write_file: 1 when the last call rewrote the file (content, mode or owner), else 0.
