@@ -26,7 +26,7 @@ interface Target {
 }
 
 function digitalOceanTarget(cfg: StackConfig, name: string): Target {
-  const tag = `${name}`;
+  const tag = name;
   const network = new Network(name, {
     region: cfg.droplet.region,
     tag,
