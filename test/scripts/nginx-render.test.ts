@@ -119,11 +119,20 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     const cert = run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=example.test",
       "-keyout", path.join(live, "privkey.pem"), "-out", path.join(live, "fullchain.pem")]);
     expect(cert.status).toBe(0);
+    // Workers of the old config keep accepting until they handle their QUIT, which is slow on a
+    // loaded machine: the checks below wait until every one of them has exited.
+    const master = fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim();
+    const oldWorkers = run("pgrep", ["-P", master]).stdout.trim().split("\n").filter(Boolean);
+    expect(oldWorkers.length).toBeGreaterThan(0);
     const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
       NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: `nginx -s reload ${nginxArgs.join(" ")}` } });
     expect(r.stdout.trim()).toBe(`changed: ${T}/site.conf (https), nginx reloaded`);
-    // After a reload the old workers may still take a connection or two: wait for the new config.
-    return waitFor(() => status(curl("-k", "--resolve", `example.test:${httpsPort}:127.0.0.1`, `https://example.test:${httpsPort}/api/health`)) === "200" &&
+    const oldWorkersGone = () => {
+      const now = run("pgrep", ["-P", master]).stdout.trim().split("\n");
+      return oldWorkers.every((pid) => !now.includes(pid));
+    };
+    return waitFor(() => oldWorkersGone() &&
+      status(curl("-k", "--resolve", `example.test:${httpsPort}:127.0.0.1`, `https://example.test:${httpsPort}/api/health`)) === "200" &&
       status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/api/health`)) === "301", "the reload").then(() => {
       const redirect = curl("-H", "Host: www.example.test", `http://127.0.0.1:${httpPort}/some/page?x=1`);
       expect(status(redirect)).toBe("301");
