@@ -74,13 +74,14 @@ export class Server extends pulumi.ComponentResource {
     new digitalocean.VolumeAttachment(
       `${name}-data-attachment`,
       { dropletId: this.droplet.id.apply(Number), volumeId: volume.id },
-      { parent: this },
+      // A volume attaches to one droplet at a time: detach from the old before attaching the new.
+      { parent: this, deleteBeforeReplace: true },
     );
     const ip = new digitalocean.ReservedIp(`${name}-ip`, { region: args.region }, stateful);
     new digitalocean.ReservedIpAssignment(
       `${name}-ip-assignment`,
       { ipAddress: ip.ipAddress, dropletId: this.droplet.id.apply(Number) },
-      { parent: this },
+      { parent: this, deleteBeforeReplace: true },
     );
 
     this.dropletId = this.droplet.id;

@@ -89,6 +89,15 @@ describe("production (Pulumi.production.yaml)", () => {
     expect(one(production.custom, DROPLET).opts.ignoreChanges).toEqual(["userData", "sshKeys", "image"]);
   });
 
+  test("a rebuilt droplet takes over the volume and the reserved IP: old attachments go first", () => {
+    for (const type of [
+      "digitalocean:index/volumeAttachment:VolumeAttachment",
+      "digitalocean:index/reservedIpAssignment:ReservedIpAssignment",
+    ]) {
+      expect([type, one(production.custom, type).opts.deleteBeforeReplace]).toEqual([type, true]);
+    }
+  });
+
   test("the bucket is private and expires backups after the remote retention (30 days)", () => {
     const b = one(production.custom, "digitalocean:index/spacesBucket:SpacesBucket").inputs;
     expect(b).toMatchObject({ region: "fra1", acl: "private", name: "nodehost-production-backups-a1b2c3" });
