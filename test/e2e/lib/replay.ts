@@ -9,15 +9,10 @@ import { tail } from "./exec";
 import { parseConfig } from "../../../components/config";
 import { createStack } from "../../../components/stack";
 
-/** What remote.Command receives for one step (components/host/step.ts StepSpec). */
-export interface StepSpec {
-  name: string;
-  create: string;
-  stdin: string;
-  triggers: string[];
-  logging: string;
-  dependsOn: string[];
-}
+import type { StepSpec } from "../../../components/host/step";
+
+/** What remote.Command receives for one step. */
+export type { StepSpec };
 
 export interface ProgramStep {
   stepName: string;
