@@ -1,6 +1,6 @@
 // `npm run local`: the whole stack on a local VM, for trying it without a cloud account.
 // `npm run local -- --down` stops it and deletes its state.
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { findDaemon } from "./lib/daemon";
@@ -42,6 +42,7 @@ async function up(): Promise<void> {
   // Pebble validates on the host port forwarded to the guest's 80: fixed for this local stack.
   const saved = existsSync(worldFile) ? (JSON.parse(readFileSync(worldFile, "utf8")) as { httpPort: number }) : undefined;
   const httpPort = saved?.httpPort ?? (await freePort());
+  mkdirSync(dir, { recursive: true });
   writeFileSync(worldFile, JSON.stringify({ httpPort }));
   const world = await startWorld({ dir, detached: true, httpPort, log: (s) => console.log(s) });
 

@@ -32,7 +32,7 @@ describe("actionlint", () => {
   test("it does report a broken workflow (a misspelt setup-node input and an undefined job output)", async () => {
     const source = fs
       .readFileSync(path.join(WORKFLOWS, "preview.yml"), "utf8")
-      .replace("node-version: 20", "node-versio: 20")
+      .replace("node-version: 22", "node-versio: 22")
       .replace("needs.stacks.outputs.stacks", "needs.stacks.outputs.stackz");
     const kinds = (await runLint(source, "preview.yml")).map((r) => r.kind).sort();
     expect(kinds).toEqual(["action", "expression"]);
