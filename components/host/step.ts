@@ -5,7 +5,13 @@ import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as remote from "@pulumi/command/remote";
 
-export const SCRIPTS_DIR = path.join(__dirname, "..", "..", "scripts");
+/**
+ * Where the step scripts are read from: the checkout's scripts/, or NODEHOST_SCRIPTS_DIR (a
+ * patched copy, to try a script change without editing the checkout; the VM suite uses it).
+ */
+export function scriptsDir(): string {
+  return process.env.NODEHOST_SCRIPTS_DIR || path.join(__dirname, "..", "..", "scripts");
+}
 
 /**
  * The remote command of every step: the script arrives on stdin, lands in a 0600 temp file and
@@ -53,7 +59,7 @@ export function sha256(text: string): string {
 }
 
 export function readScript(file: string): string {
-  return fs.readFileSync(path.join(SCRIPTS_DIR, file), "utf8");
+  return fs.readFileSync(path.join(scriptsDir(), file), "utf8");
 }
 
 /** A shipped operator tool, as the base64 a step installs with `install_b64`. */

@@ -1,6 +1,6 @@
 // Issues 4 and 5 on a real VM: a fresh host provisioned by the stack's own steps serves the app
 // over HTTPS, keeps it across a reboot, backs it up to the bucket, and comes back after a disaster.
-import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -98,11 +98,22 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(r.ran).toEqual([]);
   });
 
-  it("re-runs a changed step and the steps after it, and nothing else", async () => {
-    // A parameter change alters the step's stdin exactly as a script change does (triggers = sha256(stdin)).
-    // The host keeps the changed config until the next full replay (in the rollback tests below).
-    const changed = await host.replay({ overrides: { nginx: { basicAuthUser: "operator" } } });
-    expect(changed.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
+  it("re-runs an edited script's step and the steps after it, and nothing else", async () => {
+    // A patched copy of scripts/ (NODEHOST_SCRIPTS_DIR) whose nginx.sh leaves a mark when it runs.
+    // The host keeps the edited step until the next full replay (in the rollback tests below).
+    const copy = mkdtempSync(join(tmpdir(), "nodehost-scripts-"));
+    cpSync(join(repoRoot, "scripts"), copy, { recursive: true });
+    appendFileSync(join(copy, "nginx.sh"), "\ndate -u > /var/tmp/nodehost-edited-nginx-step\n");
+    process.env.NODEHOST_SCRIPTS_DIR = copy;
+    try {
+      const changed = await host.replay();
+      expect(changed.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
+    } finally {
+      delete process.env.NODEHOST_SCRIPTS_DIR;
+      rmSync(copy, { recursive: true, force: true });
+    }
+    expect((await ssh(host.target, "test -s /var/tmp/nodehost-edited-nginx-step")).code).toBe(0);
+    expect((await web(https("/api/health"))).status).toBe(200);
   });
 
   it("rolls back a release that fails its health check, and the site stays up", async () => {

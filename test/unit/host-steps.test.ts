@@ -1,5 +1,6 @@
 // The host steps as Pulumi sees them: script, parameters, triggers, order, logging and secrecy.
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, test } from "vitest";
@@ -118,6 +119,21 @@ describe("host steps", () => {
     const changed = await declare({ "nodehost:nginx": JSON.stringify({ allowIps: ["198.51.100.0/24"] }) });
     const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
     expect(differs).toEqual(["nginx", "tls", "health-gate"]);
+  });
+
+  test("an edited script re-triggers its step and the steps after it, and nothing else", async () => {
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), "nodehost-scripts-"));
+    fs.cpSync(path.join(ROOT, "scripts"), copy, { recursive: true });
+    fs.appendFileSync(path.join(copy, "node-pm2.sh"), "\n# an edit\n");
+    process.env.NODEHOST_SCRIPTS_DIR = copy;
+    try {
+      const changed = await declare();
+      const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
+      expect(differs).toEqual(["node-pm2", "app", "nginx", "tls", "health-gate"]);
+    } finally {
+      delete process.env.NODEHOST_SCRIPTS_DIR;
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
   });
 
   test("a changed Postgres image re-triggers docker-data and everything downstream of it only", async () => {
