@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { bootHost, copyDisk, SITE_NAMES, startWorld, type Host } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
+import { ensureServiceImages } from "./lib/service-images";
 import { cachePath, cacheDir, repoRoot } from "./lib/paths";
 import { ssh, sshOk } from "./lib/ssh";
 import { web, webUntil } from "./lib/web";
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
     try {
       const img = await ensureBaseImage();
       add("base image build (cold)", img.buildMs, "debootstrap + apt + mkfs.ext4 -d");
+      for (const s of await ensureServiceImages()) add(`service image ${s.tag} build (cold)`, s.buildMs, `${(s.bytes / 2 ** 20).toFixed(0)} MiB docker archive`);
     } finally {
       if (saved === undefined) delete process.env.NODEHOST_E2E_CACHE;
       else process.env.NODEHOST_E2E_CACHE = saved;
@@ -61,7 +63,8 @@ async function main(): Promise<void> {
   }
   const t0 = Date.now();
   await ensureBaseImage();
-  add("base image (cached)", Date.now() - t0);
+  await ensureServiceImages();
+  add("base and service images (cached)", Date.now() - t0);
 
   const world = await startWorld({ dir: cachePath("runs", `bench-${process.pid}`) });
   try {

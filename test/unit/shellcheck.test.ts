@@ -5,10 +5,13 @@ import * as path from "path";
 import { expect, test } from "vitest";
 import { ROOT } from "./harness";
 
-test("scripts/ and scripts/tools/ are shellcheck clean", () => {
+test("scripts/, scripts/tools/, the VM test host's shell and .ci/run are shellcheck clean", () => {
   const files = [
     ...fs.readdirSync(path.join(ROOT, "scripts")).filter((f) => f.endsWith(".sh")).map((f) => `scripts/${f}`),
     ...fs.readdirSync(path.join(ROOT, "scripts", "tools")).map((f) => `scripts/tools/${f}`),
+    ...["lib", "images"].flatMap((d) =>
+      fs.readdirSync(path.join(ROOT, "test", "e2e", d)).filter((f) => f.endsWith(".sh")).map((f) => `test/e2e/${d}/${f}`)),
+    ".ci/run",
   ];
   expect(files.length).toBeGreaterThan(10);
   let out = "";

@@ -9,31 +9,12 @@ suite=trixie mirror=http://deb.debian.org/debian
 root=$work/rootfs
 mkdir -p "$out" "$work"
 
-cleanup() {
-  # debootstrap leaves /proc and /sys mounted when it fails half-way.
-  for m in proc sys dev/pts dev; do
-    if mountpoint -q "$root/$m"; then umount -l "$root/$m"; fi
-  done
-}
-trap cleanup EXIT
-
-echo "debootstrap $suite (minbase)"
-debootstrap --variant=minbase "$suite" "$root" "$mirror"
-
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"; }
-
+# shellcheck source=test/e2e/lib/chroot.sh
+. "$(dirname "$0")/chroot.sh"
 # The rest through apt, which orders configuration properly (debootstrap --include of python3
 # packages fails to configure them). Nothing may start as a service inside the chroot.
-mount -t proc proc "$root/proc"
-mount -t sysfs sysfs "$root/sys"
-mount --bind /dev "$root/dev"
-mount --bind /dev/pts "$root/dev/pts"
-printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
-chmod 755 "$root/usr/sbin/policy-rc.d"
-IFS=, read -ra pkgs <<< "$packages"
-echo "apt-get install ${pkgs[*]}"
-in_root apt-get install -y --no-install-recommends -o DPkg::Options::=--force-unsafe-io "${pkgs[@]}"
-rm -f "$root/usr/sbin/policy-rc.d"
+chroot_bootstrap "$suite" "$mirror"
+chroot_install "$packages"
 
 cat > "$root/etc/apt/sources.list.d/debian.sources" <<SRC
 Types: deb
@@ -117,9 +98,7 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*
 cp -L "$root/vmlinuz" "$out/vmlinuz"
 cp -L "$root/initrd.img" "$out/initrd.img"
 
-cleanup
-if findmnt -rn -o TARGET | grep -q "^$root"; then echo "still mounted under $root" >&2; exit 1; fi
-rm -rf "${root:?}"/dev/* "${root:?}"/proc/* "${root:?}"/sys/* "${root:?}"/run/* "${root:?}"/tmp/*
+chroot_finish
 
 # 12 GiB sparse: room for Docker, images and apt caches; the qcow2 keeps only written blocks.
 truncate -s 12G "$work/disk.raw"

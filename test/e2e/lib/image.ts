@@ -13,6 +13,8 @@ export const BASE_PACKAGES = [
 ];
 
 const SCRIPT = join(__dirname, "build-base-image.sh");
+/** Sourced by both image builders; part of both recipes. */
+export const CHROOT_LIB = join(__dirname, "chroot.sh");
 
 export interface BaseImage {
   dir: string;
@@ -30,6 +32,7 @@ export function baseImageRecipeHash(): string {
     .update(BASE_PACKAGES.join(","))
     .update("\0")
     .update(readFileSync(SCRIPT))
+    .update(readFileSync(CHROOT_LIB))
     .digest("hex")
     .slice(0, 16);
 }

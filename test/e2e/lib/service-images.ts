@@ -5,6 +5,7 @@ import { copyFileSync, createReadStream, existsSync, mkdirSync, readFileSync, re
 import { join } from "node:path";
 import { runOk } from "./exec";
 import { cachePath, e2eDir } from "./paths";
+import { CHROOT_LIB } from "./image";
 
 export interface ServiceImageRecipe {
   /** Short name: file names and logs. */
@@ -84,7 +85,7 @@ const BUILD_SCRIPT = join(__dirname, "build-service-rootfs.sh");
 const ARCHIVE_FORMAT = "docker-archive-v1";
 
 export function recipeHash(r: ServiceImageRecipe): string {
-  const h = createHash("sha256").update(ARCHIVE_FORMAT).update(JSON.stringify(r)).update(readFileSync(BUILD_SCRIPT));
+  const h = createHash("sha256").update(ARCHIVE_FORMAT).update(JSON.stringify(r)).update(readFileSync(BUILD_SCRIPT)).update(readFileSync(CHROOT_LIB));
   for (const f of Object.values(r.files)) h.update(readFileSync(join(imagesDir, f)));
   return h.digest("hex").slice(0, 16);
 }
