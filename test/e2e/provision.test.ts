@@ -1,6 +1,6 @@
 // Issues 4 and 5 on a real VM: a fresh host provisioned by the stack's own steps serves the app
 // over HTTPS, keeps it across a reboot, backs it up to the bucket, and comes back after a disaster.
-import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import { cachePath, repoRoot } from "./lib/paths";
 import { StepFailedError, type ReplayResult } from "./lib/replay";
 import { reboot, ssh, sshOk } from "./lib/ssh";
 import { web, webUntil, type WebRequest } from "./lib/web";
+import { withEditedScripts } from "../unit/harness";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -101,17 +102,11 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   it("re-runs an edited script's step and the steps after it, and nothing else", async () => {
     // A patched copy of scripts/ (NODEHOST_SCRIPTS_DIR) whose nginx.sh leaves a mark when it runs.
     // The host keeps the edited step until the next full replay (in the rollback tests below).
-    const copy = mkdtempSync(join(tmpdir(), "nodehost-scripts-"));
-    cpSync(join(repoRoot, "scripts"), copy, { recursive: true });
-    appendFileSync(join(copy, "nginx.sh"), "\ndate -u > /var/tmp/nodehost-edited-nginx-step\n");
-    process.env.NODEHOST_SCRIPTS_DIR = copy;
-    try {
-      const changed = await host.replay();
-      expect(changed.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
-    } finally {
-      delete process.env.NODEHOST_SCRIPTS_DIR;
-      rmSync(copy, { recursive: true, force: true });
-    }
+    const changed = await withEditedScripts(
+      (dir) => appendFileSync(join(dir, "nginx.sh"), "\ndate -u > /var/tmp/nodehost-edited-nginx-step\n"),
+      () => host.replay(),
+    );
+    expect(changed.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
     expect((await ssh(host.target, "test -s /var/tmp/nodehost-edited-nginx-step")).code).toBe(0);
     expect((await web(https("/api/health"))).status).toBe(200);
   });

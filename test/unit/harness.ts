@@ -1,5 +1,6 @@
 // Runs the Pulumi program under mocks and records every resource with its inputs and options.
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
@@ -23,6 +24,23 @@ export function stackFileConfig(stack: string): Record<string, string> {
     raw[k] = typeof v === "string" ? v : JSON.stringify(v);
   }
   return raw;
+}
+
+/**
+ * Runs `fn` with the steps reading a copy of scripts/ that `edit` changed (NODEHOST_SCRIPTS_DIR),
+ * so a test can change a script without touching the checkout. Shared by the unit and VM suites.
+ */
+export async function withEditedScripts<T>(edit: (dir: string) => void, fn: () => Promise<T>): Promise<T> {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), "nodehost-scripts-"));
+  try {
+    fs.cpSync(path.join(ROOT, "scripts"), copy, { recursive: true });
+    edit(copy);
+    process.env.NODEHOST_SCRIPTS_DIR = copy;
+    return await fn();
+  } finally {
+    delete process.env.NODEHOST_SCRIPTS_DIR;
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
 }
 
 export const TEST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPm6v3HMFHKhOTXyTgmtGVhbxxGCSDxWpJVtiYyFiKhR ops@test";

@@ -1,6 +1,5 @@
 // The host steps as Pulumi sees them: script, parameters, triggers, order, logging and secrecy.
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, test } from "vitest";
@@ -8,7 +7,7 @@ import { parseConfig } from "../../components/config";
 import { StepSpec } from "../../components/host/step";
 import { STEP_WRAPPER, sha256 } from "../../components/host/step";
 import { createStack } from "../../components/stack";
-import { Recorded, resolve, Run, runProgram, ROOT, stackFileConfig, withUserValues } from "./harness";
+import { Recorded, resolve, Run, runProgram, ROOT, stackFileConfig, withEditedScripts, withUserValues } from "./harness";
 
 const ORDER = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
 const DEPENDS: Record<string, string[]> = {
@@ -122,18 +121,9 @@ describe("host steps", () => {
   });
 
   test("an edited script re-triggers its step and the steps after it, and nothing else", async () => {
-    const copy = fs.mkdtempSync(path.join(os.tmpdir(), "nodehost-scripts-"));
-    fs.cpSync(path.join(ROOT, "scripts"), copy, { recursive: true });
-    fs.appendFileSync(path.join(copy, "node-pm2.sh"), "\n# an edit\n");
-    process.env.NODEHOST_SCRIPTS_DIR = copy;
-    try {
-      const changed = await declare();
-      const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
-      expect(differs).toEqual(["node-pm2", "app", "nginx", "tls", "health-gate"]);
-    } finally {
-      delete process.env.NODEHOST_SCRIPTS_DIR;
-      fs.rmSync(copy, { recursive: true, force: true });
-    }
+    const changed = await withEditedScripts((dir) => fs.appendFileSync(path.join(dir, "node-pm2.sh"), "\n# an edit\n"), () => declare());
+    const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
+    expect(differs).toEqual(["node-pm2", "app", "nginx", "tls", "health-gate"]);
   });
 
   test("a changed Postgres image re-triggers docker-data and everything downstream of it only", async () => {

@@ -8,11 +8,10 @@ import { ssh, waitForSsh, type SshTarget } from "./ssh";
 import { tail } from "./exec";
 import { parseConfig } from "../../../components/config";
 import { createStack } from "../../../components/stack";
-
 import type { StepSpec } from "../../../components/host/step";
 
 /** What remote.Command receives for one step. */
-export type { StepSpec };
+export type { StepSpec } from "../../../components/host/step";
 
 export interface ProgramStep {
   stepName: string;
