@@ -4,7 +4,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
-import { bootHost, copyDisk, SITE_NAMES, startWorld, type Host } from "./lib/harness";
+import { bootHost, copyDisk, newRunDir, SITE_NAMES, startWorld, type Host } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
 import { ensureServiceImages } from "./lib/service-images";
 import { cachePath, cacheDir, repoRoot } from "./lib/paths";
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   await ensureServiceImages();
   add("base and service images (cached)", Date.now() - t0);
 
-  const world = await startWorld({ dir: cachePath("runs", `bench-${process.pid}`) });
+  const world = await startWorld({ dir: newRunDir("bench") });
   try {
     const host = await bootHost(world, { name: "bench-fresh" });
     add("boot to SSH (fresh VM)", host.bootMs, host.vm.accel);

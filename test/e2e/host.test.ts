@@ -1,13 +1,15 @@
 // Issue 3 on a real VM: the replay runs the program's own steps, honours triggers, fails loudly
 // and without secrets, and the base image comes from the cache once built.
 import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, utimesSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { STEP_WRAPPER } from "../../components/host/step";
 import { checkCapability, skipBanner } from "./lib/capability";
-import { bootHost, DATA_DEVICE, DEPLOY_USER, startWorld, type Host, type World } from "./lib/harness";
+import { bootHost, DATA_DEVICE, DEPLOY_USER, newRunDir, pruneOldRuns, startWorld, type Host, type World } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
-import { cachePath } from "./lib/paths";
 import { maskSecrets, orderSteps, replay, StepFailedError, type Program, type StepSpec } from "./lib/replay";
 import { sshOk } from "./lib/ssh";
 
@@ -30,6 +32,19 @@ describe("replay helpers (no VM)", () => {
   it("masks every secret, the longer first, and leaves short values alone", () => {
     expect(maskSecrets("pw=hunter2hunter2 key=hunter2 id=abc", ["hunter2", "hunter2hunter2", "abc"])).toBe("pw=*** key=*** id=abc");
   });
+
+  it("prunes run dirs older than three days and keeps the recent ones", () => {
+    const runs = mkdtempSync(join(tmpdir(), "nodehost-runs-"));
+    const old = join(runs, "provision-1");
+    const recent = join(runs, "provision-2");
+    mkdirSync(old);
+    mkdirSync(recent);
+    const fourDaysAgo = new Date(Date.now() - 4 * 24 * 3600_000);
+    utimesSync(old, fourDaysAgo, fourDaysAgo);
+    expect(pruneOldRuns(runs)).toEqual([old]);
+    expect(existsSync(old)).toBe(false);
+    expect(existsSync(recent)).toBe(true);
+  });
 });
 
 describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
@@ -37,7 +52,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
   let host: Host;
 
   beforeAll(async () => {
-    world = await startWorld({ dir: cachePath("runs", `test-${process.pid}`) });
+    world = await startWorld({ dir: newRunDir("test") });
     host = await bootHost(world, { name: "e2e-fresh" });
     process.stderr.write(`VM ${host.vm.name}: ${host.vm.accel}, boot to SSH ${(host.bootMs / 1000).toFixed(0)} s\n`);
   });

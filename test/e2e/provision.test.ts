@@ -1,12 +1,12 @@
 // Issues 4 and 5 on a real VM: a fresh host provisioned by the stack's own steps serves the app
 // over HTTPS, keeps it across a reboot, backs it up to the bucket, and comes back after a disaster.
-import { appendFileSync, cpSync, mkdtempSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkCapability } from "./lib/capability";
-import { BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, copyDisk, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
-import { cachePath, repoRoot } from "./lib/paths";
+import { BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, copyDisk, newRunDir, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
+import { repoRoot } from "./lib/paths";
 import { StepFailedError, type ReplayResult } from "./lib/replay";
 import { reboot, ssh, sshOk } from "./lib/ssh";
 import { web, webUntil, type WebRequest } from "./lib/web";
@@ -28,7 +28,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     JSON.parse((await web({ name: SITE, port: h.vm.ports.https, path: "/api/visits/summary", https: true, ca: world.pebble.issuerRootPem })).body) as { count: number; checksum: string };
 
   beforeAll(async () => {
-    world = await startWorld({ dir: cachePath("runs", `provision-${process.pid}`) });
+    world = await startWorld({ dir: newRunDir("provision") });
     host = await bootHost(world, { name: "e2e-provisioned", dataDiskGiB: 6 });
     fresh = await host.replay();
     process.stderr.write(`fresh provision ${(fresh.totalMs / 1000).toFixed(0)} s: ${fresh.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
@@ -170,7 +170,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     });
 
     it("(a) droplet lost, volume kept: a new VM on the same volume serves every row", async () => {
-      const volume = await copyDisk(host.vm.dataDisk, join(cachePath("runs"), `dr-a-${process.pid}.raw`));
+      const volume = await copyDisk(host.vm.dataDisk, join(world.dir, "dr-a-volume.raw"));
       const started = Date.now();
       const h = await bootHost(world, { name: "e2e-dr-a", dataDisk: volume });
       try {
@@ -180,6 +180,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
         process.stderr.write(`DR (a) rebuild ${(Date.now() - started) / 1000} s\n`);
       } finally {
         await h.destroy();
+        rmSync(volume, { force: true });
       }
     });
 

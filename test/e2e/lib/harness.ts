@@ -1,7 +1,8 @@
 // The VM test host put together: the outside world on loopback (Pebble, S3, images), the e2e
 // stack config pointing at a VM, and fresh or snapshot hosts ready for replay.
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { cachePath } from "./paths";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
 import { ensureBaseImage, type BaseImage } from "./image";
 import { startPebble, type Pebble } from "./pebble";
@@ -33,6 +34,28 @@ export interface World {
   /** Host port forwarded to the guest's 80 on every web VM of this world (Pebble validates there). */
   httpPort: number;
   stop(): Promise<void>;
+}
+
+/** How long a run's leftovers (its world dir: Pebble, S3 and VM logs) are kept for a look after it. */
+const KEEP_RUNS_MS = 3 * 24 * 3600_000;
+
+/** Deletes what earlier runs left in `runsDir` (entries older than KEEP_RUNS_MS). */
+export function pruneOldRuns(runsDir: string, now = Date.now()): string[] {
+  if (!existsSync(runsDir)) return [];
+  const pruned: string[] = [];
+  for (const name of readdirSync(runsDir)) {
+    const p = join(runsDir, name);
+    if (now - statSync(p).mtimeMs < KEEP_RUNS_MS) continue;
+    rmSync(p, { recursive: true, force: true });
+    pruned.push(p);
+  }
+  return pruned;
+}
+
+/** A world dir for one run of a suite or the bench, under runs/ (old runs there are pruned first). */
+export function newRunDir(kind: string): string {
+  pruneOldRuns(cachePath("runs"));
+  return cachePath("runs", `${kind}-${process.pid}`);
 }
 
 /** Starts (or, in a dir used before, finds) everything a VM needs around it. */
@@ -131,7 +154,10 @@ export interface Host {
   /** Replays the stack against this host, with this world's config (plus overrides). */
   replay(opts?: { overrides?: Record<string, unknown>; only?: string[] } & Partial<ReplayOptions>): Promise<ReplayResult>;
   stop(): Promise<void>;
-  /** Stops the VM and deletes its files (overlay, seed, state); set NODEHOST_E2E_KEEP=1 to keep them. */
+  /**
+   * Stops the VM and deletes its files (overlay, seed, state), keeping its serial console and
+   * step logs in the world dir (`vm-<name>/`); set NODEHOST_E2E_KEEP=1 to keep everything.
+   */
   destroy(): Promise<void>;
 }
 
@@ -179,7 +205,13 @@ export async function bootHost(world: World, opts: { name: string; web?: boolean
     stop: () => vm.stop(),
     async destroy() {
       await vm.stop();
-      if (process.env.NODEHOST_E2E_KEEP !== "1") rmSync(vm.dir, { recursive: true, force: true });
+      if (process.env.NODEHOST_E2E_KEEP === "1") return;
+      const kept = join(world.dir, `vm-${vm.name}`);
+      mkdirSync(kept, { recursive: true });
+      for (const f of ["serial.log", "steps.log"]) {
+        if (existsSync(join(vm.dir, f))) copyFileSync(join(vm.dir, f), join(kept, f));
+      }
+      rmSync(vm.dir, { recursive: true, force: true });
     },
   };
 }

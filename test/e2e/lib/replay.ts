@@ -75,7 +75,9 @@ export class StepFailedError extends Error {
     public readonly exitCode: number | null,
     public readonly stderrTail: string,
   ) {
-    super(`host step "${step}" failed (exit ${exitCode}):\n${stderrTail}`);
+    // 255 is ssh's own status: the connection was lost or refused, not the script's exit code.
+    const why = exitCode === 255 ? "ssh lost the connection (exit 255)" : `exit ${exitCode}`;
+    super(`host step "${step}" failed (${why}):\n${stderrTail}`);
     this.name = "StepFailedError";
   }
 }
