@@ -51,7 +51,17 @@ for port in "$SSH_PORT" 80 443; do
   fi
 done
 if ! grep -q '^Status: active' <<<"$ufw_status"; then
+  # The SSH session running this step opened before any rule used connection tracking, so the
+  # kernel never saw its handshake. Let conntrack learn it from live traffic under an accept-only
+  # rule first: ufw's "drop INVALID" then meets an ESTABLISHED entry, not a mid-stream pickup
+  # (a provisioning session once stalled for good right after `ufw enable`).
+  track=(INPUT -m conntrack --ctstate "ESTABLISHED,RELATED" -j ACCEPT)
+  iptables -w -I "${track[@]}"
+  log "tracking this SSH session before enabling UFW"
+  sleep 2
   ufw --force enable >/dev/null
+  # ufw may have flushed INPUT already; the rule must not outlive the step either way.
+  while iptables -w -C "${track[@]}" 2>/dev/null; do iptables -w -D "${track[@]}"; done
   changed "ufw enabled"
 fi
 

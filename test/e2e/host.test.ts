@@ -72,7 +72,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
 
   describe("replay with a stub program (what the harness does, independent of the real steps)", () => {
     const secret = "stub-Secret-Value-9000";
-    const stub = (failing: boolean): Program => () => {
+    const stub = (last?: { name: string; script: string }): Program => () => {
       const step = (name: string, script: string, dependsOn: string[]) => {
         const stdin = `# nodehost step: ${name}\nexport TOKEN='${secret}'\nset -euo pipefail\n${script}\n`;
         return {
@@ -86,24 +86,27 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
         steps: [
           step("second", 'echo "second as $(id -un)" >> /root/stub.log', ["first"]),
           step("first", 'echo "first as $(id -un)" >> /root/stub.log', []),
-          ...(failing ? [step("boom", 'echo "about to fail with $TOKEN" >&2; exit 3', ["second"])] : []),
+          ...(last ? [step(last.name, last.script, ["second"])] : []),
         ],
       };
     };
-    const run = (failing: boolean) =>
-      replay({ config: { "nodehost:token": secret }, secretKeys: ["nodehost:token"], target: host.target, statePath: `${host.vm.dir}/stub-state.json`, program: stub(failing) });
+    const run = (last?: { name: string; script: string }) =>
+      replay({ config: { "nodehost:token": secret }, secretKeys: ["nodehost:token"], target: host.target, statePath: `${host.vm.dir}/stub-state.json`, program: stub(last) });
+    const boom = { name: "boom", script: 'echo "about to fail with $TOKEN" >&2; exit 3' };
+    // Kills the sshd-session serving this step, as a network drop would end it.
+    const cut = { name: "cut", script: 'p=$PPID; while [ "$p" -gt 1 ] && [ "$(ps -o comm= -p "$p")" != sshd-session ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; echo "cutting $p" >&2; kill -9 "$p"; sleep 30' };
 
     it("runs steps in dependency order as root through the step wrapper, then none on a second run", async () => {
-      const first = await run(false);
+      const first = await run();
       expect(first.ran.map((s) => s.name)).toEqual(["first", "second"]);
       expect(await sshOk(host.target, "sudo -n cat /root/stub.log")).toBe("first as root\nsecond as root\n");
-      const second = await run(false);
+      const second = await run();
       expect(second.ran).toEqual([]);
       expect(second.unchanged).toEqual(["first", "second"]);
     });
 
     it("fails with the step's name and stderr, the secret masked", async () => {
-      const err = await run(true).then(() => undefined, (e: unknown) => e);
+      const err = await run(boom).then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(StepFailedError);
       const e = err as StepFailedError;
       expect(e.step).toBe("boom");
@@ -111,6 +114,16 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
       expect(e.message).toContain('host step "boom" failed (exit 3)');
       expect(e.message).toContain("about to fail with ***");
       expect(e.message).not.toContain(secret);
+    });
+
+    it("tells a lost connection from a failed script, and whether a new connection gets in", async () => {
+      const err = await run(cut).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StepFailedError);
+      const e = err as StepFailedError;
+      expect(e.step).toBe("cut");
+      expect(e.exitCode).toBe(255);
+      expect(e.message).toContain('host step "cut" failed (ssh lost the connection (exit 255))');
+      expect(e.message).toContain("a new SSH connection got in");
     });
   });
 

@@ -195,6 +195,17 @@ function sameTriggers(a: string[] | undefined, b: string[]): boolean {
   return !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/**
+ * After ssh lost a step's connection: whether a new one gets in, and what the host says (its
+ * journal and kernel log go to the step log), so a lost connection can be told from a dead host.
+ */
+async function afterLostConnection(target: SshTarget, secrets: string[], logFile?: string): Promise<string> {
+  const probe = await ssh(target, "sudo -n sh -c 'uptime; echo; pgrep -af \"bash /tmp/tmp\" || echo \"no step script running\"; echo; ufw status verbose 2>&1; echo; dmesg | tail -n 40; echo; journalctl -b --no-pager -n 150'", { timeoutMs: 2 * 60_000 });
+  if (logFile) appendFileSync(logFile, maskSecrets(`\n===== after the lost connection (probe exit ${probe.code})\n${probe.stdout}\n${probe.stderr}\n`, secrets));
+  if (probe.code !== 0) return `a new SSH connection failed too (exit ${probe.code}): ${tail(probe.stderr, 5)}`;
+  return `a new SSH connection got in; the host's state is in ${logFile ?? "(no step log)"}:\n${probe.stdout.split("\n").slice(0, 4).join("\n")}`;
+}
+
 export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   const started = Date.now();
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
@@ -225,7 +236,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       // Like a failed create: the step is not in state, so the next replay runs it again.
       delete state.steps[spec.name];
       saveState(opts.statePath, state);
-      throw new StepFailedError(spec.name, r.code, maskSecrets(tail(r.stderr || r.stdout, 40), secrets));
+      let detail = tail(r.stderr || r.stdout, 40);
+      if (r.code === 255) detail += `\n${await afterLostConnection(opts.target, secrets, opts.logFile)}`;
+      throw new StepFailedError(spec.name, r.code, maskSecrets(detail, secrets));
     }
     state.steps[spec.name] = { triggers: spec.triggers, ms, at: new Date().toISOString() };
     saveState(opts.statePath, state);
