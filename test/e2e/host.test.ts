@@ -72,7 +72,9 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
 
   describe("replay with a stub program (what the harness does, independent of the real steps)", () => {
     const secret = "stub-Secret-Value-9000";
-    const stub = (last?: { name: string; script: string }): Program => () => {
+    /** A third step after the two that always pass. */
+    type LastStep = { name: string; script: string };
+    const stub = (last?: LastStep): Program => () => {
       const step = (name: string, script: string, dependsOn: string[]) => {
         const stdin = `# nodehost step: ${name}\nexport TOKEN='${secret}'\nset -euo pipefail\n${script}\n`;
         return {
@@ -90,11 +92,16 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
         ],
       };
     };
-    const run = (last?: { name: string; script: string }) =>
+    const run = (last?: LastStep) =>
       replay({ config: { "nodehost:token": secret }, secretKeys: ["nodehost:token"], target: host.target, statePath: `${host.vm.dir}/stub-state.json`, program: stub(last) });
-    const boom = { name: "boom", script: 'echo "about to fail with $TOKEN" >&2; exit 3' };
+    const failure = async (last: LastStep): Promise<StepFailedError> => {
+      const err = await run(last).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StepFailedError);
+      return err as StepFailedError;
+    };
+    const boom: LastStep = { name: "boom", script: 'echo "about to fail with $TOKEN" >&2; exit 3' };
     // Kills the sshd-session serving this step, as a network drop would end it.
-    const cut = { name: "cut", script: 'p=$PPID; while [ "$p" -gt 1 ] && [ "$(ps -o comm= -p "$p")" != sshd-session ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; echo "cutting $p" >&2; kill -9 "$p"; sleep 30' };
+    const cut: LastStep = { name: "cut", script: 'p=$PPID; while [ "$p" -gt 1 ] && [ "$(ps -o comm= -p "$p")" != sshd-session ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; echo "cutting $p" >&2; kill -9 "$p"; sleep 30' };
 
     it("runs steps in dependency order as root through the step wrapper, then none on a second run", async () => {
       const first = await run();
@@ -106,9 +113,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
     });
 
     it("fails with the step's name and stderr, the secret masked", async () => {
-      const err = await run(boom).then(() => undefined, (e: unknown) => e);
-      expect(err).toBeInstanceOf(StepFailedError);
-      const e = err as StepFailedError;
+      const e = await failure(boom);
       expect(e.step).toBe("boom");
       expect(e.exitCode).toBe(3);
       expect(e.message).toContain('host step "boom" failed (exit 3)');
@@ -117,9 +122,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
     });
 
     it("tells a lost connection from a failed script, and whether a new connection gets in", async () => {
-      const err = await run(cut).then(() => undefined, (e: unknown) => e);
-      expect(err).toBeInstanceOf(StepFailedError);
-      const e = err as StepFailedError;
+      const e = await failure(cut);
       expect(e.step).toBe("cut");
       expect(e.exitCode).toBe(255);
       expect(e.message).toContain('host step "cut" failed (ssh lost the connection (exit 255))');
