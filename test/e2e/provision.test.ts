@@ -89,6 +89,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(ufw).toContain("Status: active");
     const allowed = [...ufw.matchAll(/^(\S+)(?: \(v6\))?\s+ALLOW(?: IN)?\s/gm)].map((m) => m[1]);
     expect(new Set(allowed)).toEqual(new Set(["22/tcp", "80/tcp", "443/tcp"]));
+    // base.sh's temporary rule (conntrack learns the SSH session before ufw enable) is gone: 1 = no such rule.
+    expect((await ssh(host.target, "sudo -n iptables -w -C INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")).code).toBe(1);
     const sshd = await sshOk(host.target, "sudo -n sshd -T | grep -E '^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication) '");
     expect(sshd).toContain("permitrootlogin no");
     expect(sshd).toContain("passwordauthentication no");

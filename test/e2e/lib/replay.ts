@@ -198,9 +198,10 @@ function sameTriggers(a: string[] | undefined, b: string[]): boolean {
 /**
  * After ssh lost a step's connection: whether a new one gets in, and what the host says (its
  * journal and kernel log go to the step log), so a lost connection can be told from a dead host.
+ * The step wrapper runs scripts as `bash /tmp/tmp.*`; `tm[p]` keeps pgrep from matching this probe.
  */
 async function afterLostConnection(target: SshTarget, secrets: string[], logFile?: string): Promise<string> {
-  const probe = await ssh(target, "sudo -n sh -c 'uptime; echo; pgrep -af \"bash /tmp/tmp\" || echo \"no step script running\"; echo; ufw status verbose 2>&1; echo; dmesg | tail -n 40; echo; journalctl -b --no-pager -n 150'", { timeoutMs: 2 * 60_000 });
+  const probe = await ssh(target, "sudo -n sh -c 'uptime; echo; pgrep -af \"bash /tm[p]/tmp\" || echo \"no step script running\"; echo; ufw status verbose 2>&1; echo; dmesg | tail -n 40; echo; journalctl -b --no-pager -n 150'", { timeoutMs: 2 * 60_000 });
   if (logFile) appendFileSync(logFile, maskSecrets(`\n===== after the lost connection (probe exit ${probe.code})\n${probe.stdout}\n${probe.stderr}\n`, secrets));
   if (probe.code !== 0) return `a new SSH connection failed too (exit ${probe.code}): ${tail(probe.stderr, 5)}`;
   return `a new SSH connection got in; the host's state is in ${logFile ?? "(no step log)"}:\n${probe.stdout.split("\n").slice(0, 4).join("\n")}`;
