@@ -4,10 +4,10 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
-import { bootHost, copyDisk, newRunDir, SITE_NAMES, startWorld, type Host } from "./lib/harness";
+import { bootHost, copyDisk, SITE_NAMES, startWorld, type Host } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
 import { ensureServiceImages } from "./lib/service-images";
-import { cachePath, cacheDir, repoRoot } from "./lib/paths";
+import { cachePath, cacheDir, newRunDir, repoRoot } from "./lib/paths";
 import { ssh, sshOk } from "./lib/ssh";
 import { web, webUntil } from "./lib/web";
 

@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { STEP_WRAPPER } from "../../components/host/step";
 import { checkCapability, skipBanner } from "./lib/capability";
-import { bootHost, DATA_DEVICE, DEPLOY_USER, newRunDir, pruneOldRuns, startWorld, type Host, type World } from "./lib/harness";
+import { bootHost, DATA_DEVICE, DEPLOY_USER, startWorld, type Host, type World } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
+import { newRunDir, pruneOldRuns } from "./lib/paths";
 import { maskSecrets, orderSteps, replay, StepFailedError, type Program, type StepSpec } from "./lib/replay";
 import { sshOk } from "./lib/ssh";
 

@@ -1,8 +1,7 @@
 // The VM test host put together: the outside world on loopback (Pebble, S3, images), the e2e
 // stack config pointing at a VM, and fresh or snapshot hosts ready for replay.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { cachePath } from "./paths";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
 import { ensureBaseImage, type BaseImage } from "./image";
 import { startPebble, type Pebble } from "./pebble";
@@ -10,7 +9,6 @@ import { startS3, type S3Server } from "./s3";
 import { ensureServiceImages, POSTGRES, REDIS, type ServiceImage } from "./service-images";
 import { copyIn, generateKey, sshOk, type SshKey, type SshTarget } from "./ssh";
 import { bootToSsh, freePort, snapshot, type Vm, type VmOptions } from "./vm";
-import { readFileSync } from "node:fs";
 import { runOk } from "./exec";
 import { replay, type ReplayOptions, type ReplayResult } from "./replay";
 
@@ -34,28 +32,6 @@ export interface World {
   /** Host port forwarded to the guest's 80 on every web VM of this world (Pebble validates there). */
   httpPort: number;
   stop(): Promise<void>;
-}
-
-/** How long a run's leftovers (its world dir: Pebble, S3 and VM logs) are kept for a look after it. */
-const KEEP_RUNS_MS = 3 * 24 * 3600_000;
-
-/** Deletes what earlier runs left in `runsDir` (entries older than KEEP_RUNS_MS). */
-export function pruneOldRuns(runsDir: string, now = Date.now()): string[] {
-  if (!existsSync(runsDir)) return [];
-  const pruned: string[] = [];
-  for (const name of readdirSync(runsDir)) {
-    const p = join(runsDir, name);
-    if (now - statSync(p).mtimeMs < KEEP_RUNS_MS) continue;
-    rmSync(p, { recursive: true, force: true });
-    pruned.push(p);
-  }
-  return pruned;
-}
-
-/** A world dir for one run of a suite or the bench, under runs/ (old runs there are pruned first). */
-export function newRunDir(kind: string): string {
-  pruneOldRuns(cachePath("runs"));
-  return cachePath("runs", `${kind}-${process.pid}`);
 }
 
 /** Starts (or, in a dir used before, finds) everything a VM needs around it. */
