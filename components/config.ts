@@ -1,12 +1,19 @@
 // The one schema for stack config: parses Pulumi's flat config map into a typed StackConfig.
+// It refuses what DigitalOcean's API would refuse and anything that could escape into a shell,
+// a cron line or a config file on the host, before a single resource is declared.
+import { isIPv4, isIPv6 } from "net";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 
 export const NAMESPACE = "nodehost";
 
+/**
+ * Regions that take new droplets, per DigitalOcean's regional availability list, checked 2026-11;
+ * `doctl compute region list` shows the live list.
+ */
 export const DROPLET_REGIONS = [
-  "nyc1", "nyc2", "nyc3", "sfo1", "sfo2", "sfo3", "ams2", "ams3", "sgp1",
-  "lon1", "fra1", "tor1", "blr1", "syd1", "atl1",
+  "nyc1", "nyc2", "nyc3", "sfo2", "sfo3", "ams3", "sgp1",
+  "lon1", "fra1", "tor1", "blr1", "syd1", "atl1", "ric1",
 ] as const;
 export const SPACES_REGIONS = [
   "nyc3", "sfo2", "sfo3", "ams3", "sgp1", "lon1", "fra1", "tor1", "blr1", "syd1", "atl1",
@@ -21,6 +28,118 @@ export const SECRET_KEYS = [
   "backupSecretKey",
 ] as const;
 
+/** Droplet backup windows (droplet.backupPolicy). */
+export const BACKUP_PLANS = ["weekly", "daily"] as const;
+export const BACKUP_WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"] as const;
+export const BACKUP_HOURS = [0, 4, 8, 12, 16, 20] as const;
+
+// --- Helpers -------------------------------------------------------------------------------------
+
+/** Quotes, backticks, '$', '\' and any whitespace or control character: none belongs in a URL. */
+const UNSAFE_CHARS = /["'`$\\\s\x00-\x1f\x7f]/;
+const NO_UNSAFE_CHARS = "must not contain quotes, backticks, '$', '\\' or whitespace";
+
+interface Cidr {
+  version: 4 | 6;
+  address: string;
+  prefix?: number;
+}
+
+/** An address with an optional /prefix, checked with node's own address parser. */
+function parseCidr(s: string): Cidr | undefined {
+  const m = /^([0-9A-Fa-f:.]+)(?:\/(0|[1-9][0-9]{0,2}))?$/.exec(s);
+  if (!m) return undefined;
+  const prefix = m[2] === undefined ? undefined : Number(m[2]);
+  if (isIPv4(m[1])) return prefix === undefined || prefix <= 32 ? { version: 4, address: m[1], prefix } : undefined;
+  if (isIPv6(m[1])) return prefix === undefined || prefix <= 128 ? { version: 6, address: m[1], prefix } : undefined;
+  return undefined;
+}
+
+function ipv4Number(address: string): number {
+  return address.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+
+/** Whether IPv4 `address` lies in `base`/`bits`. */
+function inIpv4Range(address: string, base: string, bits: number): boolean {
+  const block = 2 ** (32 - bits);
+  return Math.floor(ipv4Number(address) / block) === Math.floor(ipv4Number(base) / block);
+}
+
+/** RFC 1918 private IPv4 ranges. */
+const RFC1918: [string, number][] = [["10.0.0.0", 8], ["172.16.0.0", 12], ["192.168.0.0", 16]];
+
+/** Loopback (127.0.0.0/8, ::1, localhost) or private (RFC 1918, IPv6 fc00::/7). */
+function isLoopbackOrPrivate(hostname: string): boolean {
+  const h = hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (h === "localhost") return true;
+  if (isIPv4(h)) return inIpv4Range(h, "127.0.0.0", 8) || RFC1918.some(([base, bits]) => inIpv4Range(h, base, bits));
+  if (isIPv6(h)) return h === "::1" || /^f[cd][0-9a-f]{2}:/.test(h);
+  return false;
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** A DNS host name, an IPv4 address or an IPv6 address (no zone, no port). */
+function isHostOrAddress(s: string): boolean {
+  if (isIPv6(s)) return !s.includes("%");
+  if (/^[0-9.]+$/.test(s)) return isIPv4(s);
+  return HOSTNAME.test(s);
+}
+
+/** No path segment is "..". */
+const noDotDot = (s: string) => !s.split("/").includes("..");
+
+function parseUrl(s: string): URL | undefined {
+  try {
+    return new URL(s);
+  } catch {
+    return undefined;
+  }
+}
+
+/** An https:// URL (or http:// where `allowHttp` says so for its host name). */
+function webUrl(error: string, allowHttp: (hostname: string) => boolean = () => false) {
+  return z
+    .string()
+    .refine((s) => !UNSAFE_CHARS.test(s), { error: NO_UNSAFE_CHARS, abort: true })
+    .refine((s) => {
+      const u = parseUrl(s);
+      if (!u || u.hostname === "") return false;
+      if (s.startsWith("https://")) return u.protocol === "https:";
+      return s.startsWith("http://") && u.protocol === "http:" && allowHttp(u.hostname);
+    }, { error });
+}
+
+/** A git remote git can clone without options: https://…, ssh://… or scp-style user@host:path. */
+function isGitUrl(s: string): boolean {
+  const scp = /^([A-Za-z0-9_][A-Za-z0-9._-]*)@([^:/]+):([A-Za-z0-9._~/+-]+)$/.exec(s);
+  if (scp) return isHostOrAddress(scp[2]) && !scp[3].startsWith("-");
+  if (!s.startsWith("https://") && !s.startsWith("ssh://")) return false;
+  const u = parseUrl(s);
+  if (!u || u.hostname === "") return false;
+  // A host or user starting with '-' would reach ssh as an option (CVE-2017-1000117).
+  return !u.hostname.startsWith("-") && !u.username.startsWith("-") && u.pathname.length > 1;
+}
+
+/**
+ * Whether a private key is protected by a passphrase: PEM "Proc-Type: 4,ENCRYPTED", PKCS#8
+ * "ENCRYPTED PRIVATE KEY", or an OpenSSH key whose header names a cipher other than "none"
+ * (PROTOCOL.key: "openssh-key-v1\0", then string ciphername as uint32 length + bytes).
+ */
+export function isPassphraseProtected(key: string): boolean {
+  if (/^Proc-Type:\s*4,ENCRYPTED/m.test(key) || key.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----")) return true;
+  const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(key);
+  if (!m) return false;
+  const body = Buffer.from(m[1].replace(/\s+/g, ""), "base64");
+  const magic = Buffer.from("openssh-key-v1\0", "latin1");
+  if (body.length < magic.length + 4 || !body.subarray(0, magic.length).equals(magic)) return false;
+  const length = body.readUInt32BE(magic.length);
+  const cipher = body.subarray(magic.length + 4, magic.length + 4 + length).toString("latin1");
+  return cipher !== "none";
+}
+
+// --- Value types ---------------------------------------------------------------------------------
+
 const domainName = z
   .string()
   .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, {
@@ -29,26 +148,86 @@ const domainName = z
 const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: "must be one lower-case DNS label such as staging" });
+/** An address or CIDR for the cloud firewall, UFW and nginx `allow`: IPv4 /0-32, IPv6 /0-128. */
 const cidr = z
   .string()
-  .regex(/^(\d{1,3}\.){3}\d{1,3}(\/\d{1,2})?$|^[0-9a-fA-F:]+(\/\d{1,3})?$/, {
+  .refine((s) => parseCidr(s) !== undefined, {
     error: "must be an IPv4 or IPv6 address or CIDR such as 203.0.113.7/32",
   });
+/**
+ * DigitalOcean VPC docs: a VPC range is an RFC 1918 range from /16 to /28. Host bits must be
+ * zero (the API refuses 10.10.0.1/20).
+ */
+const vpcIpRange = z.string().refine(
+  (s) => {
+    const c = parseCidr(s);
+    if (!c || c.version !== 4 || c.prefix === undefined || c.prefix < 16 || c.prefix > 28) return false;
+    return RFC1918.some(([base, bits]) => inIpv4Range(c.address, base, bits)) && ipv4Number(c.address) % 2 ** (32 - c.prefix) === 0;
+  },
+  { error: "must be a private (RFC 1918) IPv4 range from /16 to /28 such as 10.10.0.0/20" },
+);
 const sshPublicKey = z
   .string()
-  .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( .*)?$/, {
+  .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?$/, {
     error: "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)",
   });
+/**
+ * The schedule becomes a line of /etc/cron.d/nodehost-backup run as root: five fields of cron
+ * syntax only, one line (a newline would add a root cron line of its own).
+ */
 const cronSchedule = z
   .string()
-  .regex(/^(\S+\s+){4}\S+$/, { error: "must be a five-field cron schedule such as '0 */4 * * *'" });
+  .regex(/^[0-9A-Za-z*/,-]+([ \t][0-9A-Za-z*/,-]+){4}$/, {
+    error: "must be a five-field cron schedule such as '0 */4 * * *'",
+  });
 const port = z.int().min(1).max(65535);
+/**
+ * A Docker image reference (distribution/reference grammar, simplified): a registry host with an
+ * optional port, lower-case path components, an optional tag and an optional sha256 digest.
+ */
+const imageRef = z
+  .string()
+  .max(255, { error: "must be at most 255 characters" })
+  .regex(
+    /^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(@sha256:[a-f0-9]{64})?$/,
+    { error: "must be a Docker image reference such as postgres:16 or registry.example.com:5000/postgres:16" },
+  );
+/** Printable ASCII without whitespace, quotes, '$', '`' or '\': a key written to a config file. */
+const plainToken = z
+  .string()
+  .min(1, { abort: true })
+  .regex(/^[\x21-\x7e]+$/, { error: "must be printable characters without whitespace", abort: true })
+  .regex(/^[^"'`$\\]+$/, { error: "must not contain quotes, backticks, '$' or '\\'" });
+
+// --- Sections ------------------------------------------------------------------------------------
+
+/**
+ * DigitalOcean size slugs (`doctl compute size list`): basic s-<n>vcpu-<n>gb (or -512mb, with an
+ * optional disk size), CPU-optimized c-<n> and c2-, general purpose g-/gd-, memory-optimized
+ * m-/m3-/m6-, storage-optimized so-/so1_5-; each with an optional -intel or -amd variant.
+ */
+const DROPLET_SIZE =
+  /^(s-[1-9][0-9]*vcpu-[1-9][0-9]*(mb|gb)(-[1-9][0-9]*gb)?|c-[1-9][0-9]*|(c2|g|gd|m|m3|m6|so|so1_5)-[1-9][0-9]*vcpu-[1-9][0-9]*gb(-[1-9][0-9]*gb)?)(-intel|-amd)?$/;
+
+/**
+ * The droplet's backup window. terraform-provider-digitalocean v2.99.1
+ * digitalocean/droplet/resource_droplet.go:164-197 (plan daily/weekly, weekday SUN..SAT);
+ * digitalocean/openapi specification/resources/droplets/models/droplet_backup_policy.yml:26-34
+ * @7c1300c (hour 0/4/8/12/16/20). Without a policy DigitalOcean's default plan is daily.
+ */
+const backupPolicySchema = z
+  .object({
+    plan: z.enum(BACKUP_PLANS).default("weekly"),
+    weekday: z.enum(BACKUP_WEEKDAYS).default("SUN"),
+    hour: z.literal(BACKUP_HOURS, { error: "must be one of 0, 4, 8, 12, 16 or 20 (UTC)" }).default(0),
+  })
+  .strict();
 
 const dropletSchema = z
   .object({
     size: z
       .string()
-      .regex(/^[a-z][a-z0-9_]*-[a-z0-9-]+$/, { error: "must be a DigitalOcean size slug such as s-2vcpu-4gb" })
+      .regex(DROPLET_SIZE, { error: "must be a DigitalOcean size slug such as s-2vcpu-4gb (doctl compute size list)" })
       .default("s-2vcpu-4gb"),
     region: z.enum(DROPLET_REGIONS).default("fra1"),
     image: z
@@ -58,26 +237,46 @@ const dropletSchema = z
       })
       .default("debian-13-x64"),
     backups: z.boolean().default(false),
+    backupPolicy: backupPolicySchema.prefault({}),
     ipv6: z.boolean().default(false),
     swapMb: z.int().min(0).max(65536).default(2048),
     volumeSizeGb: z.int().min(1).max(16384).default(20),
-    vpcIpRange: z.string().optional(),
-    tags: z.array(z.string().regex(/^[a-zA-Z0-9_:-]+$/)).default([]),
+    vpcIpRange: vpcIpRange.optional(),
+    // DigitalOcean tag names: letters, digits, colons, dashes and underscores, at most 255.
+    tags: z
+      .array(
+        z
+          .string()
+          .regex(/^[a-zA-Z0-9_:-]{1,255}$/, { error: "must be letters, digits, '_', ':' and '-' (a DigitalOcean tag name)" }),
+      )
+      .default([]),
   })
   .strict();
 
 const existingHostSchema = z
   .object({
-    address: z.string().min(1),
+    address: z.string().refine(isHostOrAddress, { error: "must be a host name or an IPv4 or IPv6 address" }),
     port: port.default(22),
-    user: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("deploy"),
-    dataDevice: z.string().regex(/^\/dev\//, { error: "must be a /dev path, best a /dev/disk/by-id one" }),
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: "must be a Linux user name such as deploy" })
+      .default("deploy"),
+    dataDevice: z
+      .string()
+      .regex(/^\/dev\/[A-Za-z0-9._:+@/-]+$/, { error: "must be a /dev path, best a /dev/disk/by-id one" })
+      .refine(noDotDot, { error: "must be a /dev path, best a /dev/disk/by-id one" }),
   })
   .strict();
 
 const sshSchema = z
   .object({
     publicKeys: z.array(sshPublicKey).min(1, { error: "needs at least one key (the deploy user's)" }),
+    /**
+     * true: the stack registers publicKeys[0] with DigitalOcean (a key may be in an account only
+     * once, so each stack needs its own key pair); false: the key is already in the account and
+     * the droplet refers to it by fingerprint.
+     */
+    registerKey: z.boolean().default(true),
     allowFrom: z.array(cidr).default([]),
     openToWorld: z.boolean().default(false),
   })
@@ -90,6 +289,14 @@ const dnsSchema = z
   })
   .strict();
 
+/** A git ref name (git check-ref-format, narrowed): no '..', not ending in '.lock' or '/'. */
+const gitRef = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, { error: "must be a branch, tag or commit such as main or v1.2.0", abort: true })
+  .refine((s) => !s.includes("..") && !s.endsWith(".lock") && !s.endsWith("/") && !s.includes("//"), {
+    error: "must be a branch, tag or commit such as main or v1.2.0",
+  });
+
 const appSchema = z
   .object({
     name: z
@@ -97,46 +304,80 @@ const appSchema = z
       .regex(/^[a-z][a-z0-9-]{0,30}$/, { error: "must be a short lower-case name such as app" })
       .default("app"),
     source: z.enum(["bundled", "path", "git"]).default("bundled"),
+    // A directory on this machine: packed here, never sent to the host as a path.
     path: z.string().optional(),
-    gitUrl: z.string().optional(),
-    gitRef: z.string().default("main"),
+    gitUrl: z
+      .string()
+      .refine((s) => !UNSAFE_CHARS.test(s), { error: NO_UNSAFE_CHARS, abort: true })
+      .refine(isGitUrl, { error: "must be an https:// or SSH (git@host:path or ssh://...) git URL" })
+      .optional(),
+    gitRef: gitRef.default("main"),
     port: port.default(3081),
-    worker: z.string().default(""),
+    // A file in the release or an npm script name: never absolute, never outside the release.
+    worker: z
+      .string()
+      .refine((s) => s === "" || (/^[A-Za-z0-9._][A-Za-z0-9._/-]*$/.test(s) && noDotDot(s)), {
+        error: "must be a path inside the app such as worker.js (letters, digits, '.', '_', '-', '/'; no '..') or an npm script name",
+      })
+      .default(""),
     build: z.boolean().default(false),
     nodeMajor: z.int().min(18).max(30).default(20),
     nodeSource: z.enum(["nodesource", "npm-registry", "debian"]).default("nodesource"),
-    npmRegistry: z.url().default("https://registry.npmjs.org"),
-    pm2Version: z.string().default("6"),
+    npmRegistry: webUrl("must be an https:// URL").default("https://registry.npmjs.org"),
+    pm2Version: z
+      .string()
+      // A version prefix, not a range: node-pm2.sh keeps an installed pm2 whose version equals it or
+      // starts with it and a dot, so a range (^6.0) would reinstall pm2 on every run.
+      .regex(/^\d+(\.\d+){0,2}$/, { error: "must be a version such as 6, 6.0 or 6.0.1 (kept while the installed pm2 starts with it)" })
+      .default("6"),
   })
   .strict();
 
 const nginxSchema = z
   .object({
-    basicAuthUser: z.string().regex(/^[A-Za-z0-9._-]+$/).default("admin"),
+    basicAuthUser: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: "must be letters, digits, '.', '_' and '-'" })
+      .default("admin"),
     allowIps: z.array(cidr).default([]),
   })
   .strict();
 
+/** One or more PEM certificates, nothing else (written to a file certbot and curl trust). */
+const PEM_CERTIFICATES =
+  /^(\r?\n)*(-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=]+\r?\n)+-----END CERTIFICATE-----(\r?\n)*)+$/;
+
 const tlsSchema = z
   .object({
     email: z.email({ error: "must be an email address (Let's Encrypt account contact)" }),
-    acmeServer: z.url().default("https://acme-v02.api.letsencrypt.org/directory"),
-    caPem: z.string().default(""),
+    acmeServer: webUrl("must be an https:// URL").default("https://acme-v02.api.letsencrypt.org/directory"),
+    caPem: z
+      .string()
+      .refine((s) => s === "" || PEM_CERTIFICATES.test(s), {
+        error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)",
+      })
+      .default(""),
   })
   .strict();
 
 const imagesSchema = z
   .object({
-    postgres: z.string().min(1).default("postgres:16"),
-    redis: z.string().min(1).default("redis:7"),
-    preloadDir: z.string().default("/var/cache/nodehost/images"),
+    postgres: imageRef.default("postgres:16"),
+    redis: imageRef.default("redis:7"),
+    // "" turns preloading off.
+    preloadDir: z
+      .string()
+      .refine((s) => s === "" || (/^\/[A-Za-z0-9._/-]*$/.test(s) && noDotDot(s)), {
+        error: "must be an absolute path of letters, digits, '.', '_', '-' and '/' (no '..')",
+      })
+      .default("/var/cache/nodehost/images"),
   })
   .strict();
 
 const databaseSchema = z
   .object({
-    name: z.string().regex(/^[a-z_][a-z0-9_]*$/).default("app"),
-    user: z.string().regex(/^[a-z_][a-z0-9_]*$/).default("app"),
+    name: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: "must be a lower-case identifier such as app" }).default("app"),
+    user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: "must be a lower-case identifier such as app" }).default("app"),
   })
   .strict();
 
@@ -154,15 +395,25 @@ const backupSchema = z
       .optional(),
     /** false: the bucket already exists (rebuilding a lost stack): use it, do not create it. */
     createBucket: z.boolean().default(true),
-    endpoint: z.url().optional(),
-    prefix: z.string().default(""),
+    // http:// only to this machine or a private network (the VM suite's S3 server at 10.0.2.2).
+    endpoint: webUrl("must be an https:// URL (http:// only to a loopback or private address)", isLoopbackOrPrivate).optional(),
+    // Written into /etc/nodehost/backup.env (sourced by root's backup tools) and object keys.
+    prefix: z
+      .string()
+      .refine((s) => s === "" || (/^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9._-]+)*\/?$/.test(s) && noDotDot(s)), {
+        error: "must be letters, digits, '.', '_', '-' and '/' (no '..', no leading '/')",
+      })
+      .default(""),
   })
   .strict();
 
 const alertsSchema = z
   .object({
     emails: z.array(z.email()).default([]),
-    slackChannel: z.string().default(""),
+    slackChannel: z
+      .string()
+      .regex(/^$|^#?[a-z0-9][a-z0-9._-]{0,79}$/, { error: "must be a Slack channel name such as #ops" })
+      .default(""),
     cpuPercent: z.int().min(1).max(100).default(85),
     memoryPercent: z.int().min(1).max(100).default(90),
     diskPercent: z.int().min(1).max(100).default(85),
@@ -188,13 +439,23 @@ export const stackSchema = z
     database: databaseSchema.prefault({}),
     backup: backupSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
-    sshPrivateKey: z.string().regex(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, {
-      error: "must be a PEM or OpenSSH private key",
-    }),
-    basicAuthPassword: z.string().min(12, { error: "must be at least 12 characters" }).optional(),
-    slackWebhookUrl: z.url().optional(),
-    backupAccessKey: z.string().min(1).optional(),
-    backupSecretKey: z.string().min(1).optional(),
+    // pulumi-command connects with this key and cannot prompt for a passphrase.
+    sshPrivateKey: z
+      .string()
+      .regex(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, { error: "must be a PEM or OpenSSH private key", abort: true })
+      .refine((k) => !isPassphraseProtected(k), {
+        error: "must not be passphrase-protected: pulumi-command cannot prompt for it (make a dedicated deploy key without a passphrase)",
+      }),
+    // Hashed from stdin on the host (openssl passwd reads one line).
+    basicAuthPassword: z
+      .string()
+      .min(12, { error: "must be at least 12 characters" })
+      .refine((s) => !/[\x00-\x1f\x7f]/.test(s), { error: "must not contain line breaks or control characters" })
+      .optional(),
+    slackWebhookUrl: webUrl("must be an https:// URL").optional(),
+    // Written to /etc/nodehost/s3cfg, one `key = value` line each.
+    backupAccessKey: plainToken.optional(),
+    backupSecretKey: plainToken.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -303,29 +564,43 @@ export function parseConfig(
     }
   }
   const mode = (ours.hostMode as string | undefined) ?? "digitalocean";
+  const project = names.project ?? pulumi.getProject();
+  const stack = names.stack ?? pulumi.getStack();
   if (mode === "digitalocean") {
-    const providerSecrets: [string, string][] = [
-      ["digitalocean:token", "DIGITALOCEAN_TOKEN"],
-      ["digitalocean:spacesAccessId", "SPACES_ACCESS_KEY_ID"],
-      ["digitalocean:spacesSecretKey", "SPACES_SECRET_ACCESS_KEY"],
+    // The provider reads the token from DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN
+    // (terraform-provider-digitalocean v2.99.1 digitalocean/provider.go:50-55).
+    const providerSecrets: [string, string[]][] = [
+      ["digitalocean:token", ["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"]],
+      ["digitalocean:spacesAccessId", ["SPACES_ACCESS_KEY_ID"]],
+      ["digitalocean:spacesSecretKey", ["SPACES_SECRET_ACCESS_KEY"]],
     ];
-    for (const [key, env] of providerSecrets) {
+    for (const [key, envs] of providerSecrets) {
       if (key in raw) {
         if (!secretKeys.includes(key)) problems.push(`${key}: must be set as a secret (pulumi config set --secret ${key} ...)`);
-      } else if (!process.env[env]) {
-        problems.push(`${key}: is required when hostMode is digitalocean (or set ${env})`);
+      } else if (!envs.some((env) => process.env[env])) {
+        problems.push(`${key}: is required when hostMode is digitalocean (or set ${envs.join(" or ")})`);
       }
+    }
+    // `<project>-<stack>` names the droplet, the volume `<name>-data` (lower-case letters, digits
+    // and '-', starting with a letter, at most 64: digitalocean/openapi
+    // specification/resources/volumes/models/volume_base.yml:22-27 @7c1300c) and the Spaces
+    // bucket `<name>-backups-<6 hex>` (at most 63, lower-case): at most 48 leaves room for both.
+    const name = `${project}-${stack}`;
+    if (!/^[a-z][a-z0-9-]*[a-z0-9]$/.test(name) || name.length > 48) {
+      problems.push(
+        `stack: "${name}" must be lower-case letters, digits and dashes, start with a letter and be at most 48 characters: ` +
+          "it names the droplet, volume and bucket (rename the stack: pulumi stack rename)",
+      );
     }
   }
 
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   const c = result.data;
-  const stack = names.stack ?? pulumi.getStack();
   const secret = (v: string | undefined) => (v === undefined ? undefined : pulumi.secret(v));
   const site = c.subdomain ? `${c.subdomain}.${c.domain}` : c.domain;
   return {
     ...c,
-    project: names.project ?? pulumi.getProject(),
+    project,
     stack,
     siteNames: c.subdomain ? [site] : [site, `www.${site}`],
     sshPrivateKey: pulumi.secret(c.sshPrivateKey),
