@@ -18,6 +18,8 @@ export interface Stack {
 
 interface Target {
   connection: HostConnection;
+  /** Cloud resources the first host step waits for (the droplet with its volume, the reserved IP). */
+  waitFor: pulumi.Resource[];
   hostId: pulumi.Input<string>;
   dataDevice: pulumi.Input<string>;
   backup: BackupTarget;
@@ -41,8 +43,10 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
     vpcId: network.vpcId,
     userData: cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: cfg.ssh.publicKeys }),
     sshPublicKey: cfg.ssh.publicKeys[0],
+    registerKey: cfg.ssh.registerKey,
     volumeSizeGb: cfg.droplet.volumeSizeGb,
     backups: cfg.droplet.backups,
+    backupPolicy: cfg.droplet.backupPolicy,
     ipv6: cfg.droplet.ipv6,
     tags: [tag, ...cfg.droplet.tags],
     protect: cfg.protect,
@@ -74,7 +78,10 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
     diskPercent: cfg.alerts.diskPercent,
     uptimeCheck: cfg.alerts.uptimeCheck,
   });
-  const urns = [server.dropletUrn, server.volumeUrn, server.reservedIpUrn, network.vpcUrn];
+  // Only kinds the Projects API takes (openapi DigitalOcean-public.v2.yaml:443-458 @7c1300c): no
+  // VPC, and no reserved IP: the API lists one back as do:floatingip (lines 494-498), so every
+  // later update would try to move it and fail with 412 while it is on a droplet.
+  const urns = [server.dropletUrn, server.volumeUrn];
   if (dns.domainUrn) urns.push(dns.domainUrn);
   if (bucket.bucketUrn) urns.push(bucket.bucketUrn);
   new StackProject(name, {
@@ -84,6 +91,7 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
   });
 
   return {
+    waitFor: server.ready,
     // The droplet's own address: the reserved IP may still be moving during a rebuild.
     connection: { host: server.ipv4Address, port: 22, user: DEPLOY_USER, privateKey: cfg.sshPrivateKey },
     hostId: server.dropletId,
@@ -103,6 +111,7 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
 function existingTarget(cfg: StackConfig): Target {
   const host = cfg.existingHost!;
   return {
+    waitFor: [],
     connection: { host: host.address, port: host.port, user: host.user, privateKey: cfg.sshPrivateKey },
     hostId: `${host.address}:${host.port}`,
     dataDevice: host.dataDevice,
@@ -126,6 +135,7 @@ export function createStack(cfg: StackConfig): Stack {
     config: cfg,
     connection: target.connection,
     hostId: target.hostId,
+    waitFor: target.waitFor,
     dataDevice: target.dataDevice,
     backup: target.backup,
   });

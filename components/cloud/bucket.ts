@@ -45,7 +45,11 @@ export class BackupBucket extends pulumi.ComponentResource {
             },
           ],
         },
-        { parent: this, protect: args.protect },
+        // The provider updates `name` in place and the API keeps the old bucket
+        // (spaces/resource_spaces_bucket.go:35-39 has no ForceNew): the host would then follow a
+        // bucket that does not exist. A new name is a new bucket, which production's protect
+        // refuses and the preview guard reports.
+        { parent: this, protect: args.protect, replaceOnChanges: ["name"] },
       );
       this.bucketUrn = bucket.bucketUrn;
       bucketName = bucket.name;

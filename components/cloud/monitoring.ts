@@ -52,6 +52,9 @@ export class Monitoring extends pulumi.ComponentResource {
       );
     }
 
+    // Every uptime alert needs a period: the API requires it (openapi
+    // specification/resources/uptime/create_alert.yml:33-37 @7c1300c) and the provider always
+    // sends one (uptime/resource_uptime_alert.go:136), so an alert without it fails on create.
     if (args.uptimeCheck) {
       const site = new digitalocean.UptimeCheck(
         `${name}-health`,
@@ -65,7 +68,7 @@ export class Monitoring extends pulumi.ComponentResource {
       );
       new digitalocean.UptimeAlert(
         `${name}-tls-expiry`,
-        { checkId: site.id, name: `${name}-tls-expiry`, type: "ssl_expiry", threshold: 14, comparison: "less_than", notifications: [recipients] },
+        { checkId: site.id, name: `${name}-tls-expiry`, type: "ssl_expiry", threshold: 14, comparison: "less_than", period: "10m", notifications: [recipients] },
         { parent: this },
       );
       const backup = new digitalocean.UptimeCheck(

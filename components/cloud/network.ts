@@ -27,7 +27,6 @@ export function inboundRules(sshAllowFrom: string[], sshOpenToWorld: boolean) {
 
 export class Network extends pulumi.ComponentResource {
   public readonly vpcId: pulumi.Output<string>;
-  public readonly vpcUrn: pulumi.Output<string>;
   public readonly firewallId: pulumi.Output<string>;
 
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -36,7 +35,11 @@ export class Network extends pulumi.ComponentResource {
     const vpc = new digitalocean.Vpc(
       `${name}-vpc`,
       { name: `${name}-vpc`, region: args.region, ipRange: args.ipRange },
-      { parent: this },
+      // region and ip_range force a new VPC (vpc/resource_vpc.go:38-55). VPC names are unique in an
+      // account (openapi vpcs/models/vpc.yml:36), so the new one cannot be made beside the old.
+      // The droplet is replaced with it (vpc_uuid forces a new droplet), which production's
+      // protect refuses; see docs/replacements.md.
+      { parent: this, deleteBeforeReplace: true },
     );
     const tag = new digitalocean.Tag(`${name}-tag`, { name: args.tag }, { parent: this });
     const firewall = new digitalocean.Firewall(
@@ -55,7 +58,6 @@ export class Network extends pulumi.ComponentResource {
     );
 
     this.vpcId = vpc.id;
-    this.vpcUrn = vpc.vpcUrn;
     this.firewallId = firewall.id;
     this.registerOutputs({ vpcId: this.vpcId, firewallId: this.firewallId });
   }

@@ -30,6 +30,8 @@ export interface HostArgs {
   config: StackConfig;
   connection: HostConnection;
   hostId: pulumi.Input<string>;
+  /** Cloud resources the first step waits for, beyond the address it dials. */
+  waitFor: pulumi.Resource[];
   dataDevice: pulumi.Input<string>;
   backup: BackupTarget;
 }
@@ -61,7 +63,7 @@ export class Host extends pulumi.ComponentResource {
     this.basicAuthPassword = cfg.basicAuthPassword ?? password("basic-auth-password");
 
     const common = { connection: args.connection, hostId: args.hostId };
-    const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [] }, child);
+    const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [], waitFor: args.waitFor }, child);
     const base = new Base(`${name}-base`, {
       ...common, after: [boot],
       deployUser: DEPLOY_USER, swapMb: cfg.droplet.swapMb, dataDevice: args.dataDevice, dataMount: DATA_MOUNT,

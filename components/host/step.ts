@@ -46,6 +46,8 @@ export interface HostStepArgs {
   hostId: pulumi.Input<string>;
   /** Steps that must have run first; their fingerprints are part of this step's triggers. */
   after: HostStep[];
+  /** Cloud resources that must exist first (not in the triggers: a change there is not a re-run). */
+  waitFor?: pulumi.Resource[];
 }
 
 export type StepParams = Record<string, pulumi.Input<string | number | boolean>>;
@@ -142,7 +144,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: args.after.map((s) => s.command),
+        dependsOn: [...args.after.map((s) => s.command), ...(args.waitFor ?? [])],
         customTimeouts: { create: `${options.timeoutMinutes}m`, update: `${options.timeoutMinutes}m` },
         deletedWith: options.deletedWith,
       },

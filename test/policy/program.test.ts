@@ -24,8 +24,9 @@ async function packViolations(cfg: StackConfig): Promise<string[]> {
     });
     new Server(name, {
       region: cfg.droplet.region, size: cfg.droplet.size, image: cfg.droplet.image, vpcId: network.vpcId,
-      userData: "#cloud-config", sshPublicKey: cfg.ssh.publicKeys[0], volumeSizeGb: cfg.droplet.volumeSizeGb,
-      backups: cfg.droplet.backups, ipv6: cfg.droplet.ipv6, tags: [name], protect: cfg.protect,
+      userData: "#cloud-config", sshPublicKey: cfg.ssh.publicKeys[0], registerKey: cfg.ssh.registerKey,
+      volumeSizeGb: cfg.droplet.volumeSizeGb, backups: cfg.droplet.backups, backupPolicy: cfg.droplet.backupPolicy,
+      ipv6: cfg.droplet.ipv6, tags: [name], protect: cfg.protect,
     });
     new BackupBucket(`${name}-backups`, {
       region: cfg.backup.region, create: cfg.backup.createBucket,

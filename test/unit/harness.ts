@@ -1,9 +1,13 @@
 // Runs the Pulumi program under mocks and records every resource with its inputs and options.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
+import { parseConfig } from "../../components/config";
+import { createStack } from "../../components/stack";
+import { FakeAccount } from "./fake-do";
 
 export const ROOT = path.join(__dirname, "..", "..");
 
@@ -46,8 +50,19 @@ export async function withEditedScripts<T>(edit: (dir: string) => void, fn: () =
 export const TEST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPm6v3HMFHKhOTXyTgmtGVhbxxGCSDxWpJVtiYyFiKhR ops@test";
 export const TEST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n";
 
+/**
+ * A well-formed OpenSSH ed25519 public key line of its own for each name (the README gives each
+ * stack its own deploy key; DigitalOcean takes a public key once per account). Not a usable key.
+ */
+export function stackPublicKey(name: string): string {
+  const type = Buffer.from("ssh-ed25519");
+  const raw = crypto.createHash("sha256").update(name).digest();
+  const len = (b: Buffer) => { const l = Buffer.alloc(4); l.writeUInt32BE(b.length); return l; };
+  return `ssh-ed25519 ${Buffer.concat([len(type), type, len(raw), raw]).toString("base64")} nodehost-${name}`;
+}
+
 /** What README tells a user to set on top of the stack file: their key and the secrets. */
-export function withUserValues(raw: Record<string, string>): { raw: Record<string, string>; secretKeys: string[] } {
+export function withUserValues(raw: Record<string, string>, publicKey = TEST_PUBLIC_KEY): { raw: Record<string, string>; secretKeys: string[] } {
   const ssh = JSON.parse(raw["nodehost:ssh"] ?? "{}");
   const secrets: Record<string, string> = {
     "nodehost:sshPrivateKey": TEST_PRIVATE_KEY,
@@ -56,30 +71,14 @@ export function withUserValues(raw: Record<string, string>): { raw: Record<strin
     "digitalocean:spacesSecretKey": "test-spaces-secret-value",
   };
   return {
-    raw: { ...raw, "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [TEST_PUBLIC_KEY] }), ...secrets },
+    raw: { ...raw, "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [publicKey] }), ...secrets },
     secretKeys: Object.keys(secrets),
   };
 }
 
-/** Outputs the real provider computes; everything else echoes the inputs. */
+/** Outputs of the local providers (random); DigitalOcean's come from the fake account. */
 function computed(type: string, name: string): Record<string, unknown> {
   switch (type) {
-    case "digitalocean:index/droplet:Droplet":
-      return { ipv4Address: "203.0.113.50", ipv6Address: "2001:db8::50", dropletUrn: `do:droplet:${name}` };
-    case "digitalocean:index/reservedIp:ReservedIp":
-      return { ipAddress: "198.51.100.7", reservedIpUrn: `do:floatingip:${name}` };
-    case "digitalocean:index/volume:Volume":
-      return { volumeUrn: `do:volume:${name}` };
-    case "digitalocean:index/vpc:Vpc":
-      return { vpcUrn: `do:vpc:${name}` };
-    case "digitalocean:index/domain:Domain":
-      return { domainUrn: `do:domain:${name}` };
-    case "digitalocean:index/spacesBucket:SpacesBucket":
-      return { bucketUrn: `do:space:${name}` };
-    case "digitalocean:index/sshKey:SshKey":
-      return { fingerprint: "aa:bb:cc" };
-    case "digitalocean:index/spacesKey:SpacesKey":
-      return { accessKey: "DO00TESTACCESS", secretKey: "spaces-key-secret-from-provider" };
     case "random:index/randomPassword:RandomPassword":
       return { result: `generated-${name}-0123456789` };
     case "random:index/randomId:RandomId":
@@ -109,17 +108,35 @@ export interface Run {
   error?: unknown;
 }
 
-/** Sets mocks, runs `program` inside a root stack, and waits until every registration settled. */
-export async function runProgram(stack: string, program: () => unknown): Promise<Run> {
+/**
+ * Sets mocks, runs `program` inside a root stack against `account` (a fresh fake DigitalOcean
+ * account unless one is given: pass the same one to play several stacks and runs in one account),
+ * and waits until every registration settled. A registration the fake refuses fails the run the
+ * way a provider error fails `pulumi up`.
+ */
+export async function runProgram(stack: string, program: () => unknown, account: FakeAccount = new FakeAccount()): Promise<Run> {
   const recorded = new Map<string, Recorded>();
+  const failures: unknown[] = [];
   const inputs = new Map<string, Record<string, any>>();
   const customs = new Set<string>();
   pulumi.runtime.setMocks(
     {
       newResource: (args: pulumi.runtime.MockResourceArgs) => {
-        inputs.set(`${args.type}::${args.name}`, unwrapSecrets(args.inputs));
-        if (args.custom) customs.add(`${args.type}::${args.name}`);
-        return { id: `${args.name}-id`, state: { ...args.inputs, ...computed(args.type, args.name) } };
+        const key = `${args.type}::${args.name}`;
+        const plain = unwrapSecrets(args.inputs);
+        inputs.set(key, plain);
+        if (args.custom) customs.add(key);
+        // After a failure the engine starts no new step: nothing more reaches the account.
+        if (failures.length > 0) return { id: `${args.name}-not-run`, state: { ...args.inputs } };
+        try {
+          const made = account.register(stack, args.type, args.name, plain, recorded.get(key)?.opts ?? {});
+          return { id: made.id, state: { ...args.inputs, ...computed(args.type, args.name), ...made.outputs } };
+        } catch (e) {
+          // Not rethrown: the mock runtime would surface it as an unhandled rejection. The run
+          // reports the first refusal as its error, as `pulumi up` fails on a provider error.
+          failures.push(new Error(`${args.type} ${args.name}: ${(e as Error).message}`));
+          return { id: `${args.name}-refused`, state: { ...args.inputs } };
+        }
       },
       call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
     },
@@ -140,7 +157,19 @@ export async function runProgram(stack: string, program: () => unknown): Promise
   } catch (e) {
     run.error = e;
   }
-  await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
+  try {
+    await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
+  } catch (e) {
+    run.error ??= e;
+  }
+  if (failures.length > 0) run.error = failures[0];
+  else if (!run.error) {
+    try {
+      account.finish(stack);
+    } catch (e) {
+      run.error = e;
+    }
+  }
   for (const [key, r] of recorded) r.inputs = inputs.get(key) ?? {};
   run.resources = [...recorded.values()];
   run.custom = run.resources.filter((r) => customs.has(`${r.type}::${r.name}`));
@@ -162,4 +191,13 @@ export function one(rs: Recorded[], type: string, nameSuffix = ""): Recorded {
   const found = rs.filter((r) => r.type === type && r.name.endsWith(nameSuffix));
   if (found.length !== 1) throw new Error(`expected one ${type} *${nameSuffix}, found ${found.length}`);
   return found[0];
+}
+
+/** One `pulumi up` of a checked-in stack file (plus `over`, and the stack's own deploy key) in `account`. */
+export async function upStack(account: FakeAccount, stack: string, over: Record<string, string> = {}): Promise<Run> {
+  const { raw, secretKeys } = withUserValues(stackFileConfig(stack), stackPublicKey(stack));
+  return runProgram(stack, async () => {
+    const s = createStack(parseConfig({ ...raw, ...over }, secretKeys, { project: "nodehost", stack }));
+    return Object.fromEntries(await Promise.all(Object.entries(s.outputs).map(async ([k, v]) => [k, await resolve(v)])));
+  }, account);
 }

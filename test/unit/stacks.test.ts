@@ -1,15 +1,14 @@
-// The DigitalOcean layer per checked-in stack file: resource set, inputs that matter, safety options.
+// The DigitalOcean layer per checked-in stack file, both stacks in one fake account in the README's
+// order (production owns the domain, so it comes first): resource set, inputs, safety options.
 import { beforeAll, describe, expect, test } from "vitest";
-import { parseConfig } from "../../components/config";
-import { createStack } from "../../components/stack";
-import { countByType, one, Recorded, resolve, Run, runProgram, stackFileConfig, TEST_PUBLIC_KEY, withUserValues } from "./harness";
+import { FakeAccount } from "./fake-do";
+import { countByType, one, Recorded, Run, stackFileConfig, stackPublicKey, upStack } from "./harness";
 
+/** A stack alone, in an account that already holds the domain (as a user's would for staging). */
 async function runStack(stack: string, over: Record<string, string> = {}): Promise<Run> {
-  const { raw, secretKeys } = withUserValues(stackFileConfig(stack));
-  const run = await runProgram(stack, async () => {
-    const s = createStack(parseConfig({ ...raw, ...over }, secretKeys, { project: "nodehost", stack }));
-    return Object.fromEntries(await Promise.all(Object.entries(s.outputs).map(async ([k, v]) => [k, await resolve(v)])));
-  });
+  const account = new FakeAccount();
+  if (stack !== "production") account.addDomain("example.com");
+  const run = await upStack(account, stack, over);
   if (run.error) throw run.error;
   return run;
 }
@@ -36,7 +35,6 @@ const COMMON_CLOUD = {
   "digitalocean:index/sshKey:SshKey": 1,
   "digitalocean:index/tag:Tag": 1,
   "digitalocean:index/volume:Volume": 1,
-  "digitalocean:index/volumeAttachment:VolumeAttachment": 1,
   "digitalocean:index/vpc:Vpc": 1,
   "command:remote:Command": 9,
   "random:index/randomId:RandomId": 1,
@@ -52,9 +50,14 @@ function records(run: Run) {
 
 let staging: Run;
 let production: Run;
+let account: FakeAccount;
+const out = (run: Run) => run.result as Record<string, any>;
 beforeAll(async () => {
-  staging = await runStack("staging");
-  production = await runStack("production");
+  account = new FakeAccount();
+  production = await upStack(account, "production");
+  staging = await upStack(account, "staging");
+  if (production.error) throw production.error;
+  if (staging.error) throw staging.error;
 });
 
 describe("production (Pulumi.production.yaml)", () => {
@@ -74,12 +77,13 @@ describe("production (Pulumi.production.yaml)", () => {
     expect(d).toMatchObject({ size: "s-2vcpu-4gb", region: "fra1", image: "debian-13-x64", monitoring: true, backups: true, ipv6: false });
     expect(d.tags).toEqual(["nodehost-production"]);
     expect(d.userData).toContain("name: deploy");
-    expect(d.userData).toContain(JSON.stringify(TEST_PUBLIC_KEY));
+    expect(d.userData).toContain(JSON.stringify(stackPublicKey("production")));
+    expect(d.backupPolicy).toEqual({ plan: "weekly", weekday: "SUN", hour: 0 });
   });
 
   test("apex A to the reserved IP and www CNAME, TTL 600", () => {
     expect(records(production)).toEqual([
-      { type: "A", name: "@", value: "198.51.100.7", ttl: 600 },
+      { type: "A", name: "@", value: out(production).publicIp, ttl: 600 },
       { type: "CNAME", name: "www", value: "@", ttl: 600 },
     ]);
   });
@@ -89,18 +93,19 @@ describe("production (Pulumi.production.yaml)", () => {
     expect(one(production.custom, DROPLET).opts.ignoreChanges).toEqual(["userData", "sshKeys", "image"]);
   });
 
-  test("a rebuilt droplet takes over the volume and the reserved IP: old attachments go first", () => {
-    for (const type of [
-      "digitalocean:index/volumeAttachment:VolumeAttachment",
-      "digitalocean:index/reservedIpAssignment:ReservedIpAssignment",
-    ]) {
-      expect([type, one(production.custom, type).opts.deleteBeforeReplace]).toEqual([type, true]);
-    }
+  test("a rebuilt droplet: the old one shuts down with the volume on it, then goes; 10 minutes to do so", () => {
+    const d = one(production.custom, DROPLET);
+    const volume = account.resourcesOf("production").find((r) => r.type === "digitalocean:index/volume:Volume")!;
+    expect(d.inputs.volumeIds).toEqual([volume.id]);
+    expect(d.inputs.gracefulShutdown).toBe(true);
+    expect(d.opts).toMatchObject({ deleteBeforeReplace: true, customTimeouts: { delete: "10m" } });
+    expect(one(production.custom, "digitalocean:index/reservedIpAssignment:ReservedIpAssignment").opts.deleteBeforeReplace).toBe(true);
   });
 
   test("the bucket is private and expires backups after the remote retention (30 days)", () => {
     const b = one(production.custom, "digitalocean:index/spacesBucket:SpacesBucket").inputs;
     expect(b).toMatchObject({ region: "fra1", acl: "private", name: "nodehost-production-backups-a1b2c3" });
+    expect(one(production.custom, "digitalocean:index/spacesBucket:SpacesBucket").opts.replaceOnChanges).toEqual(["name"]);
     expect(b.lifecycleRules).toEqual([{ enabled: true, expiration: { days: 30 }, abortIncompleteMultipartUploadDays: 1 }]);
   });
 
@@ -113,43 +118,43 @@ describe("production (Pulumi.production.yaml)", () => {
     const alerts = production.custom
       .filter((r) => r.type === "digitalocean:index/monitorAlert:MonitorAlert")
       .map((r) => [r.inputs.type, r.inputs.compare, r.inputs.value, r.inputs.entities, r.inputs.alerts.emails]);
+    const id = out(production).dropletId;
     expect(alerts).toEqual([
-      ["v1/insights/droplet/cpu", "GreaterThan", 85, ["nodehost-production-droplet-id"], ["ops@example.com"]],
-      ["v1/insights/droplet/memory_utilization_percent", "GreaterThan", 90, ["nodehost-production-droplet-id"], ["ops@example.com"]],
-      ["v1/insights/droplet/disk_utilization_percent", "GreaterThan", 85, ["nodehost-production-droplet-id"], ["ops@example.com"]],
+      ["v1/insights/droplet/cpu", "GreaterThan", 85, [id], ["ops@example.com"]],
+      ["v1/insights/droplet/memory_utilization_percent", "GreaterThan", 90, [id], ["ops@example.com"]],
+      ["v1/insights/droplet/disk_utilization_percent", "GreaterThan", 85, [id], ["ops@example.com"]],
     ]);
     const checks = production.custom.filter((r) => r.type === "digitalocean:index/uptimeCheck:UptimeCheck").map((r) => r.inputs.target);
     expect(checks).toEqual(["https://example.com/api/health", "https://example.com/healthz/backup"]);
     const uptime = production.custom
       .filter((r) => r.type === "digitalocean:index/uptimeAlert:UptimeAlert")
-      .map((r) => [r.name, r.inputs.type, r.inputs.comparison, r.inputs.threshold]);
+      .map((r) => [r.name, r.inputs.type, r.inputs.comparison, r.inputs.threshold, r.inputs.period]);
     expect(uptime).toEqual([
-      ["nodehost-production-down", "down", "greater_than", 1],
-      ["nodehost-production-tls-expiry", "ssl_expiry", "less_than", 14],
-      ["nodehost-production-backup-stale", "down", "greater_than", 1],
+      ["nodehost-production-down", "down", "greater_than", 1, "2m"],
+      ["nodehost-production-tls-expiry", "ssl_expiry", "less_than", 14, "10m"],
+      ["nodehost-production-backup-stale", "down", "greater_than", 1, "10m"],
     ]);
   });
 
-  test("the Project groups droplet, volume, reserved IP, VPC, domain and bucket", () => {
+  test("the Project groups droplet, volume, domain and bucket: only kinds the Projects API takes", () => {
     const p = one(production.custom, "digitalocean:index/project:Project").inputs;
+    const ids = Object.fromEntries(account.resourcesOf("production").map((r) => [r.type.split(":").pop(), r.id]));
     expect(p.environment).toBe("Production");
     expect(p.resources).toEqual([
-      "do:droplet:nodehost-production-droplet",
-      "do:volume:nodehost-production-data",
-      "do:floatingip:nodehost-production-ip",
-      "do:vpc:nodehost-production-vpc",
-      "do:domain:nodehost-production-domain",
-      "do:space:nodehost-production-backups-bucket",
+      `do:droplet:${ids.Droplet}`,
+      `do:volume:${ids.Volume}`,
+      "do:domain:example.com",
+      "do:space:nodehost-production-backups-a1b2c3",
     ]);
   });
 
   test("outputs: IP, URL, SSH command, bucket; the basic-auth password only as a secret", async () => {
     const out = production.result as Record<string, unknown>;
+    expect(out.publicIp).toMatch(/^198\.51\.100\.\d+$/);
     expect(out).toMatchObject({
-      publicIp: "198.51.100.7",
       url: "https://example.com",
       urls: ["https://example.com", "https://www.example.com"],
-      sshCommand: "ssh deploy@198.51.100.7",
+      sshCommand: `ssh deploy@${out.publicIp}`,
       bucketName: "nodehost-production-backups-a1b2c3",
     });
   });
@@ -169,7 +174,7 @@ describe("staging (Pulumi.staging.yaml) differs from production where it should"
   });
 
   test("only an A record for the staging subdomain, in the existing domain", () => {
-    expect(records(staging)).toEqual([{ type: "A", name: "staging", value: "198.51.100.7", ttl: 600 }]);
+    expect(records(staging)).toEqual([{ type: "A", name: "staging", value: out(staging).publicIp, ttl: 600 }]);
     expect(one(staging.custom, RECORD).inputs.domain).toBe("example.com");
   });
 
@@ -209,7 +214,7 @@ describe("the firewall", () => {
       { allowFrom: [], openToWorld: true },
     ];
     for (const ssh of variants) {
-      const run = await runStack("production", { "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [TEST_PUBLIC_KEY] }) });
+      const run = await runStack("production", { "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [stackPublicKey("production")] }) });
       const open = ports(one(run.custom, FIREWALL));
       expect(open.every((p) => ["22", "80", "443"].includes(p))).toBe(true);
       expect(open).not.toContain("5432");
@@ -219,7 +224,7 @@ describe("the firewall", () => {
 
   test("SSH follows the allow-list: closed when empty, world only when openToWorld says so", async () => {
     const sshRule = async (ssh: object) => {
-      const run = await runStack("staging", { "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [TEST_PUBLIC_KEY] }) });
+      const run = await runStack("staging", { "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [stackPublicKey("staging")] }) });
       return inbound(one(run.custom, FIREWALL)).filter(([, range]) => range === "22");
     };
     expect(await sshRule({ allowFrom: [] })).toEqual([]);
@@ -234,6 +239,7 @@ describe("IPv6", () => {
       "nodehost:droplet": JSON.stringify({ ...JSON.parse(stackFileConfig("production")["nodehost:droplet"]), ipv6: true }),
     });
     expect(one(run.custom, DROPLET).inputs.ipv6).toBe(true);
-    expect(records(run)).toContainEqual({ type: "AAAA", name: "@", value: "2001:db8::50", ttl: 600 });
+    const aaaa = records(run).filter((r) => r.type === "AAAA");
+    expect(aaaa).toEqual([{ type: "AAAA", name: "@", value: expect.stringMatching(/^2001:db8::\d+$/), ttl: 600 }]);
   });
 });
