@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Fails CI when a `pulumi preview --json` would replace or delete the data volume, the reserved IP
-// or the backup bucket: those hold data or an address that a rebuild cannot give back.
+// Fails CI when a `pulumi preview --json` would replace or delete the data volume, the reserved IP,
+// the backup bucket or the DNS zone: those hold data, an address or records that a rebuild cannot
+// give back (docs/replacements.md).
 // Usage: node guard-preview.mjs preview.json   (or the JSON on stdin)
 import { readFileSync } from "node:fs";
 
@@ -8,6 +9,7 @@ const GUARDED_TYPES = {
   "digitalocean:index/volume:Volume": "data volume",
   "digitalocean:index/reservedIp:ReservedIp": "reserved IP",
   "digitalocean:index/spacesBucket:SpacesBucket": "backup bucket",
+  "digitalocean:index/domain:Domain": "DNS zone",
 };
 const DANGEROUS_OPS = ["replace", "delete", "create-replacement", "delete-replaced"];
 
@@ -39,7 +41,7 @@ function main() {
   }
   const bad = dangerousSteps(preview);
   if (bad.length === 0) {
-    console.log(`guard-preview: ok: ${preview.steps?.length ?? 0} steps, none replaces or deletes a volume, reserved IP or bucket`);
+    console.log(`guard-preview: ok: ${preview.steps?.length ?? 0} steps, none replaces or deletes a volume, reserved IP, bucket or DNS zone`);
     return 0;
   }
   const annotate = process.env.GITHUB_ACTIONS === "true" ? "::error title=stateful resource at risk::" : "";

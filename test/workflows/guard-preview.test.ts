@@ -15,6 +15,7 @@ const VOLUME = "digitalocean:index/volume:Volume";
 const IP = "digitalocean:index/reservedIp:ReservedIp";
 const BUCKET = "digitalocean:index/spacesBucket:SpacesBucket";
 const DROPLET = "digitalocean:index/droplet:Droplet";
+const DOMAIN = "digitalocean:index/domain:Domain";
 
 function guard(preview: unknown, opts: { stdin?: boolean; raw?: string } = {}) {
   const text = opts.raw ?? JSON.stringify(preview);
@@ -49,7 +50,7 @@ describe("guard-preview", () => {
       changeSummary: { same: 2, update: 1, replace: 1, create: 1 },
     });
     expect(r.code).toBe(0);
-    expect(r.out).toBe("guard-preview: ok: 7 steps, none replaces or deletes a volume, reserved IP or bucket\n");
+    expect(r.out).toBe("guard-preview: ok: 7 steps, none replaces or deletes a volume, reserved IP, bucket or DNS zone\n");
     expect(r.err).toBe("");
   });
 
@@ -61,6 +62,7 @@ describe("guard-preview", () => {
     [op, VOLUME, "data volume", "nodehost-production-data"],
     [op, IP, "reserved IP", "nodehost-production-ip"],
     [op, BUCKET, "backup bucket", "nodehost-production-backups-bucket"],
+    [op, DOMAIN, "DNS zone", "nodehost-production-domain"],
   ]);
   test.each(cases)("%s of %s fails and names it", (op, type, what, name) => {
     const r = guard({ steps: [step("same", DROPLET, "d"), step(op, type, name)], changeSummary: {} });
