@@ -6,6 +6,7 @@ export const TYPES = {
   volume: "digitalocean:index/volume:Volume",
   reservedIp: "digitalocean:index/reservedIp:ReservedIp",
   bucket: "digitalocean:index/spacesBucket:SpacesBucket",
+  domain: "digitalocean:index/domain:Domain",
   firewall: "digitalocean:index/firewall:Firewall",
 } as const;
 
@@ -19,6 +20,7 @@ const STATEFUL: Record<string, string> = {
   [TYPES.volume]: "data volume",
   [TYPES.reservedIp]: "reserved IP",
   [TYPES.bucket]: "backup bucket",
+  [TYPES.domain]: "DNS zone",
 };
 
 /** The stack a resource belongs to, from its URN (`urn:pulumi:<stack>::<project>::<type>::<name>`). */
@@ -60,7 +62,7 @@ const describeRule = (r: InboundRule) =>
 
 export const statefulProtected: ResourceValidationPolicy = {
   name: "production-stateful-protected",
-  description: "In production the droplet, data volume, reserved IP and backup bucket carry protect: true.",
+  description: "In production the droplet, data volume, reserved IP, backup bucket and DNS zone carry protect: true.",
   enforcementLevel: "mandatory",
   validateResource: (args: ResourceValidationArgs, report: ReportViolation) => {
     const what = STATEFUL[args.type];
