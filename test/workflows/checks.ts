@@ -255,3 +255,33 @@ export function deployProblems(doc: Doc): string[] {
   }
   return problems;
 }
+
+/** The `secrets.NAME` a piece of workflow reads, GITHUB_TOKEN aside (GitHub gives every job one). */
+export function secretsRead(part: unknown): string[] {
+  const names = [...JSON.stringify(part ?? null).matchAll(/secrets\.([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]);
+  return [...new Set(names)].filter((n) => n !== "GITHUB_TOKEN").sort();
+}
+
+const environmentOf = (job: Doc): string | undefined =>
+  typeof job.environment === "string" ? job.environment : job.environment?.name;
+
+/**
+ * Where each job's secrets come from. A pull request runs its own copy of the workflow, so only
+ * environment secrets are out of its reach without a reviewer: every job that reads a secret must
+ * name an environment, `want` says which, and nothing reads secrets at the workflow level.
+ */
+export function secretScopeProblems(doc: Doc, want: Record<string, string>): string[] {
+  const problems: string[] = [];
+  if (triggers(doc).includes("pull_request_target")) {
+    problems.push("runs on pull_request_target: a pull request's code would run with the base repository's secrets");
+  }
+  const top = secretsRead({ env: doc.env, defaults: doc.defaults });
+  if (top.length > 0) problems.push(`workflow-level env reads secrets (${top.join(", ")}): every job would get them`);
+  for (const [name, job] of Object.entries<Doc>(doc.jobs ?? {})) {
+    const read = secretsRead(job);
+    const env = environmentOf(job);
+    if (read.length > 0 && env === undefined) problems.push(`job ${name} reads secrets (${read.join(", ")}) without an environment`);
+    if (name in want && env !== want[name]) problems.push(`job ${name} takes its secrets from ${JSON.stringify(env)}, want ${JSON.stringify(want[name])}`);
+  }
+  return problems;
+}

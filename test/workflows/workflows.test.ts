@@ -13,6 +13,7 @@ import {
   load,
   matrixProblems,
   previewProblems,
+  secretScopeProblems,
   stackFiles,
 } from "./checks";
 
@@ -81,6 +82,45 @@ describe("preview.yml", () => {
     const broken = copy(preview);
     broken.jobs.preview.steps = broken.jobs.preview.steps.filter((s: Doc) => !String(s.run ?? "").includes("guard-preview"));
     expect(guardProblems(broken.jobs.preview, "${{ matrix.stack }}")).toEqual(["no step runs .github/scripts/guard-preview.mjs"]);
+  });
+});
+
+describe("secrets: a pull request reaches only its stack's preview environment, production's behind a reviewer", () => {
+  const PREVIEW = { preview: "preview-${{ matrix.stack }}" };
+  const DEPLOY = { staging: "staging", production: "production" };
+
+  test("preview.yml: the per-stack job reads secrets only from preview-<stack>; the listing job reads none", () => {
+    expect(secretScopeProblems(preview, PREVIEW)).toEqual([]);
+    expect(preview.jobs.stacks.environment).toBeUndefined();
+    expect(JSON.stringify(preview.jobs.stacks)).not.toContain("secrets.");
+  });
+
+  test("deploy.yml: each up job reads secrets only from its own stack's environment", () => {
+    expect(secretScopeProblems(deploy, DEPLOY)).toEqual([]);
+  });
+
+  test("the production preview runs in preview-production, the gated environment, never in a deploy environment", () => {
+    const env = String(preview.jobs.preview.environment).replace("${{ matrix.stack }}", "production");
+    expect(env).toBe("preview-production");
+    expect(["staging", "production"]).not.toContain(env);
+  });
+
+  test.each([
+    ["the preview job drops its environment", (d: Doc) => { delete d.jobs.preview.environment; },
+      "job preview reads secrets (DIGITALOCEAN_TOKEN, PULUMI_CONFIG_PASSPHRASE, SPACES_ACCESS_KEY_ID, SPACES_SECRET_ACCESS_KEY, " +
+        "STATE_ACCESS_KEY_ID, STATE_SECRET_ACCESS_KEY) without an environment"],
+    ["the preview job uses the production deploy environment", (d: Doc) => { d.jobs.preview.environment = "production"; },
+      'job preview takes its secrets from "production", want "preview-${{ matrix.stack }}"'],
+    ["one preview environment for every stack", (d: Doc) => { d.jobs.preview.environment = "preview"; },
+      'job preview takes its secrets from "preview", want "preview-${{ matrix.stack }}"'],
+    ["secrets at the workflow level", (d: Doc) => { d.env = { TOKEN: "${{ secrets.DIGITALOCEAN_TOKEN }}" }; },
+      "workflow-level env reads secrets (DIGITALOCEAN_TOKEN): every job would get them"],
+    ["pull_request_target", (d: Doc) => { d.on = { pull_request_target: { branches: ["main"] } }; },
+      "runs on pull_request_target: a pull request's code would run with the base repository's secrets"],
+  ])("broken: %s is caught", (_, breakIt, problem) => {
+    const broken = copy(preview);
+    breakIt(broken);
+    expect(secretScopeProblems(broken, PREVIEW)).toContain(problem);
   });
 });
 
