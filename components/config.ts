@@ -418,6 +418,8 @@ const alertsSchema = z
     memoryPercent: z.int().min(1).max(100).default(90),
     diskPercent: z.int().min(1).max(100).default(85),
     uptimeCheck: z.boolean().default(true),
+    /** true: run the stack with no alert at all (said explicitly, never by leaving emails empty). */
+    none: z.boolean().default(false),
   })
   .strict();
 
@@ -463,6 +465,17 @@ export const stackSchema = z
       if (cond) ctx.addIssue({ code: "custom", path, message });
     };
     need(c.hostMode === "existing" && !c.existingHost, ["existingHost"], "is required when hostMode is existing");
+    need(
+      c.hostMode === "digitalocean" && !c.alerts.none && c.alerts.emails.length === 0 && c.alerts.slackChannel === "",
+      ["alerts", "emails"],
+      "is empty and no alerts.slackChannel is set: the stack would have no alert at all " +
+        "(add an address, or set alerts.none: true to run without alerts)",
+    );
+    need(
+      c.alerts.none && (c.alerts.emails.length > 0 || c.alerts.slackChannel !== ""),
+      ["alerts", "none"],
+      "cannot be true while alerts.emails or alerts.slackChannel name a recipient: choose one",
+    );
     need(c.app.source === "path" && !c.app.path, ["app", "path"], "is required when app.source is path");
     need(c.app.source === "git" && !c.app.gitUrl, ["app", "gitUrl"], "is required when app.source is git");
     need(c.alerts.slackChannel !== "" && !c.slackWebhookUrl, ["slackWebhookUrl"], "is required when alerts.slackChannel is set");

@@ -306,6 +306,14 @@ const HOSTILE: Record<string, Bad> = {
     expected: [`nodehost:app.gitUrl: ${GIT_URL}`],
   },
   "a pm2 version that is a command": { over: { "nodehost:app": JSON.stringify({ pm2Version: "6 && reboot" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
+  "no alert recipient at all (a stack with no alert)": {
+    over: { "nodehost:alerts": JSON.stringify({ emails: [] }) },
+    expected: ["nodehost:alerts.emails: is empty and no alerts.slackChannel is set: the stack would have no alert at all (add an address, or set alerts.none: true to run without alerts)"],
+  },
+  "alerts.none beside a recipient": {
+    over: { "nodehost:alerts": JSON.stringify({ emails: ["ops@example.com"], none: true }) },
+    expected: ["nodehost:alerts.none: cannot be true while alerts.emails or alerts.slackChannel name a recipient: choose one"],
+  },
   "a pm2 dist-tag": { over: { "nodehost:app": JSON.stringify({ pm2Version: "latest" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
   "a pm2 range (node-pm2 would reinstall on every run)": { over: { "nodehost:app": JSON.stringify({ pm2Version: "^6.0" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
   "a Slack channel with a newline": {
@@ -601,11 +609,22 @@ describe("the VM suite's config (test/e2e/lib/harness.ts e2eConfig) passes", () 
 });
 
 describe("defaults a real user would pick", () => {
+  test("alerts.none: true is the one way to run a stack without alerts", () => {
+    const none = withUserValues({
+      "nodehost:domain": "example.org",
+      "nodehost:ssh": JSON.stringify({ allowFrom: ["198.51.100.1/32"] }),
+      "nodehost:tls": JSON.stringify({ email: "ops@example.org" }),
+      "nodehost:alerts": JSON.stringify({ none: true }),
+    });
+    expect(parseConfig(none.raw, none.secretKeys, { project: "nodehost", stack: "production" }).alerts.none).toBe(true);
+  });
+
   test("a minimal config gets the seed values", () => {
     const minimal = withUserValues({
       "nodehost:domain": "example.org",
       "nodehost:ssh": JSON.stringify({ allowFrom: ["198.51.100.1/32"] }),
       "nodehost:tls": JSON.stringify({ email: "ops@example.org" }),
+      "nodehost:alerts": JSON.stringify({ emails: ["ops@example.org"] }),
     });
     const c = parseConfig(minimal.raw, minimal.secretKeys, { project: "nodehost", stack: "production" });
     expect(c.droplet).toMatchObject({ size: "s-2vcpu-4gb", region: "fra1", image: "debian-13-x64", backups: false });
