@@ -22,6 +22,7 @@ interface Target {
   waitFor: pulumi.Resource[];
   hostId: pulumi.Input<string>;
   dataDevice: pulumi.Input<string>;
+  dataSizeGb: number;
   backup: BackupTarget;
   publicIp: pulumi.Output<string>;
   extraOutputs: Record<string, pulumi.Output<unknown>>;
@@ -96,6 +97,7 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
     connection: { host: server.ipv4Address, port: 22, user: DEPLOY_USER, privateKey: cfg.sshPrivateKey },
     hostId: server.dropletId,
     dataDevice: server.dataDevice,
+    dataSizeGb: cfg.droplet.volumeSizeGb,
     backup: {
       endpoint: bucket.endpoint,
       region: cfg.backup.region,
@@ -115,6 +117,7 @@ function existingTarget(cfg: StackConfig): Target {
     connection: { host: host.address, port: host.port, user: host.user, privateKey: cfg.sshPrivateKey },
     hostId: `${host.address}:${host.port}`,
     dataDevice: host.dataDevice,
+    dataSizeGb: 0,
     backup: {
       endpoint: cfg.backup.endpoint!,
       region: cfg.backup.region,
@@ -137,6 +140,7 @@ export function createStack(cfg: StackConfig): Stack {
     hostId: target.hostId,
     waitFor: target.waitFor,
     dataDevice: target.dataDevice,
+    dataSizeGb: target.dataSizeGb,
     backup: target.backup,
   });
   const c = target.connection;

@@ -165,4 +165,20 @@ else
   changed "mounted $DATA_DEVICE at $DATA_MOUNT"
 fi
 
+# --- The filesystem fills the volume (nodehost:droplet.volumeSizeGb may have grown it) ------------
+# ext4 grows online. The stack passes DATA_SIZE_GB only so that a grown volume re-runs this step.
+if [[ $fstype == ext4 ]]; then
+  superblock=$(dumpe2fs -h "$device" 2>/dev/null) || die "cannot read the ext4 superblock on $DATA_DEVICE"
+  block_size=$(awk -F': *' '$1 == "Block size" {print $2}' <<<"$superblock")
+  block_count=$(awk -F': *' '$1 == "Block count" {print $2}' <<<"$superblock")
+  [[ $block_size =~ ^[0-9]+$ && $block_count =~ ^[0-9]+$ ]] || die "cannot read the size of the filesystem on $DATA_DEVICE"
+  fs_bytes=$((block_size * block_count))
+  dev_bytes=$(blockdev --getsize64 "$device")
+  # mkfs leaves the last partial block unused; grow only when there is a real gain.
+  if ((dev_bytes - fs_bytes >= 64 * 1024 * 1024)); then
+    out=$(resize2fs "$device" 2>&1) || die "resize2fs $DATA_DEVICE failed: $out"
+    changed "grew the filesystem on $DATA_DEVICE from $((fs_bytes >> 20)) MiB to $((dev_bytes >> 20)) MiB"
+  fi
+fi
+
 step_done base

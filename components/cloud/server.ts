@@ -51,7 +51,7 @@ export class Server extends pulumi.ComponentResource {
   /** Where the volume shows up on the droplet, stable across droplet rebuilds. */
   public readonly dataDevice: pulumi.Output<string>;
   public readonly droplet: digitalocean.Droplet;
-  /** What the host steps wait for: the droplet with its volume, and the reserved IP on it. */
+  /** What the host steps wait for: the droplet, its volume (a resize done), the reserved IP on it. */
   public readonly ready: pulumi.Resource[];
 
   constructor(name: string, args: ServerArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -131,7 +131,7 @@ export class Server extends pulumi.ComponentResource {
     this.ipv6Address = this.droplet.ipv6Address;
     this.reservedIp = ip.ipAddress;
     this.volumeUrn = volume.volumeUrn;
-    this.ready = [this.droplet, assignment];
+    this.ready = [this.droplet, volume, assignment];
     this.dataDevice = pulumi.interpolate`/dev/disk/by-id/scsi-0DO_Volume_${volume.name}`;
     this.registerOutputs({
       dropletId: this.dropletId,

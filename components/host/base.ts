@@ -8,6 +8,11 @@ export interface BaseArgs extends HostStepArgs {
   /** /dev/disk/by-id path of the data volume; formatted only when it holds no filesystem. */
   dataDevice: pulumi.Input<string>;
   dataMount: string;
+  /**
+   * The volume's size as configured (0 where the program does not manage it): not read by the
+   * script, it is there so a grown volume re-runs the step, which grows the filesystem to it.
+   */
+  dataSizeGb: number;
 }
 
 export class Base extends HostStep {
@@ -18,6 +23,7 @@ export class Base extends HostStep {
       SWAP_MB: args.swapMb,
       DATA_DEVICE: args.dataDevice,
       DATA_MOUNT: args.dataMount,
+      DATA_SIZE_GB: args.dataSizeGb,
       SSH_PORT: 22,
     }, { secret: false, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });

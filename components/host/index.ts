@@ -33,6 +33,8 @@ export interface HostArgs {
   /** Cloud resources the first step waits for, beyond the address it dials. */
   waitFor: pulumi.Resource[];
   dataDevice: pulumi.Input<string>;
+  /** The data volume's configured size (0 where the program does not manage the volume). */
+  dataSizeGb: number;
   backup: BackupTarget;
 }
 
@@ -67,6 +69,7 @@ export class Host extends pulumi.ComponentResource {
     const base = new Base(`${name}-base`, {
       ...common, after: [boot],
       deployUser: DEPLOY_USER, swapMb: cfg.droplet.swapMb, dataDevice: args.dataDevice, dataMount: DATA_MOUNT,
+      dataSizeGb: args.dataSizeGb,
     }, child);
     const data = new DockerData(`${name}-docker-data`, {
       ...common, after: [base],

@@ -1,6 +1,6 @@
 // Issues 4 and 5 on a real VM: a fresh host provisioned by the stack's own steps serves the app
 // over HTTPS, keeps it across a reboot, backs it up to the bucket, and comes back after a disaster.
-import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -171,14 +171,21 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
       await host.stop();
     });
 
-    it("(a) droplet lost, volume kept: a new VM on the same volume serves every row", async () => {
+    it("(a) droplet lost, volume kept (and grown by 1 GiB): a new VM on the same volume serves every row, on the whole volume", async () => {
       const volume = await copyDisk(host.vm.dataDisk, join(world.dir, "dr-a-volume.raw"));
+      // As `droplet.volumeSizeGb` up does to a volume: base grows the filesystem to fill it.
+      const grown = statSync(volume).size + 1024 ** 3;
+      truncateSync(volume, grown);
       const started = Date.now();
       const h = await bootHost(world, { name: "e2e-dr-a", dataDisk: volume });
       try {
         await h.replay();
         await healthy(h, 2 * 60_000);
         expect(await summary(h)).toEqual(written);
+        const sb = await sshOk(h.target, "sudo -n dumpe2fs -h \"$(findmnt -n -o SOURCE /mnt/data)\" 2>/dev/null");
+        const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)$`, "m").exec(sb)?.[1]);
+        const fsBytes = field("Block count") * field("Block size");
+        expect(grown - fsBytes).toBeLessThan(64 * 1024 ** 2);
         process.stderr.write(`DR (a) rebuild ${(Date.now() - started) / 1000} s\n`);
       } finally {
         await h.destroy();

@@ -57,12 +57,13 @@ describe("host steps", () => {
     }
   });
 
-  test("the first step waits for the droplet (its volume attached at create) and the reserved IP's assignment", async () => {
+  test("the first step waits for the droplet, its volume (so a resize is done before base looks) and the reserved IP's assignment", async () => {
     const first = d.commands.find((c) => c.name === "nodehost-production-wait-for-boot-run")!;
     const deps = (first.opts.dependsOn ?? []) as pulumi.CustomResource[];
     const urns = await Promise.all(deps.map((r) => resolve(r.urn)));
     expect(urns.map((u) => u.split("::").slice(-2).join("::"))).toEqual([
       "nodehost:cloud:Server$digitalocean:index/droplet:Droplet::nodehost-production-droplet",
+      "nodehost:cloud:Server$digitalocean:index/volume:Volume::nodehost-production-data",
       "nodehost:cloud:Server$digitalocean:index/reservedIpAssignment:ReservedIpAssignment::nodehost-production-ip-assignment",
     ]);
   });
@@ -84,6 +85,7 @@ describe("host steps", () => {
     expect(nginx).toContain("export BASIC_AUTH_USER='admin'\n");
     const base = d.specs.find((s) => s.name === "base")!.stdin;
     expect(base).toContain("export DATA_DEVICE='/dev/disk/by-id/scsi-0DO_Volume_nodehost-production-data'\n");
+    expect(base).toContain("export DATA_SIZE_GB='50'\n");
     const data = d.specs.find((s) => s.name === "docker-data")!.stdin;
     expect(data).toContain("export POSTGRES_IMAGE='postgres:16'\n");
     expect(data).toContain("export REDIS_IMAGE='redis:7'\n");
@@ -127,6 +129,13 @@ describe("host steps", () => {
     expect(first.inputs.connection.host).toMatch(/^203\.0\.113\.\d+$/);
     expect(droplet.inputs.name).toBe("nodehost-production");
     for (const c of d.commands) expect(c.opts.customTimeouts?.create).toMatch(/^\d+m$/);
+  });
+
+  test("a grown volume re-runs base (which grows the filesystem) and the steps after it", async () => {
+    const droplet = JSON.parse(stackFileConfig("production")["nodehost:droplet"]);
+    const grown = await declare({ "nodehost:droplet": JSON.stringify({ ...droplet, volumeSizeGb: 80 }) });
+    const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(grown.specs[i].triggers)).map((s) => s.name);
+    expect(differs).toEqual(ORDER.slice(ORDER.indexOf("base")));
   });
 
   test("a changed parameter re-triggers its step and the steps after it, and nothing else", async () => {
