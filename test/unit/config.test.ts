@@ -11,7 +11,7 @@ import { e2eConfig, type World } from "../e2e/lib/harness";
 import { HOST_FROM_GUEST } from "../e2e/lib/pebble";
 import { S3_ACCESS_KEY, S3_SECRET_KEY } from "../e2e/lib/s3";
 import { POSTGRES, REDIS } from "../e2e/lib/service-images";
-import { Run, runProgram, stackFileConfig, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, withUserValues } from "./harness";
+import { EXISTING_CONFIG, Run, runProgram, stackFileConfig, TEST_PUBLIC_KEY, withUserValues } from "./harness";
 
 const names = { project: "nodehost", stack: "staging" };
 const base = withUserValues(stackFileConfig("staging"));
@@ -175,21 +175,7 @@ const PASSPHRASE = "must not be passphrase-protected: pulumi-command cannot prom
 const KEY_LINE = "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)";
 const TOKEN_CHARS = "must not contain quotes, backticks, '$' or '\\'";
 
-/** A complete `existing`-mode config (no DigitalOcean keys needed). */
-const existing = {
-  raw: {
-    "nodehost:hostMode": "existing",
-    "nodehost:domain": "example.net",
-    "nodehost:existingHost": JSON.stringify({ address: "192.0.2.20", port: 2222, dataDevice: "/dev/disk/by-id/virtio-data" }),
-    "nodehost:ssh": JSON.stringify({ publicKeys: [TEST_PUBLIC_KEY] }),
-    "nodehost:tls": JSON.stringify({ email: "ops@example.net" }),
-    "nodehost:backup": JSON.stringify({ endpoint: "https://s3.example.net", bucketName: "site-backups" }),
-    "nodehost:sshPrivateKey": TEST_PRIVATE_KEY,
-    "nodehost:backupAccessKey": "AKIATEST",
-    "nodehost:backupSecretKey": "backup-secret-value",
-  } as Record<string, string>,
-  secretKeys: ["nodehost:sshPrivateKey", "nodehost:backupAccessKey", "nodehost:backupSecretKey"],
-};
+const existing = EXISTING_CONFIG;
 const existingHost = (o: object) =>
   JSON.stringify({ ...JSON.parse(existing.raw["nodehost:existingHost"]), ...o });
 const existingBackup = (o: object) => JSON.stringify({ ...JSON.parse(existing.raw["nodehost:backup"]), ...o });

@@ -2,20 +2,9 @@
 import { describe, expect, test } from "vitest";
 import { parseConfig } from "../../components/config";
 import { createStack } from "../../components/stack";
-import { countByType, resolve, runProgram, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY } from "./harness";
+import { countByType, EXISTING_CONFIG, resolve, runProgram } from "./harness";
 
-const raw = {
-  "nodehost:hostMode": "existing",
-  "nodehost:domain": "example.net",
-  "nodehost:existingHost": JSON.stringify({ address: "192.0.2.20", port: 2222, dataDevice: "/dev/disk/by-id/virtio-data" }),
-  "nodehost:ssh": JSON.stringify({ publicKeys: [TEST_PUBLIC_KEY] }),
-  "nodehost:tls": JSON.stringify({ email: "ops@example.net" }),
-  "nodehost:backup": JSON.stringify({ endpoint: "https://s3.example.net", bucketName: "site-backups" }),
-  "nodehost:sshPrivateKey": TEST_PRIVATE_KEY,
-  "nodehost:backupAccessKey": "AKIATEST",
-  "nodehost:backupSecretKey": "backup-secret-value",
-};
-const secretKeys = ["nodehost:sshPrivateKey", "nodehost:backupAccessKey", "nodehost:backupSecretKey"];
+const { raw, secretKeys } = EXISTING_CONFIG;
 
 describe("hostMode existing", () => {
   test("declares no DigitalOcean resource, only the host steps and their generated passwords", async () => {

@@ -61,6 +61,22 @@ export function stackPublicKey(name: string): string {
   return `ssh-ed25519 ${Buffer.concat([len(type), type, len(raw), raw]).toString("base64")} nodehost-${name}`;
 }
 
+/** A complete `existing`-mode config (no DigitalOcean keys needed): the flat map and its secret keys. */
+export const EXISTING_CONFIG: { raw: Record<string, string>; secretKeys: string[] } = {
+  raw: {
+    "nodehost:hostMode": "existing",
+    "nodehost:domain": "example.net",
+    "nodehost:existingHost": JSON.stringify({ address: "192.0.2.20", port: 2222, dataDevice: "/dev/disk/by-id/virtio-data" }),
+    "nodehost:ssh": JSON.stringify({ publicKeys: [TEST_PUBLIC_KEY] }),
+    "nodehost:tls": JSON.stringify({ email: "ops@example.net" }),
+    "nodehost:backup": JSON.stringify({ endpoint: "https://s3.example.net", bucketName: "site-backups" }),
+    "nodehost:sshPrivateKey": TEST_PRIVATE_KEY,
+    "nodehost:backupAccessKey": "AKIATEST",
+    "nodehost:backupSecretKey": "backup-secret-value",
+  },
+  secretKeys: ["nodehost:sshPrivateKey", "nodehost:backupAccessKey", "nodehost:backupSecretKey"],
+};
+
 /** What README tells a user to set on top of the stack file: their key and the secrets. */
 export function withUserValues(raw: Record<string, string>, publicKey = TEST_PUBLIC_KEY): { raw: Record<string, string>; secretKeys: string[] } {
   const ssh = JSON.parse(raw["nodehost:ssh"] ?? "{}");
