@@ -211,7 +211,7 @@ const DROPLET_SIZE =
 
 /**
  * The droplet's backup window. terraform-provider-digitalocean v2.99.1
- * digitalocean/droplet/resource_droplet.go:164-197 (plan daily/weekly, weekday SUN..SAT);
+ * digitalocean/droplet/resource_droplet.go:164-193 (plan daily/weekly, weekday SUN..SAT);
  * digitalocean/openapi specification/resources/droplets/models/droplet_backup_policy.yml:26-34
  * @7c1300c (hour 0/4/8/12/16/20). Without a policy DigitalOcean's default plan is daily.
  */

@@ -95,7 +95,7 @@ export class Server extends pulumi.ComponentResource {
         sshKeys: [keyRef],
         monitoring: true,
         backups: args.backups,
-        // backup_policy only with backups on (droplet/resource_droplet.go:27,346-348).
+        // backup_policy only with backups on (droplet/resource_droplet.go:27,412-416).
         backupPolicy: args.backups ? args.backupPolicy : undefined,
         ipv6: args.ipv6,
         tags: args.tags,
@@ -112,8 +112,9 @@ export class Server extends pulumi.ComponentResource {
         ...stateful,
         ignoreChanges: DROPLET_IGNORED_CHANGES,
         deleteBeforeReplace: true,
-        // The provider's delete default is 60 s (droplet/resource_droplet.go:59-63) for a shutdown,
-        // a detach and a delete, each waited on: too short for a droplet running Docker.
+        // The provider's delete timeout (60 s by default, droplet/resource_droplet.go:59-63) bounds
+        // the waits for the droplet to unlock and, with graceful shutdown, to power off (854, 874):
+        // too short for a droplet running Docker to shut down.
         customTimeouts: { delete: "10m" },
       },
     );

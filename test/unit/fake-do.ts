@@ -57,7 +57,7 @@ export const FORCE_NEW: Record<string, string[]> = {
 /** Regions that take new droplets (DigitalOcean's regional availability list, 2026-11). */
 const DROPLET_REGIONS = new Set(["nyc1", "nyc2", "nyc3", "sfo2", "sfo3", "ams3", "sgp1", "lon1", "fra1", "tor1", "blr1", "syd1", "atl1", "ric1"]);
 const SPACES_REGIONS = new Set(["nyc3", "sfo2", "sfo3", "ams3", "sgp1", "lon1", "fra1", "syd1", "blr1", "atl1", "tor1"]);
-/** spec DigitalOcean-public.v2.yaml:443-458: the resource kinds a Project takes. */
+/** spec DigitalOcean-public.v2.yaml:443-459: the resource kinds a Project takes. */
 const PROJECT_URN_KINDS = new Set(["app", "dbaas", "domain", "droplet", "floatingip", "kubernetes", "loadbalancer", "space", "volume"]);
 
 /** An error as the provider reports a failed API call. */
@@ -291,7 +291,7 @@ export class FakeAccount {
         // A droplet takes keys by id or fingerprint that are already in the account.
         const unknown = (i.sshKeys ?? []).filter((k: string) => !this.cloud.keys.has(k));
         if (unknown.length > 0) throw new ApiError(422, `${unknown.join(", ")} are invalid key identifiers for Droplet creation.`);
-        if (i.backupPolicy && !i.backups) throw new Error("backup_policy can only be set when backups are enabled"); // tfdo droplet/resource_droplet.go:27,346
+        if (i.backupPolicy && !i.backups) throw new Error("backup_policy can only be set when backups are enabled"); // tfdo droplet/resource_droplet.go:27,412-416
         if (i.vpcUuid) {
           const vpc = this.cloud.vpcs.get(i.vpcUuid);
           if (!vpc) throw new ApiError(422, `vpc ${i.vpcUuid} not found`);
@@ -429,6 +429,7 @@ export class FakeAccount {
       }
       case T.uptimeCheck: {
         if (!["ping", "http", "https"].includes(i.type ?? "https")) throw new ApiError(422, `type ${i.type} is invalid`); // tfdo uptime/resource_uptime_check.go:43-51
+        // spec uptime/models/check.yml:43-51 (the provider does not check them itself)
         for (const r of i.regions ?? []) if (!["us_east", "us_west", "eu_west", "se_asia"].includes(r)) throw new ApiError(422, `region ${r} is invalid`);
         return { id: this.uuid(`check:${i.name}`), outputs: {} };
       }
@@ -522,7 +523,8 @@ export class FakeAccount {
         const d = this.cloud.droplets.get(r.id);
         if (!d) return; // already gone: the provider treats 404 as deleted (resource_droplet.go:891-894)
         // tfdo droplet/resource_droplet.go:861-878: graceful shutdown, waited on with the delete
-        // timeout (60 s by default, :59-63): a droplet running Docker does not stop in 60 s.
+        // timeout (60 s by default, :59-63; it bounds the unlock and power-off waits, 854 and
+        // 874): a droplet running Docker does not stop in 60 s.
         if (r.inputs.gracefulShutdown) {
           const t = r.deleteTimeout ?? 60;
           if (t < 300) throw new Error(`Error waiting for droplet (${r.id}) to become off: timeout while waiting for state to become 'off' (last state: 'active', timeout: ${t}s)`);
