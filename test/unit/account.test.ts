@@ -65,6 +65,15 @@ describe("a fresh account, in the README's order", () => {
     expect(account.isDefaultVpc(vpc.id)).toBe(true);
   });
 
+  test("destroying staging once it holds backups stops at the bucket: a destroy never deletes backups", async () => {
+    const account = new FakeAccount();
+    for (const stack of ["production", "staging"]) await ok(upStack(account, stack));
+    const bucket = account.resourcesOf("staging").find((r) => r.type === T.bucket)!;
+    account.putObject(bucket.id);
+    expect(() => account.destroy("staging")).toThrow(/deleting nodehost-staging-backups-bucket: 409 BucketNotEmpty/);
+    expect(account.resourcesOf("staging").map((r) => r.type)).toContain(T.bucket);
+  });
+
   test("production is protected: a destroy stops before deleting anything", async () => {
     const account = new FakeAccount();
     await ok(upStack(account, "production"));

@@ -98,7 +98,7 @@ interface Cloud {
   ips: Map<string, { region: string; dropletId?: string }>;
   keys: Map<string, { publicKey: string }>; // by fingerprint
   domains: Set<string>;
-  buckets: Map<string, { region: string }>;
+  buckets: Map<string, { region: string; objects: number }>;
   projects: Map<string, { name: string; resources: Set<string> }>;
   names: Map<string, string>; // unique-name scope -> owner id
 }
@@ -211,7 +211,11 @@ export class FakeAccount {
     const prot = rs.filter((r) => r.protect);
     if (prot.length > 0) throw new Error(`${prot.length} protected resource(s) cannot be deleted: ${prot.map((r) => r.name).join(", ")}`);
     for (const r of rs) {
-      this.destroyOne(r);
+      try {
+        this.destroyOne(r);
+      } catch (e) {
+        throw new Error(`deleting ${r.name}: ${(e as Error).message}`);
+      }
       this.state.delete(this.keyOf(r));
       this.changes.push({ op: "delete", type: r.type, name: r.name });
     }
@@ -235,6 +239,13 @@ export class FakeAccount {
   /** `pulumi up --replace <urn>`: the next registration of this resource replaces it. */
   markReplace(stack: string, type: string, name: string): void {
     this.toReplace.add(`${stack}::${type}::${name}`);
+  }
+
+  /** An object lands in a bucket (the host's backups do this). */
+  putObject(bucket: string): void {
+    const b = this.cloud.buckets.get(bucket);
+    if (!b) throw new ApiError(404, `NoSuchBucket: ${bucket}`);
+    b.objects++;
   }
 
   /** A key the user already has in the account (registered by hand or by another tool). */
@@ -402,7 +413,7 @@ export class FakeAccount {
         if (!SPACES_REGIONS.has(i.region)) throw new ApiError(400, `Spaces is not available in ${i.region}`);
         if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(i.name)) throw new ApiError(400, `InvalidBucketName: ${i.name}`);
         if (this.cloud.buckets.has(i.name)) throw new ApiError(409, `BucketAlreadyExists: ${i.name}`);
-        this.cloud.buckets.set(i.name, { region: i.region });
+        this.cloud.buckets.set(i.name, { region: i.region, objects: 0 });
         return { id: i.name, outputs: { bucketUrn: `do:space:${i.name}`, bucketDomainName: `${i.name}.${i.region}.digitaloceanspaces.com` } };
       }
       case T.spacesKey: {
@@ -583,9 +594,14 @@ export class FakeAccount {
       case T.domain:
         this.cloud.domains.delete(r.id);
         return;
-      case T.bucket:
+      case T.bucket: {
+        // tfdo spaces/resource_spaces_bucket.go:199-203,503: without force_destroy a bucket that
+        // holds objects is not deleted (BucketNotEmpty).
+        const b = this.cloud.buckets.get(r.id);
+        if (b && b.objects > 0 && !r.inputs.forceDestroy) throw new ApiError(409, `BucketNotEmpty: ${r.id} holds ${b.objects} object(s)`);
         this.cloud.buckets.delete(r.id);
         return;
+      }
       case T.project:
         this.cloud.projects.delete(r.id);
         this.releaseName(r.id);
