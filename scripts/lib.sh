@@ -50,6 +50,39 @@ require_nonempty() {
   fi
 }
 
+# apt_get ARGS... : apt-get that waits for the package locks instead of failing on them.
+# DPkg::Lock::Timeout makes apt wait for dpkg's locks, but `apt-get update` takes
+# /var/lib/apt/lists/lock without waiting ("E: Could not get lock /var/lib/apt/lists/lock"
+# at once, whatever DPkg::Lock::Timeout says; test/e2e/host.test.ts shows it on the VM). The
+# engine runs docker-data and node-pm2 together (both follow base), and a droplet's apt-daily
+# timer runs on its own, so: our steps queue on one flock, and a lock held by anyone else
+# (apt-daily, unattended-upgrades, an operator) is retried for up to NODEHOST_APT_WAIT_S.
+apt_get() {
+  local fd err rc=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
+  export DEBIAN_FRONTEND=noninteractive
+  install -d -m 0700 /run/nodehost
+  exec {fd}>/run/nodehost/apt.lock
+  if ! flock -w "$limit" "$fd"; then
+    exec {fd}>&-
+    die "another nodehost step held the apt queue for ${limit}s"
+  fi
+  err=$(mktemp)
+  while :; do
+    rc=0
+    apt-get -q -o DPkg::Lock::Timeout=600 "$@" 2>"$err" || rc=$?
+    cat "$err" >&2
+    if [[ $rc -ne 0 ]] && grep -q -e 'Could not get lock' -e 'Unable to lock' "$err" && ((SECONDS - start < limit)); then
+      log "apt: a package lock is held by another process; retrying in ${every} s"
+      sleep "$every"
+      continue
+    fi
+    break
+  done
+  rm -f "$err"
+  exec {fd}>&-
+  return "$rc"
+}
+
 # apt_install PKG... : installs only the packages that are not installed yet, without recommends.
 apt_install() {
   local pkg missing=()
@@ -59,14 +92,13 @@ apt_install() {
     fi
   done
   [[ ${#missing[@]} -eq 0 ]] && return 0
-  export DEBIAN_FRONTEND=noninteractive
   # A fresh host's package lists may be stale or absent; refresh once per step run.
   if [[ -z ${NODEHOST_APT_UPDATED:-} ]]; then
-    apt-get -q -o DPkg::Lock::Timeout=600 update
+    apt_get update
     NODEHOST_APT_UPDATED=1
   fi
-  apt-get -q -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef \
-    -o Dpkg::Options::=--force-confold install --no-install-recommends "${missing[@]}"
+  apt_get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    install --no-install-recommends "${missing[@]}"
   changed "installed ${missing[*]}"
 }
 

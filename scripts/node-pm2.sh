@@ -35,9 +35,8 @@ Pin-Priority: 600
 PREF
   NODEHOST_APT_UPDATED=
   if [[ $(installed_major || true) != "$NODE_MAJOR" ]]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -q -o DPkg::Lock::Timeout=600 update
-    apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends nodejs
+    apt_get update
+    apt_get -y install --no-install-recommends nodejs
     changed "nodejs ${NODE_MAJOR}.x from NodeSource"
   fi
 }

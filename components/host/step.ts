@@ -17,9 +17,19 @@ export function scriptsDir(): string {
  * The remote command of every step: the script arrives on stdin, lands in a 0600 temp file and
  * runs as root with no stdin of its own, so a child that reads stdin cannot eat the script and
  * no parameter ever appears on a command line.
+ *
+ * The time limit is enforced on the host: pulumi-command 1.2.1 runs the command with
+ * `session.Run`, which ignores the context's deadline (provider/pkg/provider/remote/
+ * commandOutputs.go, `run`), so `customTimeouts` alone would let a stuck `npm ci` hang `pulumi up`.
+ * GNU timeout puts the script in its own process group and signals the whole group: TERM at the
+ * limit, KILL a minute later.
  */
-export const STEP_WRAPPER =
-  `umask 077; f=$(mktemp); trap 'rm -f "$f"' EXIT; cat > "$f" && sudo -n bash "$f" </dev/null`;
+export function stepWrapper(timeoutMinutes: number): string {
+  if (!Number.isInteger(timeoutMinutes) || timeoutMinutes < 1) throw new Error(`bad step timeout ${timeoutMinutes}`);
+  return `umask 077; f=$(mktemp); trap 'rm -f "$f"' EXIT; cat > "$f" || exit 1; ` +
+    `sudo -n timeout --kill-after=60 ${timeoutMinutes}m bash "$f" </dev/null; rc=$?; ` +
+    `if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "error: step stopped after its ${timeoutMinutes} min limit" >&2; fi; exit $rc`;
+}
 
 /** What the VM test host replays: exactly what remote.Command receives. */
 export interface StepSpec {
@@ -29,6 +39,12 @@ export interface StepSpec {
   triggers: string[];
   logging: string;
   dependsOn: string[];
+  /**
+   * sha256 over every input remote.Command diffs (create, stdin, triggers, logging, connection):
+   * the engine re-runs a step when any of them changes (pulumi-go-provider's infer diff; the
+   * provider's Update runs `create` again, commandController.go:62-80 at v1.2.1).
+   */
+  inputs: string;
 }
 
 /** The SSH connection every step uses (the `deploy` user, key auth). */
@@ -125,6 +141,8 @@ export abstract class HostStep extends pulumi.ComponentResource {
       .apply(([text, hostId, ...upstream]) => [sha256(text), String(hostId), ...upstream]);
     const logging = options.secret ? "none" : "stdoutAndStderr";
     const c = args.connection;
+    const create = stepWrapper(options.timeoutMinutes);
+    const dialErrorLimit = options.dialErrorLimit ?? 10;
 
     this.command = new remote.Command(
       `${name}-run`,
@@ -134,10 +152,10 @@ export abstract class HostStep extends pulumi.ComponentResource {
           port: c.port,
           user: c.user,
           privateKey: c.privateKey,
-          dialErrorLimit: options.dialErrorLimit ?? 10,
+          dialErrorLimit,
           perDialTimeout: 30,
         },
-        create: STEP_WRAPPER,
+        create,
         stdin: options.secret ? pulumi.secret(stdin) : stdin,
         triggers,
         logging,
@@ -150,13 +168,16 @@ export abstract class HostStep extends pulumi.ComponentResource {
       },
     );
     this.fingerprint = triggers.apply((t) => sha256(JSON.stringify(t)));
-    this.spec = pulumi.all([stdin, triggers]).apply(([text, t]) => ({
+    const connection = pulumi.all([c.host, c.port, c.user, c.privateKey])
+      .apply(([host, port, user, key]) => ({ host, port, user, privateKey: sha256(key), dialErrorLimit, perDialTimeout: 30 }));
+    this.spec = pulumi.all([stdin, triggers, connection]).apply(([text, t, conn]) => ({
       name: this.stepName,
-      create: STEP_WRAPPER,
+      create,
       stdin: text,
       triggers: t,
       logging,
       dependsOn: this.dependsOnSteps,
+      inputs: sha256(JSON.stringify({ create, stdin: sha256(text), triggers: t, logging, connection: conn })),
     }));
   }
 }

@@ -1,24 +1,24 @@
 // Issue 3 on a real VM: the replay runs the program's own steps, honours triggers, fails loudly
 // and without secrets, and the base image comes from the cache once built.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, utimesSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
-import { STEP_WRAPPER } from "../../components/host/step";
+import { stepWrapper } from "../../components/host/step";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { bootHost, DATA_DEVICE, DEPLOY_USER, startWorld, type Host, type World } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
-import { newRunDir, pruneOldRuns } from "./lib/paths";
-import { maskSecrets, orderSteps, replay, StepFailedError, type Program, type StepSpec } from "./lib/replay";
-import { sshOk } from "./lib/ssh";
+import { newRunDir, pruneOldRuns, repoRoot } from "./lib/paths";
+import { assertNoSecret, maskSecrets, orderSteps, providerErrorText, replay, SecretInFailureError, StepFailedError, type Program, type StepSpec } from "./lib/replay";
+import { shellQuote, ssh, sshOk } from "./lib/ssh";
 
 const cap = checkCapability();
 if (!cap.ok) process.stderr.write(`${skipBanner(cap)}\n`);
 
 const spec = (name: string, dependsOn: string[] = []): StepSpec =>
-  ({ name, create: "true", stdin: "", triggers: [name], logging: "stdoutAndStderr", dependsOn });
+  ({ name, create: "true", stdin: "", triggers: [name], logging: "stdoutAndStderr", dependsOn, inputs: name });
 
 describe("replay helpers (no VM)", () => {
   it("orders steps after their dependencies, keeping program order otherwise", () => {
@@ -28,6 +28,13 @@ describe("replay helpers (no VM)", () => {
 
   it("rejects a dependency on a step that does not exist", () => {
     expect(() => orderSteps([spec("app", ["nope"])])).toThrow("step app depends on unknown step nope");
+  });
+
+  it("builds a failure as pulumi-command prints it, and refuses one that holds a secret", () => {
+    const text = providerErrorText("cmd 'x'", 2, "out\n", "pw is hunter2hunter2\n");
+    expect(text).toBe('Process exited with status 2: running "cmd \'x\'":\nout\npw is hunter2hunter2\n');
+    expect(() => assertNoSecret("s", text, ["hunter2hunter2"])).toThrow(/holds a secret on 1 line\(s\)[^]*pw is \*\*\*/);
+    expect(() => assertNoSecret("s", text, ["not-there"])).not.toThrow();
   });
 
   it("masks every secret, the longer first, and leaves short values alone", () => {
@@ -81,7 +88,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
         return {
           stepName: name,
           dependsOnSteps: dependsOn,
-          spec: pulumi.output({ name, create: STEP_WRAPPER, stdin, triggers: [createHash("sha256").update(stdin).digest("hex")], logging: "none", dependsOn }),
+          spec: pulumi.output({ name, create: stepWrapper(1), stdin, triggers: [createHash("sha256").update(stdin).digest("hex")], logging: "none", dependsOn, inputs: createHash("sha256").update(stdin).digest("hex") }),
         };
       };
       return {
@@ -100,7 +107,10 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
       expect(err).toBeInstanceOf(StepFailedError);
       return err as StepFailedError;
     };
-    const boom: LastStep = { name: "boom", script: 'echo "about to fail with $TOKEN" >&2; exit 3' };
+    const boom: LastStep = { name: "boom", script: 'echo "about to fail" >&2; exit 3' };
+    const leaky: LastStep = { name: "leaky", script: 'echo "about to fail with $TOKEN" >&2; exit 3' };
+    // Outlives the wrapper's 1 min limit: timeout TERMs the script's whole process group.
+    const stuck: LastStep = { name: "stuck", script: 'sleep 600 & echo "child $!" > /root/stuck.pid; wait' };
     // Kills the sshd-session serving this step, as a network drop would end it.
     const cut: LastStep = { name: "cut", script: 'p=$PPID; while [ "$p" -gt 1 ] && [ "$(ps -o comm= -p "$p")" != sshd-session ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; echo "cutting $p" >&2; kill -9 "$p"; sleep 30' };
 
@@ -113,13 +123,31 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
       expect(second.unchanged).toEqual(["first", "second"]);
     });
 
-    it("fails with the step's name and stderr, the secret masked", async () => {
+    it("fails with the step's name and stderr, and the provider's error text", async () => {
       const e = await failure(boom);
       expect(e.step).toBe("boom");
       expect(e.exitCode).toBe(3);
       expect(e.message).toContain('host step "boom" failed (exit 3)');
-      expect(e.message).toContain("about to fail with ***");
-      expect(e.message).not.toContain(secret);
+      expect(e.message).toContain("about to fail");
+      expect(e.providerText).toMatch(/^Process exited with status 3: running "umask 077; .*timeout --kill-after=60 1m bash/);
+      expect(e.providerText).toContain("about to fail\n");
+    });
+
+    it("refuses a failure whose text, as the provider prints it unmasked, holds a secret", async () => {
+      const err = await run(leaky).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(SecretInFailureError);
+      expect((err as Error).message).toContain("about to fail with ***");
+      expect((err as Error).message).not.toContain(secret);
+    });
+
+    it("stops a stuck step on the host at its limit, children included", async () => {
+      const started = Date.now();
+      const e = await failure(stuck);
+      expect(e.exitCode).toBe(124);
+      expect(e.message).toContain("step stopped after its 1 min limit");
+      expect(Date.now() - started).toBeLessThan(4 * 60_000);
+      const child = (await sshOk(host.target, "sudo -n cat /root/stuck.pid")).trim().split(" ")[1];
+      expect((await ssh(host.target, `kill -0 ${child}`)).code).not.toBe(0);
     });
 
     it("tells a lost connection from a failed script, and whether a new connection gets in", async () => {
@@ -163,6 +191,21 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
       const r = await host.replay({ only: ["base"] });
       expect(r.ran.map((s) => s.name)).toEqual(["base"]);
     });
+  });
+
+  it("apt in a step waits for a package lock held elsewhere (apt-daily, a step beside it), where plain apt-get fails at once", async () => {
+    const lib = readFileSync(join(repoRoot, "scripts", "lib.sh"), "utf8");
+    // Holds apt's lists lock for 60 s the way `apt-get update` (apt-daily) does: an fcntl lock.
+    const hold = `nohup python3 -c 'import fcntl,time; f=open("/var/lib/apt/lists/lock","a"); fcntl.lockf(f,fcntl.LOCK_EX); open("/run/nodehost-held","w").close(); time.sleep(60)' </dev/null >/dev/null 2>&1 &
+until [ -e /run/nodehost-held ]; do sleep 0.2; done; rm -f /run/nodehost-held`;
+    await sshOk(host.target, `sudo -n bash -c ${shellQuote(hold)}`);
+    const plain = await ssh(host.target, "sudo -n apt-get -q -o DPkg::Lock::Timeout=60 update");
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toContain("Could not get lock /var/lib/apt/lists/lock");
+    // Two steps' apt at once while the lock is still held: both wait, queue and succeed.
+    const both = await Promise.all([1, 2].map(() => ssh(host.target, "sudo -n bash -s", { input: `${lib}\napt_get update\n`, timeoutMs: 15 * 60_000 })));
+    for (const r of both) expect(r.code, r.stderr).toBe(0);
+    expect(both.map((r) => r.stdout).join("")).toContain("a package lock is held by another process; retrying in 5 s");
   });
 
   it("takes the base image from the cache once built", async () => {

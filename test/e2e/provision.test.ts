@@ -15,6 +15,11 @@ import { withEditedScripts } from "../unit/harness";
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
 const SITE = SITE_NAMES[0];
+/** components/host/index.ts's `after:` lists. */
+const STEP_DEPENDS_ON: Record<string, string[]> = {
+  base: ["wait-for-boot"], "docker-data": ["base"], backups: ["docker-data"], "node-pm2": ["base"],
+  app: ["node-pm2", "backups"], nginx: ["app"], tls: ["nginx"], "health-gate": ["tls"],
+};
 
 describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   let world: World;
@@ -39,8 +44,15 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     await world?.stop();
   });
 
-  it("runs every step green on a fresh VM, in dependency order", () => {
-    expect(fresh.ran.map((s) => s.name)).toEqual(ALL_STEPS);
+  it("runs every step green on a fresh VM as the engine does: each after its dependencies, node-pm2 beside docker-data", () => {
+    expect(fresh.ran.map((s) => s.name).sort()).toEqual([...ALL_STEPS].sort());
+    const at = new Map(fresh.ran.map((s) => [s.name, s]));
+    for (const [step, deps] of Object.entries(STEP_DEPENDS_ON)) {
+      for (const d of deps) expect(at.get(step)!.startedMs, `${step} after ${d}`).toBeGreaterThanOrEqual(at.get(d)!.endedMs);
+    }
+    // Both follow base only: the engine starts them together, and both apt at once on a fresh host.
+    const [data, node] = [at.get("docker-data")!, at.get("node-pm2")!];
+    expect(Math.abs(data.startedMs - node.startedMs)).toBeLessThan(5_000);
   });
 
   it("serves HTTPS with a certificate issued by the test CA for every site name", async () => {

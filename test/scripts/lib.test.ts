@@ -85,7 +85,41 @@ describe("apt_install", () => {
     expect(r.status).toBe(0);
     const calls = fs.readFileSync(logf, "utf8").trim().split("\n");
     expect(calls[0]).toBe("noninteractive -q -o DPkg::Lock::Timeout=600 update");
-    expect(calls[1]).toMatch(/^noninteractive -q -y -o DPkg::Lock::Timeout=600 .* install --no-install-recommends nodehost-no-such-package$/);
+    expect(calls[1]).toMatch(/^noninteractive -q -o DPkg::Lock::Timeout=600 -y .* install --no-install-recommends nodehost-no-such-package$/);
     expect(r.stdout).toBe("changed: installed nodehost-no-such-package\n");
+  });
+});
+
+describe("apt_get", () => {
+  // A stand-in apt-get that fails like `apt-get update` under a held lists lock for its first N calls.
+  const lockedApt = (failures: number, message = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42 (apt-get)") => {
+    const dir = tmpDir();
+    const count = path.join(dir, "count");
+    fs.writeFileSync(path.join(dir, "apt-get"), `#!/bin/sh
+n=$(cat ${count} 2>/dev/null || echo 0); echo $((n + 1)) > ${count}
+if [ "$n" -lt ${failures} ]; then echo '${message}' >&2; exit 100; fi
+echo "apt-get $*"
+`, { mode: 0o755 });
+    return { env: { PATH: `${dir}:${process.env.PATH}`, NODEHOST_APT_RETRY_S: "0.1", NODEHOST_APT_WAIT_S: "1" }, calls: () => Number(fs.readFileSync(count, "utf8")) };
+  };
+  it("retries while another process holds a package lock, then succeeds", () => {
+    const apt = lockedApt(2);
+    const r = bash("apt_get update", apt.env);
+    expect(r.status).toBe(0);
+    expect(apt.calls()).toBe(3);
+    expect(r.stdout).toContain("a package lock is held by another process; retrying");
+    expect(r.stdout).toContain("apt-get -q -o DPkg::Lock::Timeout=600 update");
+  });
+  it("gives up with apt's own error once the wait is over", () => {
+    const apt = lockedApt(1000);
+    const r = bash("apt_get update", apt.env);
+    expect(r.status).toBe(100);
+    expect(r.stderr).toContain("Could not get lock");
+  });
+  it("does not retry a failure that is not a lock", () => {
+    const apt = lockedApt(5, "E: Unable to locate package nope");
+    const r = bash("apt_get install nope", apt.env);
+    expect(r.status).toBe(100);
+    expect(apt.calls()).toBe(1);
   });
 });

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, test } from "vitest";
 import { parseConfig } from "../../components/config";
 import { StepSpec } from "../../components/host/step";
-import { STEP_WRAPPER, sha256 } from "../../components/host/step";
+import { stepWrapper, sha256 } from "../../components/host/step";
 import { createStack } from "../../components/stack";
 import { Recorded, resolve, Run, runProgram, ROOT, stackFileConfig, withEditedScripts, withUserValues } from "./harness";
 
@@ -71,7 +71,7 @@ describe("host steps", () => {
   test("each command is the fixed wrapper and its stdin is the parameters then lib.sh and the step's own script", () => {
     for (const s of d.specs) {
       const cmd = d.commands.find((c) => c.name === `nodehost-production-${s.name}-run`)!;
-      expect(cmd.inputs.create).toBe(STEP_WRAPPER);
+      expect(cmd.inputs.create).toBe(stepWrapper(Number(/^(\d+)m$/.exec(cmd.opts.customTimeouts!.create!)![1])));
       expect(cmd.inputs.stdin).toBe(s.stdin);
       expect(s.stdin.startsWith(`# nodehost step: ${s.name}\n`)).toBe(true);
       expect(s.stdin.endsWith(`\n${script(s.name)}`)).toBe(true);
@@ -128,7 +128,13 @@ describe("host steps", () => {
     // The droplet's own address as the provider returns it, not the reserved IP (still moving on a rebuild).
     expect(first.inputs.connection.host).toMatch(/^203\.0\.113\.\d+$/);
     expect(droplet.inputs.name).toBe("nodehost-production");
-    for (const c of d.commands) expect(c.opts.customTimeouts?.create).toMatch(/^\d+m$/);
+    // pulumi-command does not stop a running command at customTimeouts; the wrapper's timeout(1)
+    // on the host does, with the same limit.
+    for (const c of d.commands) {
+      const minutes = /^(\d+)m$/.exec(c.opts.customTimeouts?.create ?? "")?.[1];
+      expect(minutes, c.name).toBeDefined();
+      expect(c.inputs.create).toContain(`sudo -n timeout --kill-after=60 ${minutes}m bash "$f"`);
+    }
   });
 
   test("a grown volume re-runs base (which grows the filesystem) and the steps after it", async () => {

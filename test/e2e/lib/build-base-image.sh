@@ -88,10 +88,9 @@ in_root systemctl enable ssh-hostkeys.service
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id"
 
-# apt-daily timers fire at a random time within 12 h and take the dpkg lock; under emulation one
-# such run costs minutes in the middle of a step. Disabled (not masked) so a step that wants
-# unattended upgrades can enable them.
-in_root systemctl disable apt-daily.timer apt-daily-upgrade.timer
+# apt-daily and apt-daily-upgrade stay enabled, as on a droplet's Debian image: they take apt's
+# locks at their own times, and the steps must wait for them (lib.sh apt_get), not be spared them.
+in_root systemctl enable apt-daily.timer apt-daily-upgrade.timer
 in_root apt-get clean
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
 

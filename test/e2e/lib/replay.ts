@@ -32,7 +32,7 @@ export const stackProgram: Program = (raw, secretKeys) =>
   createStack(parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" })) as unknown as ProgramResult;
 
 interface ReplayState {
-  steps: Record<string, { triggers: string[]; ms: number; at: string }>;
+  steps: Record<string, { triggers: string[]; inputs: string; ms: number; at: string; startedMs?: number }>;
   /** Random resources' results, kept like Pulumi state so passwords survive between replays. */
   random: Record<string, Record<string, unknown>>;
 }
@@ -57,6 +57,9 @@ export interface ReplayOptions {
 export interface StepRun {
   name: string;
   ms: number;
+  /** When the step started and ended, in ms since the replay started. */
+  startedMs: number;
+  endedMs: number;
 }
 
 export interface ReplayResult {
@@ -74,11 +77,42 @@ export class StepFailedError extends Error {
     public readonly step: string,
     public readonly exitCode: number | null,
     public readonly stderrTail: string,
+    /** The error text as pulumi-command 1.2.1 builds it: unmasked, every line of output. */
+    public readonly providerText: string,
   ) {
     // 255 is ssh's own status: the connection was lost or refused, not the script's exit code.
     const why = exitCode === 255 ? "ssh lost the connection (exit 255)" : `exit ${exitCode}`;
     super(`host step "${step}" failed (${why}):\n${stderrTail}`);
     this.name = "StepFailedError";
+  }
+}
+
+/**
+ * What `pulumi up` prints when a step fails, whatever the step's `logging` says:
+ * `fmt.Errorf("%w: running %q:\n%s", err, cmd, stdouterrbuf)` (pulumi-command v1.2.1,
+ * provider/pkg/provider/remote/commandOutputs.go:95-102), where err is x/crypto/ssh's ExitError
+ * ("Process exited with status N"). The engine masks only config secrets in it; generated
+ * passwords and keys are not masked, so a step must never print one. The real buffer interleaves
+ * stdout and stderr as written; here stdout comes first, then stderr.
+ */
+export function providerErrorText(create: string, exitCode: number | null, stdout: string, stderr: string): string {
+  return `Process exited with status ${exitCode ?? "(signal)"}: running ${JSON.stringify(create)}:\n${stdout}${stderr}`;
+}
+
+/**
+ * Throws SecretInFailureError when a step's failure text holds any secret the replay knows of.
+ * Stricter than the engine, which masks config secrets in what it prints (not generated ones):
+ * a step that prints a secret at all is a defect.
+ */
+export function assertNoSecret(step: string, text: string, secrets: string[]): void {
+  const leaked = text.split("\n").filter((line) => maskSecrets(line, secrets) !== line);
+  if (leaked.length > 0) throw new SecretInFailureError(step, leaked.map((l) => maskSecrets(l, secrets)));
+}
+
+export class SecretInFailureError extends Error {
+  constructor(public readonly step: string, public readonly lines: string[]) {
+    super(`host step "${step}" failed and its failure text, as the provider would print it, holds a secret on ${lines.length} line(s) (shown masked):\n${lines.join("\n")}`);
+    this.name = "SecretInFailureError";
   }
 }
 
@@ -191,10 +225,6 @@ function withDependencies(specs: StepSpec[], only: string[]): Set<string> {
   return keep;
 }
 
-function sameTriggers(a: string[] | undefined, b: string[]): boolean {
-  return !!a && a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 /**
  * After ssh lost a step's connection: whether a new one gets in, and what the host says (its
  * journal and kernel log go to the step log), so a lost connection can be told from a dead host.
@@ -207,6 +237,14 @@ async function afterLostConnection(target: SshTarget, secrets: string[], logFile
   return `a new SSH connection got in; the host's state is in ${logFile ?? "(no step log)"}:\n${probe.stdout.split("\n").slice(0, 4).join("\n")}`;
 }
 
+/**
+ * Runs the steps the way the engine does: every step whose dependencies are done starts at once
+ * (docker-data and node-pm2 run together after base); a step is skipped when none of the inputs
+ * remote.Command diffs changed (`spec.inputs`); after a failure no new step starts, the running
+ * ones finish, and the first failure is thrown. Both as the CLI documents them: `--parallel`
+ * "Defaults to unbounded" (pulumi up --help), and on an error Pulumi lets "already in-flight
+ * operations complete, but not starting any new operations" unless --continue-on-error.
+ */
 export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   const started = Date.now();
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
@@ -216,35 +254,51 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   const state = loadState(opts.statePath);
   const ran: StepRun[] = [];
   const unchanged: string[] = [];
-  let dialed = false;
-  for (const spec of ordered) {
-    if (sameTriggers(state.steps[spec.name]?.triggers, spec.triggers)) {
+  let dialing: Promise<unknown> | undefined;
+  let failure: unknown;
+
+  const runStep = async (spec: StepSpec): Promise<void> => {
+    if (state.steps[spec.name]?.inputs === spec.inputs) {
       unchanged.push(spec.name);
-      continue;
+      return;
     }
-    if (!dialed) {
-      await waitForSsh(opts.target, { timeoutMs: opts.firstDialTimeoutMs ?? 10 * 60_000 });
-      dialed = true;
-    }
-    log(`step ${spec.name}: running`);
-    const t0 = Date.now();
-    const r = await ssh(opts.target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
-    const ms = Date.now() - t0;
-    if (opts.logFile) {
-      appendFileSync(opts.logFile, maskSecrets(`\n===== ${spec.name} exit ${r.code} in ${ms} ms\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`, secrets));
-    }
-    if (r.code !== 0) {
-      // Like a failed create: the step is not in state, so the next replay runs it again.
-      delete state.steps[spec.name];
+    if (failure) throw new Error(`step ${spec.name} not started: an earlier step failed`);
+    try {
+      dialing ??= waitForSsh(opts.target, { timeoutMs: opts.firstDialTimeoutMs ?? 10 * 60_000 });
+      await dialing;
+      log(`step ${spec.name}: running`);
+      const t0 = Date.now();
+      const r = await ssh(opts.target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
+      const ms = Date.now() - t0;
+      if (opts.logFile) {
+        appendFileSync(opts.logFile, maskSecrets(`\n===== ${spec.name} exit ${r.code} in ${ms} ms (${new Date(t0).toISOString()} .. ${new Date().toISOString()})\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`, secrets));
+      }
+      if (r.code !== 0) {
+        // Like a failed create: the step is not in state, so the next replay runs it again.
+        delete state.steps[spec.name];
+        saveState(opts.statePath, state);
+        const providerText = providerErrorText(spec.create, r.code, r.stdout, r.stderr);
+        assertNoSecret(spec.name, providerText, secrets);
+        let detail = tail(r.stderr || r.stdout, 40);
+        if (r.code === 255) detail += `\n${await afterLostConnection(opts.target, secrets, opts.logFile)}`;
+        throw new StepFailedError(spec.name, r.code, detail, providerText);
+      }
+      state.steps[spec.name] = { triggers: spec.triggers, inputs: spec.inputs, ms, at: new Date().toISOString(), startedMs: t0 - started };
       saveState(opts.statePath, state);
-      let detail = tail(r.stderr || r.stdout, 40);
-      if (r.code === 255) detail += `\n${await afterLostConnection(opts.target, secrets, opts.logFile)}`;
-      throw new StepFailedError(spec.name, r.code, maskSecrets(detail, secrets));
+      ran.push({ name: spec.name, ms, startedMs: t0 - started, endedMs: t0 - started + ms });
+      log(`step ${spec.name}: done in ${(ms / 1000).toFixed(1)} s`);
+    } catch (e) {
+      failure ??= e;
+      throw e;
     }
-    state.steps[spec.name] = { triggers: spec.triggers, ms, at: new Date().toISOString() };
-    saveState(opts.statePath, state);
-    ran.push({ name: spec.name, ms });
-    log(`step ${spec.name}: done in ${(ms / 1000).toFixed(1)} s`);
+  };
+
+  const done = new Map<string, Promise<void>>();
+  for (const spec of ordered) {
+    const deps = spec.dependsOn.filter((d) => done.has(d)).map((d) => done.get(d)!);
+    done.set(spec.name, Promise.all(deps).then(() => runStep(spec)));
   }
+  await Promise.allSettled(done.values());
+  if (failure) throw failure;
   return { ran, unchanged, totalMs: Date.now() - started, outputs, secrets };
 }
