@@ -4,10 +4,20 @@
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty DEPLOY_USER SWAP_MB DATA_DEVICE DATA_MOUNT SSH_PORT
+require_nonempty DEPLOY_USER SWAP_MB DATA_DEVICE DATA_MOUNT SSH_PORT SSH_ALLOW_USERS
+require_vars SSH_ALLOW_FROM
 [[ $SWAP_MB =~ ^[0-9]+$ ]] || die "SWAP_MB must be a number of MiB (0 = no swap), got '$SWAP_MB'"
 [[ $SSH_PORT =~ ^[0-9]+$ ]] || die "SSH_PORT must be a port number, got '$SSH_PORT'"
 [[ $DATA_MOUNT == /* && $DATA_MOUNT != / ]] || die "DATA_MOUNT must be an absolute path other than /"
+read -ra ssh_users <<<"$SSH_ALLOW_USERS"
+read -ra ssh_sources <<<"$SSH_ALLOW_FROM"
+for u in "${ssh_users[@]}"; do
+  [[ $u =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "SSH_ALLOW_USERS: '$u' is not a user name"
+done
+for src in "${ssh_sources[@]}"; do
+  [[ $src =~ ^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$ ]] || die "SSH_ALLOW_FROM: '$src' is not an address or CIDR"
+done
+[[ " $SSH_ALLOW_USERS " == *" $DEPLOY_USER "* ]] || die "SSH_ALLOW_USERS must include the deploy user $DEPLOY_USER"
 
 apt_install unattended-upgrades fail2ban python3-systemd ufw
 
@@ -44,12 +54,37 @@ if ! grep -q 'allow (outgoing)' <<<"$ufw_status"; then
   ufw default allow outgoing >/dev/null
   changed "ufw default allow outgoing"
 fi
-for port in "$SSH_PORT" 80 443; do
+for port in 80 443; do
   if ! grep -Eq "^${port}/tcp +ALLOW IN +Anywhere( |$)" <<<"$ufw_status"; then
     ufw allow "${port}/tcp" >/dev/null
     changed "ufw allow ${port}/tcp"
   fi
 done
+# SSH from ssh.allowFrom only, as the cloud firewall has it (in every host mode); anywhere when
+# the list is empty. Narrow rules go in before the broad one goes, so this session stays allowed.
+# ufw normalizes what it stores (10.0.2.2/32 shows as 10.0.2.2), so rules are compared by ufw's
+# own answer ("Skipping adding existing rule", "Could not delete non-existent rule"), and the
+# sources added last time are kept in a file to remove the ones dropped from the list.
+ufw_rule() { # ufw_rule allow|delete RULE... : 0 when ufw changed something
+  local out
+  out=$(ufw "$@" 2>&1) || die "ufw $*: $out"
+  [[ $out != *Skipping* && $out != *"non-existent rule"* ]]
+}
+ssh_from_state=/etc/nodehost/ufw-ssh-from
+previous_sources=$(cat "$ssh_from_state" 2>/dev/null || true)
+if [[ ${#ssh_sources[@]} -eq 0 ]]; then
+  ufw_rule allow "${SSH_PORT}/tcp" && changed "ufw allow ${SSH_PORT}/tcp"
+else
+  for src in "${ssh_sources[@]}"; do
+    ufw_rule allow proto tcp from "$src" to any port "$SSH_PORT" && changed "ufw allow ${SSH_PORT}/tcp from $src"
+  done
+  ufw_rule delete allow "${SSH_PORT}/tcp" && changed "ufw: ${SSH_PORT}/tcp no longer open to anywhere"
+fi
+for src in $previous_sources; do
+  [[ " $SSH_ALLOW_FROM " == *" $src "* ]] && continue
+  ufw_rule delete allow proto tcp from "$src" to any port "$SSH_PORT" && changed "ufw: removed ${SSH_PORT}/tcp from $src"
+done
+printf '%s\n' "${ssh_sources[@]}" | write_file "$ssh_from_state" 0644 root:root
 if ! grep -q '^Status: active' <<<"$ufw_status"; then
   # The SSH session running this step opened before any rule used connection tracking, so the
   # kernel never saw its handshake. Let conntrack learn it from live traffic under an accept-only
@@ -85,6 +120,15 @@ PermitRootLogin no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
+AllowUsers ${SSH_ALLOW_USERS}
+MaxAuthTries 3
+LoginGraceTime 30
+X11Forwarding no
+AllowAgentForwarding no
+AllowTcpForwarding no
+AllowStreamLocalForwarding no
+PermitTunnel no
+PermitUserEnvironment no
 CONF
 if [[ $WRITE_CHANGED == 1 ]]; then
   if ! sshd_err=$(sshd -t 2>&1); then
@@ -95,14 +139,32 @@ if [[ $WRITE_CHANGED == 1 ]]; then
   changed "sshd reloaded"
 fi
 
+# --- No core dumps: a crashed process's memory holds its secrets (database URL, keys) -----------
+# core_pattern is not namespaced, so this covers the containers too.
+write_file /etc/sysctl.d/60-nodehost-hardening.conf 0644 root:root <<'CONF'
+fs.suid_dumpable = 0
+kernel.core_pattern = |/bin/false
+CONF
+[[ $WRITE_CHANGED == 1 ]] && sysctl -q -p /etc/sysctl.d/60-nodehost-hardening.conf
+write_file /etc/security/limits.d/60-nodehost.conf 0644 root:root <<<'* hard core 0'
+
 # --- Swap ---------------------------------------------------------------------------------------
 swapfile=/swapfile
 if [[ $SWAP_MB -gt 0 ]]; then
-  if [[ ! -f $swapfile ]]; then
-    fallocate -l "${SWAP_MB}M" "$swapfile" 2>/dev/null ||
-      dd if=/dev/zero of="$swapfile" bs=1M count="$SWAP_MB" status=none
-    chmod 600 "$swapfile"
-    mkswap "$swapfile" >/dev/null
+  # Judged by what is on disk, not by whether the file exists: a run stopped between fallocate
+  # and mkswap leaves a file swapon refuses. Built beside it and moved into place.
+  swap_ok() {
+    [[ -f $swapfile && $(stat -c %s "$swapfile") -eq $((SWAP_MB * 1024 * 1024)) &&
+      $(blkid -p -o value -s TYPE "$swapfile" 2>/dev/null) == swap ]]
+  }
+  if ! swap_ok; then
+    if swapon --show=NAME --noheadings | grep -qx "$swapfile"; then swapoff "$swapfile"; fi
+    rm -f "$swapfile.new"
+    fallocate -l "${SWAP_MB}M" "$swapfile.new" 2>/dev/null ||
+      dd if=/dev/zero of="$swapfile.new" bs=1M count="$SWAP_MB" status=none
+    chmod 600 "$swapfile.new"
+    mkswap "$swapfile.new" >/dev/null
+    mv -f "$swapfile.new" "$swapfile"
     changed "created ${SWAP_MB} MiB $swapfile"
   fi
   if ! swapon --show=NAME --noheadings | grep -qx "$swapfile"; then

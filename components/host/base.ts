@@ -13,6 +13,10 @@ export interface BaseArgs extends HostStepArgs {
    * script, it is there so a grown volume re-runs the step, which grows the filesystem to it.
    */
   dataSizeGb: number;
+  /** sshd's AllowUsers: the deploy user, the connection's user, ssh.extraUsers. */
+  sshUsers: pulumi.Input<string>[];
+  /** Sources UFW lets reach SSH; empty = anywhere (the cloud firewall, if any, narrows it). */
+  sshAllowFrom: string[];
 }
 
 export class Base extends HostStep {
@@ -25,6 +29,8 @@ export class Base extends HostStep {
       DATA_MOUNT: args.dataMount,
       DATA_SIZE_GB: args.dataSizeGb,
       SSH_PORT: 22,
+      SSH_ALLOW_USERS: pulumi.all(args.sshUsers).apply((users) => [...new Set(users)].join(" ")),
+      SSH_ALLOW_FROM: args.sshAllowFrom.join(" "),
     }, { secret: false, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

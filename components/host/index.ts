@@ -70,6 +70,8 @@ export class Host extends pulumi.ComponentResource {
       ...common, after: [boot],
       deployUser: DEPLOY_USER, swapMb: cfg.droplet.swapMb, dataDevice: args.dataDevice, dataMount: DATA_MOUNT,
       dataSizeGb: args.dataSizeGb,
+      sshUsers: [DEPLOY_USER, args.connection.user, ...cfg.ssh.extraUsers],
+      sshAllowFrom: cfg.ssh.openToWorld ? [] : cfg.ssh.allowFrom,
     }, child);
     const data = new DockerData(`${name}-docker-data`, {
       ...common, after: [base],
@@ -104,6 +106,7 @@ export class Host extends pulumi.ComponentResource {
       ...common, after: [app],
       appName: cfg.app.name, siteNames: cfg.siteNames, appPort: cfg.app.port,
       basicAuthUser: cfg.nginx.basicAuthUser, basicAuthPassword: this.basicAuthPassword, allowIps: cfg.nginx.allowIps,
+      apiPublic: cfg.nginx.apiPublic,
     }, child);
     const tls = new Tls(`${name}-tls`, {
       ...common, after: [nginx],

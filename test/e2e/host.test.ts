@@ -191,6 +191,36 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
       const r = await host.replay({ only: ["base"] });
       expect(r.ran.map((s) => s.name)).toEqual(["base"]);
     });
+
+    it("narrows SSH in UFW to ssh.allowFrom and back; sshd lets in only the allowed users, no forwarding", async () => {
+      // QEMU's user network hands the guest every forwarded connection from 10.0.2.2.
+      const ssh0 = { publicKeys: [world.key.publicKey] };
+      const rules = async () => (await sshOk(host.target, "sudo -n ufw status")).split("\n").filter((l) => /^22\/tcp/.test(l)).map((l) => l.replace(/\s+/g, " ").trim());
+      // A user with the deploy user's key who is not in AllowUsers: one refused login each time
+      // (fail2ban's sshd jail bans 10.0.2.2, this whole test's address, after 5).
+      await sshOk(host.target, "sudo -n sh -c 'id outsider >/dev/null 2>&1 || useradd -m -s /bin/bash outsider; install -d -m 700 -o outsider -g outsider /home/outsider/.ssh; install -m 600 -o outsider -g outsider /home/deploy/.ssh/authorized_keys /home/outsider/.ssh/authorized_keys'");
+      const outsider = { ...host.target, user: "outsider" };
+
+      const narrow = await host.replay({ only: ["base"], overrides: { ssh: { ...ssh0, allowFrom: ["10.0.2.2/32"], extraUsers: ["outsider"] } } });
+      expect(narrow.ran.map((r) => r.name)).toEqual(["base"]);
+      expect(await rules()).toEqual(["22/tcp ALLOW 10.0.2.2"]);
+      expect((await ssh(outsider, "id -un")).stdout.trim()).toBe("outsider");
+      const sshd = await sshOk(host.target, "sudo -n sshd -T");
+      for (const line of ["allowusers deploy", "allowusers outsider", "maxauthtries 3", "x11forwarding no", "allowtcpforwarding no", "allowagentforwarding no", "permittunnel no"]) {
+        expect(sshd).toContain(`\n${line}\n`);
+      }
+      // A source added: the kept one stays as it is (ufw shows 10.0.2.2/32 as 10.0.2.2).
+      const more = await host.replay({ only: ["base"], overrides: { ssh: { ...ssh0, allowFrom: ["10.0.2.2/32", "192.0.2.0/24"], extraUsers: ["outsider"] } } });
+      expect(more.ran.map((r) => r.name)).toEqual(["base"]);
+      expect(await rules()).toEqual(["22/tcp ALLOW 10.0.2.2", "22/tcp ALLOW 192.0.2.0/24"]);
+
+      const back = await host.replay({ only: ["base"] });
+      expect(back.ran.map((r) => r.name)).toEqual(["base"]);
+      expect(await rules()).toEqual(["22/tcp ALLOW Anywhere", "22/tcp (v6) ALLOW Anywhere (v6)"]);
+      const refused = await ssh(outsider, "id -un");
+      expect(refused.code).toBe(255);
+      expect(await sshOk(host.target, "sudo -n journalctl -u ssh --no-pager -n 50")).toContain("User outsider from 10.0.2.2 not allowed because not listed in AllowUsers");
+    });
   });
 
   it("apt in a step waits for a package lock held elsewhere (apt-daily, a step beside it), where plain apt-get fails at once", async () => {

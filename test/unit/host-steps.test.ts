@@ -78,6 +78,14 @@ describe("host steps", () => {
     }
   });
 
+  test("ssh.openToWorld leaves SSH open to anywhere in UFW; ssh.extraUsers join AllowUsers", async () => {
+    const ssh = JSON.parse(withUserValues(stackFileConfig("production")).raw["nodehost:ssh"]);
+    const open = await declare({ "nodehost:ssh": JSON.stringify({ ...ssh, allowFrom: [], openToWorld: true, extraUsers: ["alice", "deploy"] }) });
+    const base = open.specs.find((s) => s.name === "base")!.stdin;
+    expect(base).toContain("export SSH_ALLOW_FROM=''\n");
+    expect(base).toContain("export SSH_ALLOW_USERS='deploy alice'\n");
+  });
+
   test("parameters are single-quoted exports, with the values the config implies", () => {
     const nginx = d.specs.find((s) => s.name === "nginx")!.stdin;
     expect(nginx).toContain("export SERVER_NAMES='example.com www.example.com'\n");
@@ -86,6 +94,9 @@ describe("host steps", () => {
     const base = d.specs.find((s) => s.name === "base")!.stdin;
     expect(base).toContain("export DATA_DEVICE='/dev/disk/by-id/scsi-0DO_Volume_nodehost-production-data'\n");
     expect(base).toContain("export DATA_SIZE_GB='50'\n");
+    // UFW narrows SSH to ssh.allowFrom as the cloud firewall does; sshd lets in the deploy user only.
+    expect(base).toMatch(/\nexport SSH_ALLOW_FROM='[0-9a-f.:/ ]+'\n/);
+    expect(base).toContain("export SSH_ALLOW_USERS='deploy'\n");
     const data = d.specs.find((s) => s.name === "docker-data")!.stdin;
     expect(data).toContain("export POSTGRES_IMAGE='postgres:16'\n");
     expect(data).toContain("export REDIS_IMAGE='redis:7'\n");
