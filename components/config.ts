@@ -279,6 +279,13 @@ const sshSchema = z
     registerKey: z.boolean().default(true),
     allowFrom: z.array(cidr).default([]),
     openToWorld: z.boolean().default(false),
+    /**
+     * Users besides the deploy user (and existingHost.user) sshd lets in (`AllowUsers`): on an
+     * existing host, the people who log in as themselves.
+     */
+    extraUsers: z
+      .array(z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: "must be a Linux user name such as alice" }))
+      .default([]),
   })
   .strict();
 
@@ -296,6 +303,18 @@ const gitRef = z
   .refine((s) => !s.includes("..") && !s.endsWith(".lock") && !s.endsWith("/") && !s.includes("//"), {
     error: "must be a branch, tag or commit such as main or v1.2.0",
   });
+
+/**
+ * End of life of each Node.js major, from the Node.js Release working group's schedule
+ * (nodejs/Release README.md and schedule.json, main, read 2026-11-23): odd majors are never LTS.
+ * A major newer than this table is accepted as it is (the table cannot judge it).
+ */
+export const NODE_END_OF_LIFE: Readonly<Record<number, string>> = {
+  18: "2025-04-30", 19: "2023-06-01", 20: "2026-04-30", 21: "2024-06-01", 22: "2027-04-30",
+  23: "2025-06-01", 24: "2028-04-30", 25: "2026-06-01", 26: "2029-04-30",
+};
+/** The current Active LTS line (26 since 2026-10; 24 is in maintenance until 2028-04-30). */
+export const CURRENT_LTS_NODE = 26;
 
 const appSchema = z
   .object({
@@ -321,7 +340,9 @@ const appSchema = z
       })
       .default(""),
     build: z.boolean().default(false),
-    nodeMajor: z.int().min(18).max(30).default(20),
+    nodeMajor: z.int().min(18).max(40).default(CURRENT_LTS_NODE),
+    // Run a Node.js major past its end of life anyway (parseConfig refuses one otherwise).
+    allowEndOfLifeNode: z.boolean().default(false),
     nodeSource: z.enum(["nodesource", "npm-registry", "debian"]).default("nodesource"),
     npmRegistry: webUrl("must be an https:// URL").default("https://registry.npmjs.org"),
     pm2Version: z
@@ -339,7 +360,10 @@ const nginxSchema = z
       .string()
       .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: "must be letters, digits, '.', '_' and '-'" })
       .default("admin"),
+    // Who may reach the UI and /api/ (not /api/health, the uptime check's target); empty: all.
     allowIps: z.array(cidr).default([]),
+    // true: allowIps covers the UI only and /api/ stays open to all.
+    apiPublic: z.boolean().default(false),
   })
   .strict();
 
@@ -547,7 +571,7 @@ function keyPath(path: PropertyKey[]): string {
 export function parseConfig(
   raw: Record<string, string>,
   secretKeys: string[],
-  names: { project?: string; stack?: string } = {},
+  names: { project?: string; stack?: string; today?: Date } = {},
 ): StackConfig {
   const problems: string[] = [];
   const ours: Record<string, unknown> = {};
@@ -567,6 +591,18 @@ export function parseConfig(
       } else {
         problems.push(`${keyPath(issue.path)}: ${issue.message}`);
       }
+    }
+  }
+
+  if (result.success) {
+    const { nodeMajor, allowEndOfLifeNode } = result.data.app;
+    const end = NODE_END_OF_LIFE[nodeMajor];
+    const today = (names.today ?? new Date()).toISOString().slice(0, 10);
+    if (end && end <= today && !allowEndOfLifeNode) {
+      problems.push(
+        `${prefix}app.nodeMajor: Node.js ${nodeMajor} reached end of life on ${end} and gets no security fixes: ` +
+          `choose ${CURRENT_LTS_NODE} (the current LTS) or another supported LTS, or set app.allowEndOfLifeNode: true to run it anyway`,
+      );
     }
   }
 

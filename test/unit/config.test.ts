@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { afterAll, afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { ConfigError, DROPLET_REGIONS, parseConfig } from "../../components/config";
+import { ConfigError, DROPLET_REGIONS, NODE_END_OF_LIFE, parseConfig } from "../../components/config";
 import { createStack } from "../../components/stack";
 import { e2eConfig, type World } from "../e2e/lib/harness";
 import { HOST_FROM_GUEST } from "../e2e/lib/pebble";
@@ -615,11 +615,33 @@ describe("defaults a real user would pick", () => {
     const c = parseConfig(minimal.raw, minimal.secretKeys, { project: "nodehost", stack: "production" });
     expect(c.droplet).toMatchObject({ size: "s-2vcpu-4gb", region: "fra1", image: "debian-13-x64", backups: false });
     expect(c.dns.ttl).toBe(600);
-    expect(c.app).toMatchObject({ port: 3081, nodeMajor: 20, nodeSource: "nodesource" });
+    expect(c.app).toMatchObject({ port: 3081, nodeMajor: 26, nodeSource: "nodesource", allowEndOfLifeNode: false });
     expect(c.images).toMatchObject({ postgres: "postgres:16", redis: "redis:7" });
     expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30 });
     expect(c.tls.acmeServer).toBe("https://acme-v02.api.letsencrypt.org/directory");
     expect(c.siteNames).toEqual(["example.org", "www.example.org"]);
+  });
+
+  test("a Node.js major past its end of life is refused unless the stack says so; the default is supported", () => {
+    const withNode = (app: Record<string, unknown>) => {
+      const v = withUserValues({
+        "nodehost:domain": "example.org",
+        "nodehost:ssh": JSON.stringify({ allowFrom: ["198.51.100.1/32"] }),
+        "nodehost:tls": JSON.stringify({ email: "ops@example.org" }),
+        "nodehost:alerts": JSON.stringify({ emails: ["ops@example.org"] }),
+        "nodehost:app": JSON.stringify(app),
+      });
+      return (today: string) => parseConfig(v.raw, v.secretKeys, { project: "nodehost", stack: "production", today: new Date(today) });
+    };
+    expect(() => withNode({ nodeMajor: 20 })("2026-11-23")).toThrow(
+      "nodehost:app.nodeMajor: Node.js 20 reached end of life on 2026-04-30 and gets no security fixes: choose 26 (the current LTS)",
+    );
+    expect(withNode({ nodeMajor: 20 })("2026-04-29").app.nodeMajor).toBe(20);
+    expect(withNode({ nodeMajor: 20, allowEndOfLifeNode: true })("2026-11-23").app.nodeMajor).toBe(20);
+    expect(() => withNode({ nodeMajor: 25 })("2026-11-23")).toThrow(/Node.js 25 reached end of life on 2026-06-01/);
+    expect(withNode({ nodeMajor: 24 })("2026-11-23").app.nodeMajor).toBe(24);
+    expect(withNode({})(new Date().toISOString()).app.nodeMajor).toBe(26);
+    expect(NODE_END_OF_LIFE[withNode({})("2026-11-23").app.nodeMajor] > "2028-01-01").toBe(true);
   });
 
   test("a subdomain stack answers to the subdomain only", () => {
