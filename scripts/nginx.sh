@@ -7,6 +7,8 @@ set -euo pipefail
 
 require_nonempty APP_NAME SERVER_NAMES APP_PORT BASIC_AUTH_USER BASIC_AUTH_PASSWORD NGINX_RENDER_B64
 require_vars ALLOW_IPS
+API_PUBLIC=${API_PUBLIC:-0}
+[[ $API_PUBLIC == 0 || $API_PUBLIC == 1 ]] || die "API_PUBLIC must be 0 or 1"
 [[ $BASIC_AUTH_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "BASIC_AUTH_USER may hold letters, digits, . _ - only"
 [[ "$APP_NAME$SERVER_NAMES$APP_PORT$ALLOW_IPS" != *[\'\"\$\`\;]* ]] || die "quotes, \$, \` or ; in APP_NAME, SERVER_NAMES, APP_PORT or ALLOW_IPS"
 
@@ -27,15 +29,28 @@ fi
 [[ -n $entry ]] || entry="$BASIC_AUTH_USER:$(printf '%s' "$BASIC_AUTH_PASSWORD" | openssl passwd -apr1 -stdin)"
 write_file "$htpasswd_file" 0640 root:www-data <<<"$entry"
 
-write_file /etc/nodehost/nginx.env 0644 root:root <<ENV
-APP_NAME='$APP_NAME'
-SERVER_NAMES='$SERVER_NAMES'
-APP_PORT='$APP_PORT'
-ALLOW_IPS='$ALLOW_IPS'
-HTPASSWD_FILE='$htpasswd_file'
-ACME_WEBROOT='/var/www/letsencrypt'
-UI_ROOT='/srv/$APP_NAME/current/dist'
-ENV
+# shellcheck disable=SC2034 # read by write_env through ${!name}
+HTPASSWD_FILE=$htpasswd_file ACME_WEBROOT=/var/www/letsencrypt UI_ROOT=/srv/$APP_NAME/current/dist
+write_env /etc/nodehost/nginx.env 0644 root:root APP_NAME SERVER_NAMES APP_PORT ALLOW_IPS API_PUBLIC HTPASSWD_FILE ACME_WEBROOT UI_ROOT
+
+# --- fail2ban: an address that keeps failing basic auth is banned from 80/443 for an hour ----------
+# fail2ban's own nginx-http-auth filter counts "password mismatch" and unknown users in nginx's
+# error log (not a first request without credentials, which every browser sends).
+if [[ -d /etc/fail2ban/jail.d ]]; then
+  write_file /etc/fail2ban/jail.d/nodehost-nginx.local 0644 root:root <<'CONF'
+[nginx-http-auth]
+enabled = true
+backend = auto
+port = http,https
+logpath = /var/log/nginx/error.log
+maxretry = 5
+findtime = 10m
+bantime = 1h
+CONF
+  if [[ $WRITE_CHANGED == 1 ]] && systemctl is-active --quiet fail2ban; then
+    systemctl restart fail2ban
+  fi
+fi
 
 if [[ -e /etc/nginx/sites-enabled/default ]]; then
   rm -f /etc/nginx/sites-enabled/default

@@ -56,7 +56,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 if ! "${certbot_env[@]}" certbot "${args[@]}" >"$out" 2>&1; then
   tail -n 25 "$out" >&2
-  die "certbot could not get a certificate for ${names[*]} from $ACME_SERVER. DNS for ${names[*]} does not point here yet? The site stays on HTTP. certbot said: $(grep -E 'Detail:|Error|error:' "$out" | head -n 3 | tr '\n' ' ')"
+  die "certbot could not get a certificate for ${names[*]} from $ACME_SERVER. DNS for ${names[*]} does not point here yet? Until a certificate exists the site is not served (port 80 only answers ACME and redirects). certbot said: $(grep -E 'Detail:|Error|error:' "$out" | head -n 3 | tr '\n' ' ')"
 fi
 after=$(stat -c %Y "/etc/letsencrypt/live/$first/fullchain.pem")
 [[ $before != "$after" ]] && changed "certificate for ${names[*]}"

@@ -8,8 +8,10 @@ export interface NginxArgs extends HostStepArgs {
   appPort: number;
   basicAuthUser: string;
   basicAuthPassword: pulumi.Input<string>;
-  /** Addresses allowed to reach the site; empty: everyone. */
+  /** Addresses allowed to reach the UI and the API (not /api/health); empty: everyone. */
   allowIps: string[];
+  /** true: the allow-list covers the UI only and /api/ is open to all. */
+  apiPublic: boolean;
 }
 
 export class Nginx extends HostStep {
@@ -22,6 +24,7 @@ export class Nginx extends HostStep {
       BASIC_AUTH_USER: args.basicAuthUser,
       BASIC_AUTH_PASSWORD: args.basicAuthPassword,
       ALLOW_IPS: args.allowIps.join(" "),
+      API_PUBLIC: args.apiPublic ? 1 : 0,
       NGINX_RENDER_B64: toolB64("nodehost-nginx-render"),
     }, { secret: true, timeoutMinutes: 20 });
     this.registerOutputs({ fingerprint: this.fingerprint });

@@ -73,52 +73,37 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     backend?.kill();
   });
 
-  it("HTTP form: the UI asks for basic auth, /api/ does not and reaches the backend", () => {
-    const host = ["-H", "Host: example.test"];
-    expect(status(curl(...host, `http://127.0.0.1:${httpPort}/`))).toBe("401");
-    const ui = curl(...host, "-u", "admin:s3cret-pass", `http://127.0.0.1:${httpPort}/`);
-    expect(status(ui)).toBe("200");
-    expect(ui.body).toContain("<h1>sample ui</h1>");
-    expect(status(curl(...host, "-u", "admin:wrong", `http://127.0.0.1:${httpPort}/`))).toBe("401");
-
-    const api = curl(...host, `http://127.0.0.1:${httpPort}/api/health`);
-    expect(status(api)).toBe("200");
-    expect(JSON.parse(api.body)).toEqual({ status: "ok", url: "/api/health" });
-    expect(seen().at(-1)).toBe("/api/health upgrade= auth=no");
-
-    const acme = curl(...host, `http://127.0.0.1:${httpPort}/.well-known/acme-challenge/tok`);
-    expect(status(acme)).toBe("200");
-    expect(acme.body).toBe("token-body");
-  });
-
-  it("serves the backup heartbeat without basic auth: 404 while stale, 200 once the backup tools mark it fresh", () => {
-    fs.mkdirSync(path.join(T, "status"), { recursive: true });
-    fs.rmSync(path.join(T, "status", "backup-fresh"), { force: true });
-    expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/healthz/backup`))).toBe("404");
-    fs.writeFileSync(path.join(T, "status", "backup-fresh"), "ok\n");
-    expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/healthz/backup`))).toBe("200");
-  });
-
-  it("passes websocket upgrades and sets the security headers, gzip, no version", () => {
-    curl("-H", "Host: example.test", "-H", "Upgrade: websocket", "-H", "Connection: Upgrade", `http://127.0.0.1:${httpPort}/api/socket`);
-    expect(seen().at(-1)).toBe("/api/socket upgrade=websocket auth=no");
-    const r = curl("-H", "Host: example.test", "-H", "Accept-Encoding: gzip", "-u", "admin:s3cret-pass", `http://127.0.0.1:${httpPort}/`);
-    const h = r.headers.toLowerCase();
-    expect(h).toContain("x-content-type-options: nosniff");
-    expect(h).toContain("x-frame-options: deny");
-    expect(h).toContain("referrer-policy: strict-origin-when-cross-origin");
-    expect(h).toContain("content-security-policy: default-src 'self'; script-src 'self'");
-    expect(h).toContain("content-encoding: gzip");
-    expect(h).toMatch(/^server: nginx\r?$/m);
-    expect(h).not.toContain("strict-transport-security");
-  });
-
-  it("HTTPS form once a certificate exists: HTTP redirects (except ACME), HTTPS serves with HSTS", () => {
+  const https = (name: string, p: string, ...args: string[]) =>
+    curl("-k", "--resolve", `${name}:${httpsPort}:127.0.0.1`, ...args, `https://${name}:${httpsPort}${p}`);
+  const makeCert = () => {
     const live = path.join(T, "live", "example.test");
     fs.mkdirSync(live, { recursive: true });
     const cert = run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=example.test",
       "-keyout", path.join(live, "privkey.pem"), "-out", path.join(live, "fullchain.pem")]);
     expect(cert.status).toBe(0);
+  };
+
+  it("before the certificate: port 80 serves ACME and redirects, no content and no basic auth; 443 refuses every handshake", () => {
+    const host = ["-H", "Host: example.test"];
+    const ui = curl(...host, "-u", "admin:s3cret-pass", `http://127.0.0.1:${httpPort}/`);
+    expect(status(ui)).toBe("301");
+    expect(ui.headers).toMatch(/^Location: https:\/\/example\.test\/\r?$/m);
+    expect(status(curl(...host, `http://127.0.0.1:${httpPort}/api/health`))).toBe("301");
+    expect(status(curl(...host, `http://127.0.0.1:${httpPort}/healthz/backup`))).toBe("301");
+    expect(seen()).toEqual(["listening"]);
+    const acme = curl(...host, `http://127.0.0.1:${httpPort}/.well-known/acme-challenge/tok`);
+    expect(status(acme)).toBe("200");
+    expect(acme.body).toBe("token-body");
+    expect(status(https("example.test", "/api/health"))).toBe("000");
+  });
+
+  it("drops any other Host on HTTP (no redirect echoing it) and any other SNI on HTTPS", () => {
+    expect(status(curl("-H", "Host: evil.example", `http://127.0.0.1:${httpPort}/`))).toBe("000");
+    expect(status(curl(`http://127.0.0.1:${httpPort}/`))).toBe("000");
+  });
+
+  it("HTTPS form once a certificate exists: HTTP still only redirects (except ACME), HTTPS serves with HSTS", () => {
+    makeCert();
     // Workers of the old config keep accepting until they handle their QUIT, which is slow on a
     // loaded machine: the checks below wait until every one of them has exited.
     const master = fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim();
@@ -131,17 +116,74 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
       const now = run("pgrep", ["-P", master]).stdout.trim().split("\n");
       return oldWorkers.every((pid) => !now.includes(pid));
     };
-    return waitFor(() => oldWorkersGone() &&
-      status(curl("-k", "--resolve", `example.test:${httpsPort}:127.0.0.1`, `https://example.test:${httpsPort}/api/health`)) === "200" &&
-      status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/api/health`)) === "301", "the reload").then(() => {
+    return waitFor(() => oldWorkersGone() && status(https("example.test", "/api/health")) === "200", "the reload").then(() => {
       const redirect = curl("-H", "Host: www.example.test", `http://127.0.0.1:${httpPort}/some/page?x=1`);
       expect(status(redirect)).toBe("301");
       expect(redirect.headers).toMatch(/^Location: https:\/\/www\.example\.test\/some\/page\?x=1\r?$/m);
       expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/.well-known/acme-challenge/tok`))).toBe("200");
-      const https = curl("-k", "--resolve", `example.test:${httpsPort}:127.0.0.1`, `https://example.test:${httpsPort}/`);
-      expect(status(https)).toBe("401");
-      expect(https.headers.toLowerCase()).toContain("strict-transport-security: max-age=31536000");
+      const ui = https("example.test", "/");
+      expect(status(ui)).toBe("401");
+      expect(ui.headers.toLowerCase()).toContain("strict-transport-security: max-age=31536000");
+      // Another name in SNI: the handshake is refused, nothing is served.
+      expect(status(https("evil.example", "/api/health"))).toBe("000");
     });
+  });
+
+  it("HTTPS: the UI asks for basic auth, /api/ does not and reaches the backend", () => {
+    expect(status(https("example.test", "/"))).toBe("401");
+    const ui = https("example.test", "/", "-u", "admin:s3cret-pass");
+    expect(status(ui)).toBe("200");
+    expect(ui.body).toContain("<h1>sample ui</h1>");
+    expect(status(https("example.test", "/", "-u", "admin:wrong"))).toBe("401");
+    const api = https("www.example.test", "/api/health");
+    expect(status(api)).toBe("200");
+    expect(JSON.parse(api.body)).toEqual({ status: "ok", url: "/api/health" });
+    expect(seen().at(-1)).toBe("/api/health upgrade= auth=no");
+  });
+
+  it("serves the backup heartbeat without basic auth: 404 while stale, 200 once the backup tools mark it fresh", () => {
+    fs.mkdirSync(path.join(T, "status"), { recursive: true });
+    fs.rmSync(path.join(T, "status", "backup-fresh"), { force: true });
+    expect(status(https("example.test", "/healthz/backup"))).toBe("404");
+    fs.writeFileSync(path.join(T, "status", "backup-fresh"), "ok\n");
+    expect(status(https("example.test", "/healthz/backup"))).toBe("200");
+  });
+
+  it("passes websocket upgrades and sets the security headers, gzip, no version", () => {
+    https("example.test", "/api/socket", "--http1.1", "-H", "Upgrade: websocket", "-H", "Connection: Upgrade");
+    expect(seen().at(-1)).toBe("/api/socket upgrade=websocket auth=no");
+    const r = https("example.test", "/", "-H", "Accept-Encoding: gzip", "-u", "admin:s3cret-pass");
+    const h = r.headers.toLowerCase();
+    expect(h).toContain("x-content-type-options: nosniff");
+    expect(h).toContain("x-frame-options: deny");
+    expect(h).toContain("referrer-policy: strict-origin-when-cross-origin");
+    expect(h).toContain("content-security-policy: default-src 'self'; script-src 'self'");
+    expect(h).toContain("content-encoding: gzip");
+    expect(h).toMatch(/^server: nginx\r?$/m);
+  });
+
+  it("offers TLS 1.2 with ECDHE AEAD suites only (no CBC), and TLS 1.3", () => {
+    const offered = (args: string[]) =>
+      run("openssl", ["s_client", "-connect", `127.0.0.1:${httpsPort}`, "-servername", "example.test", ...args], { input: "" });
+    expect(offered(["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]).stdout).toMatch(/Cipher is ECDHE-RSA-AES128-GCM-SHA256/);
+    for (const cbc of ["ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384", "AES128-SHA"]) {
+      expect(offered(["-tls1_2", "-cipher", cbc]).stdout, cbc).toMatch(/Cipher is \(NONE\)/);
+    }
+    expect(offered(["-tls1_1"]).stdout).toMatch(/Cipher is \(NONE\)/);
+    expect(offered(["-tls1_3"]).stdout).toMatch(/New, TLSv1\.3, Cipher is TLS_/);
+  });
+
+  it("rate-limits guesses at basic auth and bursts at the API per address (429)", () => {
+    const codes = (p: string) => {
+      const r = run("bash", ["-c", `for i in $(seq 1 80); do curl -sk -o /dev/null -w '%{http_code}\\n' --resolve example.test:${httpsPort}:127.0.0.1 -u admin:wrong-${"$"}i https://example.test:${httpsPort}${p} & done; wait`]);
+      return r.stdout.trim().split("\n");
+    };
+    const ui = codes("/");
+    expect(ui).toContain("429");
+    expect(ui).toContain("401");
+    const api = run("bash", ["-c", `for i in $(seq 1 150); do curl -sk -o /dev/null -w '%{http_code}\\n' --resolve example.test:${httpsPort}:127.0.0.1 https://example.test:${httpsPort}/api/x & done; wait`]).stdout.trim().split("\n");
+    expect(api).toContain("429");
+    expect(api).toContain("200");
   });
 
   it("a second render with nothing new changes nothing", () => {
