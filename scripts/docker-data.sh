@@ -55,14 +55,18 @@ ensure_image() {
 ensure_image "$POSTGRES_IMAGE"
 ensure_image "$REDIS_IMAGE"
 
-# --- Secrets: 0600 files, never on a command line ----------------------------------------------
+# --- Secrets: files mounted read-only, never on a command line or in a container's environment
+# (`docker inspect` shows the environment to anyone in the docker group). The images read them
+# themselves: postgres through POSTGRES_PASSWORD_FILE, redis-server from its conf.
 install -d -m 0700 -o root -g root "$ETC"
+pg_ids=$(docker run --rm --entrypoint id "$POSTGRES_IMAGE" -u postgres):$(docker run --rm --entrypoint id "$POSTGRES_IMAGE" -g postgres)
+install -d -m 0700 -o root -g root "$ETC/postgres"
+write_file "$ETC/postgres/password" 0400 "$pg_ids" <<<"$POSTGRES_PASSWORD"
 write_file "$ETC/postgres.env" 0600 root:root <<ENV
 POSTGRES_USER=$POSTGRES_USER
-POSTGRES_PASSWORD=$POSTGRES_PASSWORD
 POSTGRES_DB=$POSTGRES_DB
+POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password
 ENV
-pg_env_changed=$WRITE_CHANGED
 
 # Redis runs as the image's own redis user, which must read its conf and own its data dir.
 redis_ids=$(docker run --rm --entrypoint id "$REDIS_IMAGE" -u redis):$(docker run --rm --entrypoint id "$REDIS_IMAGE" -g redis)
@@ -77,7 +81,13 @@ appendonly yes
 appendfsync everysec
 save 3600 1 300 100 60 10000
 CONF
-write_file "$ETC/redis-cli.env" 0600 root:root <<<"REDISCLI_AUTH=$REDIS_PASSWORD"
+# redis-cli with the server's own password, for the health check and the backup tools: passed in
+# REDISCLI_AUTH (never argv, which any local user sees in ps), read from the conf at each call.
+write_file "$ETC/redis/nodehost-redis-cli" 0755 root:root <<'CLI'
+#!/bin/sh
+REDISCLI_AUTH=$(sed -n 's/^requirepass //p' /etc/nodehost-redis.conf) exec redis-cli "$@"
+CLI
+remove_file "$ETC/redis-cli.env"
 
 install -d -m 0700 "$DATA_MOUNT/postgres"
 install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
@@ -112,12 +122,10 @@ ensure_container() {
   changed "container $name (re)created"
 }
 
-# POSTGRES_PASSWORD only applies to a blank data dir: an existing one gets ALTER USER below.
-pg_initialized=0
-[[ -f $DATA_MOUNT/postgres/PG_VERSION ]] && pg_initialized=1
 # shellcheck disable=SC2016 # $POSTGRES_* expand inside the container, from its env file.
 pg_run=(
   --env-file "$ETC/postgres.env"
+  -v "$ETC/postgres/password:/run/secrets/postgres-password:ro"
   -e PGDATA=/var/lib/postgresql/data
   -v "$DATA_MOUNT/postgres:/var/lib/postgresql/data"
   -p 127.0.0.1:5432:5432
@@ -127,21 +135,23 @@ pg_run=(
   --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 120s
 )
 ensure_container "$PG_NAME" "$POSTGRES_IMAGE" "$(sha256sum "$ETC/postgres.env")" "${pg_run[@]}" --
+# A password change does not recreate the container: the entrypoint reads the file on first init
+# only, and an existing database gets ALTER USER below.
 
 # Redis runs as the image's redis user with our conf; the entrypoint is bypassed so any image
 # that has redis-server on its PATH (official or a mirror built from Debian) behaves the same.
 redis_run=(
   --user "$redis_ids"
   --entrypoint redis-server
-  --env-file "$ETC/redis-cli.env"
   -v "$DATA_MOUNT/redis:/data"
   -v "$ETC/redis/redis.conf:/etc/nodehost-redis.conf:ro"
+  -v "$ETC/redis/nodehost-redis-cli:/usr/local/bin/nodehost-redis-cli:ro"
   -p 127.0.0.1:6379:6379
   --stop-timeout 30
-  --health-cmd 'redis-cli ping | grep -q PONG'
+  --health-cmd 'nodehost-redis-cli ping | grep -q PONG'
   --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 30s
 )
-ensure_container "$REDIS_NAME" "$REDIS_IMAGE" "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis-cli.env")" \
+ensure_container "$REDIS_NAME" "$REDIS_IMAGE" "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" \
   "${redis_run[@]}" -- /etc/nodehost-redis.conf
 
 healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null) == healthy ]]; }
@@ -153,12 +163,21 @@ for name in "$PG_NAME" "$REDIS_NAME"; do
 done
 log "containers healthy: $PG_NAME $REDIS_NAME"
 
-# --- Password rotation without data loss: POSTGRES_PASSWORD only applies to a blank data dir,
-# so an existing database gets the new password over the container's local socket.
-if [[ $pg_env_changed == 1 && $pg_initialized == 1 ]]; then
-  docker exec -i "$PG_NAME" psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null <<SQL
+# --- The password that works is the configured one: POSTGRES_PASSWORD_FILE only applies to a
+# blank data dir, so an existing database gets it over the container's local socket (trust). Judged
+# by logging in with it over TCP as the app does (to the container's own address: the official
+# image trusts 127.0.0.1 inside the container), not by whether a file changed in this run: a run
+# stopped after writing the file and before ALTER USER converges on the next one. The password
+# goes in on stdin.
+pg_password_works() {
+  printf '%s\n' "$POSTGRES_PASSWORD" | docker exec -i "$PG_NAME" sh -c \
+    'IFS= read -r PGPASSWORD; export PGPASSWORD; psql -qtA -w -h "$(hostname -i | cut -d" " -f1)" -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "select 1"' >/dev/null 2>&1
+}
+if ! pg_password_works; then
+  docker exec -i "$PG_NAME" sh -c 'psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' >/dev/null <<SQL
 ALTER USER "$POSTGRES_USER" WITH PASSWORD '${POSTGRES_PASSWORD//\'/\'\'}';
 SQL
+  pg_password_works || die "the configured password still does not log in as $POSTGRES_USER after ALTER USER"
   changed "postgres password of $POSTGRES_USER set"
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The official postgres image's entrypoint contract, for Debian's PostgreSQL: POSTGRES_USER,
-# POSTGRES_PASSWORD, POSTGRES_DB; initdb into PGDATA on first start; /docker-entrypoint-initdb.d;
-# TCP on all interfaces with password auth, trust on the local socket; runs as postgres.
+# POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE, read as the postgres user), POSTGRES_DB; initdb into PGDATA on first start; /docker-entrypoint-initdb.d;
+# TCP on all interfaces with password auth, trust on the local socket and loopback; runs as postgres.
 set -Eeuo pipefail
 
 if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
@@ -16,6 +16,16 @@ if [ "$(id -u)" = 0 ]; then
   exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
+# As the official file_env: VAR_FILE names a file whose content becomes VAR; both set is an error.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+    echo >&2 'error: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)'
+    exit 1
+  fi
+  POSTGRES_PASSWORD=$(< "$POSTGRES_PASSWORD_FILE")
+fi
+unset POSTGRES_PASSWORD_FILE
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   : "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}" "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"
   if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "$POSTGRES_HOST_AUTH_METHOD" != trust ]; then
@@ -25,8 +35,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp)
   printf '%s' "${POSTGRES_PASSWORD:-}" > "$pwfile"
   # shellcheck disable=SC2086
-  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
-    --auth-host="$POSTGRES_HOST_AUTH_METHOD" --encoding=UTF8 --locale=C.UTF-8 ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA"
+  # No --auth, as the official image: initdb's defaults trust the local socket and 127.0.0.1/::1
+  # inside the container; every other address (the host's traffic through the published port)
+  # gets POSTGRES_HOST_AUTH_METHOD from the line appended below.
+  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA"
   rm -f "$pwfile"
   printf '\nhost all all all %s\n' "$POSTGRES_HOST_AUTH_METHOD" >> "$PGDATA/pg_hba.conf"
   printf "\nlisten_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
