@@ -31,11 +31,7 @@ install -d -m 0755 -o "$DEPLOY_USER" -g "$deploy_group" "$APP_ROOT" "$RELEASES" 
 # --- Operator tool and the settings it reads ---------------------------------------------------
 install_b64 "$ROLLBACK_TOOL_B64" /usr/local/bin/nodehost-rollback 0755
 install -d -m 0700 /etc/nodehost
-write_file /etc/nodehost/app.env 0644 root:root <<ENV
-APP_NAME=$APP_NAME
-DEPLOY_USER=$DEPLOY_USER
-APP_PORT=$APP_PORT
-ENV
+write_env /etc/nodehost/app.env 0644 root:root APP_NAME DEPLOY_USER APP_PORT
 
 # --- The environment the app runs with ----------------------------------------------------------
 write_file "$SHARED/.env" 0600 "$DEPLOY_USER:$deploy_group" <<ENV

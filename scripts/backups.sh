@@ -45,16 +45,8 @@ signature_v2 = False
 check_ssl_certificate = True
 socket_timeout = 60
 CFG
-write_file "$ETC/backup.env" 0600 root:root <<ENV
-APP_NAME='$APP_NAME'
-DATA_MOUNT='$DATA_MOUNT'
-POSTGRES_USER='$POSTGRES_USER'
-POSTGRES_DB='$POSTGRES_DB'
-S3_BUCKET='$S3_BUCKET'
-S3_PREFIX='$S3_PREFIX'
-RETENTION_LOCAL_DAYS='$RETENTION_LOCAL_DAYS'
-RETENTION_REMOTE_DAYS='$RETENTION_REMOTE_DAYS'
-ENV
+write_env "$ETC/backup.env" 0600 root:root APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_BUCKET S3_PREFIX \
+  RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS
 install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
 install_b64 "$RESTORE_TOOL_B64" /usr/local/bin/nodehost-restore 0755
 install_b64 "$LIST_TOOL_B64" /usr/local/bin/nodehost-backups 0755

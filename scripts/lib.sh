@@ -142,6 +142,20 @@ write_file() {
   changed "$path"
 }
 
+# write_env PATH MODE OWNER NAME... : one NAME=value line per variable, each value quoted by
+# printf %q, so the tools that source the file get the exact values back and run nothing,
+# whatever a value holds (quotes, $(...), backticks, newlines). Through write_file.
+write_env() {
+  local path=$1 mode=$2 owner=$3
+  shift 3
+  write_file "$path" "$mode" "$owner" < <(
+    for name in "$@"; do
+      [[ $name =~ ^[A-Z][A-Z0-9_]*$ ]] || die "write_env: bad name $name"
+      printf '%s=%q\n' "$name" "${!name}"
+    done
+  )
+}
+
 # install_b64 BASE64 PATH MODE [OWNER] : decodes a shipped tool and writes it with write_file.
 install_b64() {
   local b64=$1 path=$2 mode=$3 owner=${4:-root:root}

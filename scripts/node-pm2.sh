@@ -179,7 +179,7 @@ Type=forking
 User=$DEPLOY_USER
 LimitNOFILE=infinity
 LimitNPROC=infinity
-LimitCORE=infinity
+LimitCORE=0
 Environment=PATH=$node_dir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 Environment=PM2_HOME=$deploy_home/.pm2
 PIDFile=$deploy_home/.pm2/pm2.pid

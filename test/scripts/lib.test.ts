@@ -58,6 +58,27 @@ describe("write_file", () => {
   });
 });
 
+describe("write_env", () => {
+  it("gives every value back exactly when the file is sourced, and runs nothing, whatever it holds", () => {
+    const dir = tmpDir();
+    const f = path.join(dir, "tool.env");
+    const mark = path.join(dir, "ran");
+    const hostile = {
+      A: `it's "quoted"`, B: `$(touch ${mark})`, C: "`touch " + mark + "`", D: "line1\nline2; touch " + mark,
+      E: "../../etc/passwd", F: "", G: "back\\slash $HOME ${PATH}",
+    };
+    const w = bash(`write_env ${f} 0600 root:root A B C D E F G; echo "changed=$WRITE_CHANGED"`, hostile);
+    expect(w.status).toBe(0);
+    expect(w.stdout).toContain("changed=1");
+    const names = Object.keys(hostile);
+    const r = run("bash", ["-c", `set -eu; . ${JSON.stringify(f)}; for n in ${names.join(" ")}; do printf '%s\\0' "\${!n}"; done`], { env: {} });
+    expect(r.status).toBe(0);
+    expect(r.stdout.split("\0").slice(0, -1)).toEqual(Object.values(hostile));
+    expect(fs.existsSync(mark)).toBe(false);
+    expect(bash(`write_env ${f} 0600 root:root A B C D E F G; echo "changed=$WRITE_CHANGED"`, hostile).stdout).toBe("changed=0\n");
+  });
+});
+
 describe("install_b64", () => {
   it("decodes the shipped tool and installs it executable, idempotently", () => {
     const f = path.join(tmpDir(), "bin", "tool");
