@@ -186,6 +186,28 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     expect(api).toContain("200");
   });
 
+  it("the allow-list covers the UI and the API but not /api/health; API_PUBLIC opens /api/ alone", async () => {
+    const envFile = path.join(T, "nginx.env");
+    const original = fs.readFileSync(envFile, "utf8");
+    const rerender = (content: string) => {
+      fs.writeFileSync(envFile, content);
+      const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
+        NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: `nginx -s reload ${nginxArgs.join(" ")}` } });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    const codes = () => [https("example.test", "/", "-u", "admin:s3cret-pass"), https("example.test", "/api/visits"), https("example.test", "/api/health")].map(status).join(" ");
+    const elsewhere = original.replace("ALLOW_IPS='127.0.0.0/8 ::1'", "ALLOW_IPS='192.0.2.1/32'");
+    try {
+      rerender(elsewhere);
+      await waitFor(() => codes() === "403 403 200", "the allow-list");
+      rerender(`${elsewhere}API_PUBLIC=1\n`);
+      await waitFor(() => codes() === "403 200 200", "API_PUBLIC");
+    } finally {
+      rerender(original);
+    }
+    await waitFor(() => codes() === "200 200 200", "the allow-list back");
+  });
+
   it("a second render with nothing new changes nothing", () => {
     const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"), NODEHOST_NGINX_RELOAD: "false" } });
     expect(r.status).toBe(0);
