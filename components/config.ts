@@ -265,6 +265,14 @@ const existingHostSchema = z
       .string()
       .regex(/^\/dev\/[A-Za-z0-9._:+@/-]+$/, { error: "must be a /dev path, best a /dev/disk/by-id one" })
       .refine(noDotDot, { error: "must be a /dev path, best a /dev/disk/by-id one" }),
+    // The host's own SSH key (a line of /etc/ssh/ssh_host_ed25519_key.pub): every step checks the
+    // server against it (pulumi-command's connection.hostKey); without it no host key is checked.
+    hostKey: z
+      .string()
+      .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?$/, {
+        error: "must be the host's public key line (ssh-ed25519 AAAA...), from /etc/ssh/ssh_host_ed25519_key.pub",
+      })
+      .optional(),
   })
   .strict();
 

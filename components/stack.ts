@@ -114,7 +114,7 @@ function existingTarget(cfg: StackConfig): Target {
   const host = cfg.existingHost!;
   return {
     waitFor: [],
-    connection: { host: host.address, port: host.port, user: host.user, privateKey: cfg.sshPrivateKey },
+    connection: { host: host.address, port: host.port, user: host.user, privateKey: cfg.sshPrivateKey, hostKey: host.hostKey },
     hostId: `${host.address}:${host.port}`,
     dataDevice: host.dataDevice,
     dataSizeGb: 0,

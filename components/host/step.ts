@@ -39,6 +39,8 @@ export interface StepSpec {
   triggers: string[];
   logging: string;
   dependsOn: string[];
+  /** The connection's hostKey, when the stack pins one. */
+  hostKey?: string;
   /**
    * sha256 over every input remote.Command diffs (create, stdin, triggers, logging, connection):
    * the engine re-runs a step when any of them changes (pulumi-go-provider's infer diff; the
@@ -53,6 +55,11 @@ export interface HostConnection {
   port: pulumi.Input<number>;
   user: pulumi.Input<string>;
   privateKey: pulumi.Input<string>;
+  /**
+   * The server's public key line: pulumi-command 1.2.1 then accepts that key only
+   * (ssh.FixedHostKey, provider/pkg/provider/remote/connection.go:86-98); unset, it accepts any.
+   */
+  hostKey?: pulumi.Input<string>;
 }
 
 /** Args every step takes besides its own. */
@@ -154,6 +161,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
           privateKey: c.privateKey,
           dialErrorLimit,
           perDialTimeout: 30,
+          ...(c.hostKey ? { hostKey: c.hostKey } : {}),
         },
         create,
         stdin: options.secret ? pulumi.secret(stdin) : stdin,
@@ -168,8 +176,8 @@ export abstract class HostStep extends pulumi.ComponentResource {
       },
     );
     this.fingerprint = triggers.apply((t) => sha256(JSON.stringify(t)));
-    const connection = pulumi.all([c.host, c.port, c.user, c.privateKey])
-      .apply(([host, port, user, key]) => ({ host, port, user, privateKey: sha256(key), dialErrorLimit, perDialTimeout: 30 }));
+    const connection = pulumi.all([c.host, c.port, c.user, c.privateKey, c.hostKey])
+      .apply(([host, port, user, key, hostKey]) => ({ host, port, user, privateKey: sha256(key), dialErrorLimit, perDialTimeout: 30, hostKey }));
     this.spec = pulumi.all([stdin, triggers, connection]).apply(([text, t, conn]) => ({
       name: this.stepName,
       create,
@@ -177,6 +185,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
       triggers: t,
       logging,
       dependsOn: this.dependsOnSteps,
+      ...(conn.hostKey ? { hostKey: conn.hostKey } : {}),
       inputs: sha256(JSON.stringify({ create, stdin: sha256(text), triggers: t, logging, connection: conn })),
     }));
   }

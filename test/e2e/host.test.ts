@@ -12,7 +12,7 @@ import { bootHost, DATA_DEVICE, DEPLOY_USER, startWorld, type Host, type World }
 import { ensureBaseImage } from "./lib/image";
 import { newRunDir, pruneOldRuns, repoRoot } from "./lib/paths";
 import { assertNoSecret, maskSecrets, orderSteps, providerErrorText, replay, SecretInFailureError, StepFailedError, type Program, type StepSpec } from "./lib/replay";
-import { shellQuote, ssh, sshOk } from "./lib/ssh";
+import { generateKey, shellQuote, ssh, sshOk } from "./lib/ssh";
 
 const cap = checkCapability();
 if (!cap.ok) process.stderr.write(`${skipBanner(cap)}\n`);
@@ -190,6 +190,17 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
     it("re-runs only the failed step once the config is fixed", async () => {
       const r = await host.replay({ only: ["base"] });
       expect(r.ran.map((s) => s.name)).toEqual(["base"]);
+    });
+
+    it("checks the host key the stack pins: a step against another key fails before anything runs", async () => {
+      const other = (await generateKey(mkdtempSync(join(tmpdir(), "nodehost-other-key-")))).publicKey;
+      const existingHost = { address: "127.0.0.1", port: host.vm.ports.ssh, user: DEPLOY_USER, dataDevice: DATA_DEVICE, hostKey: other };
+      const err = await host.replay({ only: ["wait-for-boot"], overrides: { existingHost } }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(StepFailedError);
+      expect((err as StepFailedError).exitCode).toBe(255);
+      expect((err as StepFailedError).stderrTail).toContain("Host key verification failed");
+      // The VM's own key (what the harness pins) lets it run again.
+      expect((await host.replay({ only: ["wait-for-boot"] })).ran.map((r) => r.name)).toEqual(["wait-for-boot"]);
     });
 
     it("narrows SSH in UFW to ssh.allowFrom and back; sshd lets in only the allowed users, no forwarding", async () => {

@@ -58,7 +58,7 @@ async function up(): Promise<void> {
     console.log(`VM up in ${(h.bootMs / 1000).toFixed(0)} s (${h.vm.accel})`);
     host = h;
   }
-  const { raw, secretKeys } = e2eConfig(world, host.vm);
+  const { raw, secretKeys } = e2eConfig(world, host.vm, {}, host.hostKey);
   try {
     const r = await replay({ config: raw, secretKeys, target: host.target, statePath: host.statePath, logFile: join(vmDir, "steps.log"), log: (s) => console.log(s) });
     console.log(r.ran.length ? `provisioned in ${(r.totalMs / 1000).toFixed(0)} s` : "nothing changed");

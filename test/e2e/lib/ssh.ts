@@ -1,5 +1,7 @@
 // OpenSSH client helpers: run a command with stdin, wait for SSH, reboot, copy a file in.
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, runOk, sleep, type RunResult } from "./exec";
 
@@ -8,6 +10,11 @@ export interface SshTarget {
   port: number;
   user: string;
   keyFile: string;
+  /**
+   * The server's public key line: when set, the connection accepts that key only, of that type
+   * only, as pulumi-command does with connection.hostKey; unset, any key (as the provider).
+   */
+  hostKey?: string;
 }
 
 export interface SshKey {
@@ -24,10 +31,24 @@ export async function generateKey(dir: string, name = "id_ed25519"): Promise<Ssh
   return { privateKeyFile, publicKey: readFileSync(`${privateKeyFile}.pub`, "utf8").trim() };
 }
 
+/** A known_hosts file holding just `hostKey` for the target's address and port. */
+function knownHostsFile(t: SshTarget & { hostKey: string }): string {
+  const [type, key] = t.hostKey.trim().split(/\s+/);
+  const line = `[${t.host}]:${t.port} ${type} ${key}\n`;
+  const dir = join(tmpdir(), "nodehost-known-hosts");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, createHash("sha256").update(line).digest("hex").slice(0, 16));
+  if (!existsSync(file)) writeFileSync(file, line, { mode: 0o600 });
+  return file;
+}
+
 export function sshArgs(t: SshTarget, connectTimeoutS = 10): string[] {
+  const hostKeys = t.hostKey
+    ? ["-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHostsFile({ ...t, hostKey: t.hostKey })}`,
+      "-o", `HostKeyAlgorithms=${t.hostKey.trim().split(/\s+/)[0]}`]
+    : ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
   return [
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
+    ...hostKeys,
     "-o", "GlobalKnownHostsFile=/dev/null",
     "-o", "BatchMode=yes",
     "-o", "IdentitiesOnly=yes",
