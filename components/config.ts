@@ -26,6 +26,7 @@ export const SECRET_KEYS = [
   "slackWebhookUrl",
   "backupAccessKey",
   "backupSecretKey",
+  "backupPassphrase",
 ] as const;
 
 /** Droplet backup windows (droplet.backupPolicy). */
@@ -490,6 +491,13 @@ export const stackSchema = z
     // Written to /etc/nodehost/s3cfg, one `key = value` line each.
     backupAccessKey: plainToken.optional(),
     backupSecretKey: plainToken.optional(),
+    // Encrypts every backup (gpg --symmetric); unset, the stack generates one and keeps it in state.
+    // Set it to reuse another stack's backups, or to keep the key outside Pulumi from the start.
+    backupPassphrase: z
+      .string()
+      .min(20, { error: "must be at least 20 characters" })
+      .refine((s) => !/[\x00-\x1f\x7f]/.test(s), { error: "must not contain line breaks or control characters" })
+      .optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -539,6 +547,7 @@ export type StackConfig = Omit<Parsed, SecretKey> & {
   slackWebhookUrl?: pulumi.Output<string>;
   backupAccessKey?: pulumi.Output<string>;
   backupSecretKey?: pulumi.Output<string>;
+  backupPassphrase?: pulumi.Output<string>;
 };
 
 export class ConfigError extends Error {
@@ -665,6 +674,7 @@ export function parseConfig(
     slackWebhookUrl: secret(c.slackWebhookUrl),
     backupAccessKey: secret(c.backupAccessKey),
     backupSecretKey: secret(c.backupSecretKey),
+    backupPassphrase: secret(c.backupPassphrase),
   };
 }
 

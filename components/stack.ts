@@ -155,6 +155,8 @@ export function createStack(cfg: StackConfig): Stack {
       sshCommand: pulumi.interpolate`ssh${portFlag} ${c.user}@${target.publicIp}`,
       basicAuthUser: pulumi.output(cfg.nginx.basicAuthUser),
       basicAuthPassword: pulumi.secret(host.basicAuthPassword),
+      // Without it no backup can be read: keep a copy outside Pulumi (a password manager).
+      backupPassphrase: pulumi.secret(host.backupPassphrase),
       ...target.extraOutputs,
     },
   };

@@ -41,7 +41,6 @@ HOST=127.0.0.1
 DATABASE_URL=$DATABASE_URL
 REDIS_URL=$REDIS_URL
 ENV
-env_changed=$WRITE_CHANGED
 
 # --- Fetch the release into a staging dir, named by content --------------------------------------
 staging=$(mktemp -d "$RELEASES/.staging.XXXXXX")
@@ -190,15 +189,27 @@ point_current_at() {
   chown -h "$DEPLOY_USER:$deploy_group" "$APP_ROOT/current"
 }
 
+# What the running processes were started with, written only once they passed their health check:
+# "<release> <env hash> <ecosystem hash>". A run stopped anywhere before that (after moving
+# `current`, after writing the env file) finds no match and (re)loads, rather than taking the old
+# processes' health for the new release's.
+live_mark=$APP_ROOT/.nodehost-live
+env_hash=$(sha256sum <"$SHARED/.env" | cut -c1-16)
+ecosystem_hash=$(sha256sum <"$ecosystem" | cut -c1-16)
+want_live="$release_id $env_hash $ecosystem_hash"
+live=$(cat "$live_mark" 2>/dev/null || true)
+if [[ -n $live && ${live##* } != "$ecosystem_hash" ]]; then ecosystem_changed=1; fi
 previous=$(basename "$(readlink "$APP_ROOT/current" 2>/dev/null || echo none)")
-if [[ $previous == "$release_id" && $env_changed == 0 && $ecosystem_changed == 0 ]] && pm2_online && healthy; then
+if [[ $live == "$want_live" && $previous == "$release_id" ]] && pm2_online && healthy; then
   log "release $release_id is current and healthy"
 else
+  rm -f "$live_mark"
   point_current_at "$release_id"
   touch "$release"
   rm -f "$release/.nodehost-failed"
   if [[ $ecosystem_changed == 1 ]]; then pm2_apply recreate; else pm2_apply reload; fi
   if wait_healthy; then
+    printf '%s\n' "$want_live" >"$live_mark"
     changed "release $release_id live (previous: $previous)"
   else
     as_deploy pm2 logs --nostream --lines 30 "$APP_NAME-web" >&2 || true

@@ -8,8 +8,9 @@ set -euo pipefail
 
 require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
-  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64
+  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE
 require_vars S3_PREFIX
+[[ $BACKUP_PASSPHRASE != *$'\n'* && ${#BACKUP_PASSPHRASE} -ge 20 ]] || die "BACKUP_PASSPHRASE must be one line of at least 20 characters"
 [[ $BACKUP_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] ||
   die "BACKUP_SCHEDULE must be five cron fields, got '$BACKUP_SCHEDULE'"
 [[ $RETENTION_LOCAL_DAYS =~ ^[0-9]+$ && $RETENTION_REMOTE_DAYS =~ ^[0-9]+$ ]] || die "retention must be whole days"
@@ -21,7 +22,8 @@ ETC=/etc/nodehost
 BACKUP_DIR=$DATA_MOUNT/backups
 MARKER=$DATA_MOUNT/.nodehost-initialized
 
-apt_install s3cmd cron
+# gpg talks to gpg-agent even for a passphrase, and Debian's gpg only recommends it.
+apt_install s3cmd cron gpg gpg-agent
 
 # --- Configuration: keys only in a 0600 file (s3cmd -c), never on a command line ---------------
 endpoint=${S3_ENDPOINT%/}
@@ -32,6 +34,8 @@ case $endpoint in
 esac
 host=${host%%/*}
 install -d -m 0700 "$ETC"
+# Every archive is encrypted with it (gpg --symmetric); a restore needs the same one.
+write_file "$ETC/backup.passphrase" 0600 root:root <<<"$BACKUP_PASSPHRASE"
 # host_bucket = host_base: path-style requests, which Spaces and any S3-compatible server accept.
 write_file "$ETC/s3cfg" 0600 root:root <<CFG
 [default]
@@ -90,7 +94,7 @@ if [[ ! -f $MARKER ]]; then
   tables=$(docker exec nodehost-postgres psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
     -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
   newest=$(awk '$1 != "DIR" { n = $4; sub(".*/", "", n); print n }' <<<"$listing" |
-    grep -E "^$APP_NAME-[0-9]{8}T[0-9]{6}Z\.tar\.gz$" | sort | tail -n 1 || true)
+    grep -E "^$APP_NAME-[0-9]{8}T[0-9]{6}Z\.tar\.gz(\.gpg)?$" | sort | tail -n 1 || true)
   restored=none
   if [[ $tables == 0 && -n $newest ]]; then
     log "empty database on a new volume and $remote_dir$newest in the bucket: restoring it"

@@ -18,6 +18,8 @@ export interface BackupsArgs extends HostStepArgs {
   retentionRemoteDays: number;
   /** The heartbeat at /healthz/backup turns 404 when the newest backup is older than this. */
   staleAfterMinutes: number;
+  /** Every archive is encrypted with it before it leaves pg_dump's hands; restores need it. */
+  passphrase: pulumi.Input<string>;
 }
 
 export class Backups extends HostStep {
@@ -41,6 +43,7 @@ export class Backups extends HostStep {
       BACKUP_TOOL_B64: toolB64("nodehost-backup"),
       RESTORE_TOOL_B64: toolB64("nodehost-restore"),
       LIST_TOOL_B64: toolB64("nodehost-backups"),
+      BACKUP_PASSPHRASE: args.passphrase,
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -53,6 +53,7 @@ export class Host extends pulumi.ComponentResource {
   /** Every step in the order it runs. */
   public readonly steps: HostStep[];
   public readonly basicAuthPassword: pulumi.Output<string>;
+  public readonly backupPassphrase: pulumi.Output<string>;
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:host:Host", name, {}, opts);
@@ -63,6 +64,9 @@ export class Host extends pulumi.ComponentResource {
     const postgresPassword = password("postgres-password");
     const redisPassword = password("redis-password");
     this.basicAuthPassword = cfg.basicAuthPassword ?? password("basic-auth-password");
+    // Kept in state (encrypted) so a rebuilt host restores without hand work; exported as a secret
+    // output to keep a copy outside Pulumi (backups cannot be read without it).
+    this.backupPassphrase = cfg.backupPassphrase ?? new random.RandomPassword(`${name}-backup-passphrase`, { length: 48, special: false }, child).result;
 
     const common = { connection: args.connection, hostId: args.hostId };
     const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [], waitFor: args.waitFor }, child);
@@ -89,6 +93,7 @@ export class Host extends pulumi.ComponentResource {
       schedule: cfg.backup.schedule,
       retentionLocalDays: cfg.backup.retentionLocalDays, retentionRemoteDays: cfg.backup.retentionRemoteDays,
       staleAfterMinutes: cfg.backup.staleAfterHours * 60,
+      passphrase: this.backupPassphrase,
     }, child);
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],

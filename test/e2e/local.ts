@@ -7,7 +7,7 @@ import { findDaemon } from "./lib/daemon";
 import { BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, DEPLOY_USER, e2eConfig, SITE_NAMES, startWorld, type Host } from "./lib/harness";
 import { cachePath } from "./lib/paths";
 import { replay, StepFailedError } from "./lib/replay";
-import { sshCommandLine } from "./lib/ssh";
+import { sshCommandLine, sshOk } from "./lib/ssh";
 import { freePort, loadVm, pidAlive } from "./lib/vm";
 
 const dir = cachePath("local");
@@ -46,11 +46,13 @@ async function up(): Promise<void> {
   writeFileSync(worldFile, JSON.stringify({ httpPort }));
   const world = await startWorld({ dir, detached: true, httpPort, log: (s) => console.log(s) });
 
-  let host: Pick<Host, "vm" | "target" | "statePath">;
+  let host: Pick<Host, "vm" | "target" | "statePath" | "hostKey">;
   const running = existsSync(join(vmDir, "vm.json")) ? loadVm(vmDir) : undefined;
   if (running && pidAlive(running.pid)) {
     console.log(`VM already running (QEMU pid ${running.pid}); replaying changed steps only`);
-    host = { vm: running, target: running.ssh(DEPLOY_USER, world.key.privateKeyFile), statePath: join(vmDir, "replay-state.json") };
+    const target = running.ssh(DEPLOY_USER, world.key.privateKeyFile);
+    const hostKey = (await sshOk(target, "cat /etc/ssh/ssh_host_ed25519_key.pub")).trim();
+    host = { vm: running, target, hostKey, statePath: join(vmDir, "replay-state.json") };
   } else {
     rmSync(vmDir, { recursive: true, force: true });
     console.log("booting a fresh VM (about 45 s under emulation)");

@@ -19,6 +19,17 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   const redisDir = path.join(data, "redis");
   let env: NodeJS.ProcessEnv;
   const redisPass = "redis-pass-" + Math.random().toString(36).slice(2);
+  const PASSPHRASE = "backup-passphrase-" + Math.random().toString(36).slice(2);
+  /** The archive inside an encrypted backup, decrypted as an operator would with the passphrase. */
+  const decrypt = (file: string, passphrase = PASSPHRASE) => {
+    const home = tmpDir("nodehost-gnupg-");
+    const pw = path.join(home, "pw");
+    fs.writeFileSync(pw, passphrase, { mode: 0o600 });
+    const out = path.join(home, "backup.tar.gz");
+    const r = run("gpg", ["--batch", "--quiet", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase-file", pw, "--decrypt", "-o", out, file]);
+    run("gpgconf", ["--homedir", home, "--kill", "gpg-agent"]);
+    return { status: r.status, stderr: r.stderr, out };
+  };
   const tool = (name: string, args: string[] = [], extra: NodeJS.ProcessEnv = {}) => run(path.join(TOOLS, name), args, { env: { ...env, ...extra } });
   const rcli = (...args: string[]) => run("redis-cli", ["-p", env.SHIM_REDIS_PORT!, ...args], { env: { REDISCLI_AUTH: redisPass } }).stdout.trim();
   const remote = () => s3.s3("ls", `s3://${s3.bucket}/prod/`).stdout.trim().split("\n").filter(Boolean).map((l) => l.split(/\s+/).pop()!.replace(/.*\//, ""));
@@ -33,6 +44,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     fs.mkdirSync(etc, { recursive: true });
     fs.mkdirSync(redisDir, { recursive: true });
     fs.copyFileSync(s3.s3cfg, path.join(etc, "s3cfg"));
+    fs.writeFileSync(path.join(etc, "backup.passphrase"), `${PASSPHRASE}\n`, { mode: 0o600 });
     writeEnv("app");
     env = {
       PATH: `${path.join(__dirname, "fixtures")}:${process.env.PATH}`,
@@ -68,13 +80,25 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     expect(r.status, r.stderr).toBe(0);
     const file = r.stdout.trim();
     const name = path.basename(file);
-    expect(name).toMatch(/^app-\d{8}T\d{6}Z\.tar\.gz$/);
+    expect(name).toMatch(/^app-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
     expect(remote().sort()).toEqual([name, recent, "other-20000101T000000Z.tar.gz"].sort());
-    expect(fs.readdirSync(path.join(data, "backups")).filter((f) => f.endsWith(".tar.gz"))).toEqual([name]);
+    expect(fs.readdirSync(path.join(data, "backups")).filter((f) => /\.tar\.gz(\.gpg)?$/.test(f))).toEqual([name]);
     expect(r.stderr).toContain("retention: removed remote app-20000101T000000Z.tar.gz");
     expect(r.stderr).toContain("retention: removed local app-20000101T000000Z.tar.gz");
 
-    expect(run("tar", ["-tzf", file]).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "redis.rdb"]);
+    // Encrypted: nothing of the dump or the RDB is readable without the passphrase, which opens it.
+    const bytes = fs.readFileSync(file);
+    expect(bytes.includes("PGDMP")).toBe(false);
+    expect(bytes.includes("MANIFEST")).toBe(false);
+    const home = tmpDir("nodehost-gnupg-");
+    const packets = run("gpg", ["--list-packets", "--batch", "--pinentry-mode", "cancel", "--homedir", home, file]).stdout;
+    run("gpgconf", ["--homedir", home, "--kill", "gpg-agent"]);
+    expect(packets).toMatch(/symkey enc packet: version \d, cipher 9/); // 9: AES-256
+    expect(decrypt(file, "not-the-passphrase").status).not.toBe(0);
+    const opened = decrypt(file);
+    expect(opened.status, opened.stderr).toBe(0);
+    expect(run("tar", ["-tzf", opened.out]).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "redis.rdb"]);
+    expect(fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith(".work"))).toEqual([]);
     const mark = fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8");
     expect(mark).toContain(`object=s3://${s3.bucket}/prod/${name}\n`);
     expect(mark).toContain(`bytes=${fs.statSync(file).size}\n`);
@@ -111,7 +135,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^where\s+size\s+age\s+name$/);
     const remoteRows = lines.filter((l) => l.startsWith("remote"));
-    expect(remoteRows.at(-1)).toMatch(/^remote\s+\S+\s+\d+m\s+app-\d{8}T\d{6}Z\.tar\.gz$/);
+    expect(remoteRows.at(-1)).toMatch(/^remote\s+\S+\s+\d+m\s+app-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
     expect(remoteRows.some((l) => /\s2d\s+app-/.test(l))).toBe(true);
     expect(lines.filter((l) => l.startsWith("local"))).toHaveLength(1);
     expect(lines.at(-1)).toMatch(/^last successful backup: \d{8}T\d{6}Z \(s3:\/\//);
@@ -135,12 +159,37 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     rcli("SHUTDOWN");
     expect(run("docker", ["redis-up"], { env: { ...process.env, ...env } }).status).toBe(0);
     expect(rcli("GET", "greeting")).toBe("hello");
-    expect(r.stderr).toMatch(/ok: restored s3:\/\/.*\/prod\/app-\d{8}T\d{6}Z\.tar\.gz/);
+    expect(r.stderr).toMatch(/ok: restored s3:\/\/.*\/prod\/app-\d{8}T\d{6}Z\.tar\.gz\.gpg/);
     const pre = fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-"));
     expect(pre).toHaveLength(1);
     // The pre-restore backup holds the state just before: the 10 rows and the junk table.
-    const list = run("sh", ["-c", `tar -xzOf ${path.join(data, "backups", pre[0])} postgres.dump | pg_restore --list`]);
+    const list = run("sh", ["-c", `tar -xzOf ${decrypt(path.join(data, "backups", pre[0])).out} postgres.dump | pg_restore --list`]);
     expect(list.stdout).toContain("TABLE public junk");
+  }, 60_000);
+
+  it("refuses to restore with another passphrase, and leaves the data alone", () => {
+    const before = pg.psql("SELECT count(*) FROM visits");
+    fs.writeFileSync(path.join(etc, "backup.passphrase"), "some-other-passphrase-entirely\n");
+    try {
+      const r = tool("nodehost-restore", ["latest", "--yes"]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/FAILED at decrypt: cannot decrypt s3:\/\/.*\.tar\.gz\.gpg with the stack's backup passphrase/);
+      expect(pg.psql("SELECT count(*) FROM visits")).toBe(before);
+    } finally {
+      fs.writeFileSync(path.join(etc, "backup.passphrase"), `${PASSPHRASE}\n`);
+    }
+  });
+
+  it("reads a backup from before encryption as it is", () => {
+    const plain = path.join(root, "app-20200101T000000Z.tar.gz");
+    const dump = path.join(root, "plain");
+    fs.mkdirSync(dump, { recursive: true });
+    const opened = decrypt(fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("app-")).map((f) => path.join(data, "backups", f))[0]);
+    expect(run("tar", ["-xzf", opened.out, "-C", dump]).status).toBe(0);
+    expect(run("tar", ["-czf", plain, "-C", dump, "MANIFEST", "postgres.dump", "redis.rdb"]).status).toBe(0);
+    const r = tool("nodehost-restore", [plain, "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`ok: restored ${plain}`);
   }, 60_000);
 
   it("without --yes and without a terminal it refuses", () => {

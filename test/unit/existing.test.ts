@@ -16,7 +16,7 @@ describe("hostMode existing", () => {
     expect(run.custom.filter((r) => r.type.startsWith("digitalocean:"))).toEqual([]);
     expect(countByType(run.custom)).toEqual({
       "command:remote:Command": 9,
-      "random:index/randomPassword:RandomPassword": 3,
+      "random:index/randomPassword:RandomPassword": 4,
     });
     expect(run.result).toBe("ssh -p 2222 deploy@192.0.2.20");
     const conn = run.custom.find((r) => r.type === "command:remote:Command")!.inputs.connection;

@@ -25,11 +25,11 @@ const SECRET_STEPS = ["docker-data", "backups", "app", "nginx"];
 
 interface Declared { run: Run; specs: StepSpec[]; commands: Recorded[] }
 
-async function declare(over: Record<string, string> = {}): Promise<Declared> {
+async function declare(over: Record<string, string> = {}, secret: string[] = []): Promise<Declared> {
   const { raw, secretKeys } = withUserValues(stackFileConfig("production"));
   let specs: StepSpec[] = [];
   const run = await runProgram("production", async () => {
-    const s = createStack(parseConfig({ ...raw, ...over }, secretKeys, { project: "nodehost", stack: "production" }));
+    const s = createStack(parseConfig({ ...raw, ...over }, [...secretKeys, ...secret], { project: "nodehost", stack: "production" }));
     specs = await Promise.all(s.steps.map((st) => resolve(st.spec)));
     return { dropletId: await resolve(s.outputs.dropletId) };
   });
@@ -121,7 +121,7 @@ describe("host steps", () => {
       expect([s.name, await pulumi.isSecret(pulumi.output(cmd.props.stdin))]).toEqual([s.name, secret]);
       expect(cmd.inputs.environment).toBeUndefined();
     }
-    const generated = ["postgres-password", "redis-password", "basic-auth-password"].map(
+    const generated = ["postgres-password", "redis-password", "basic-auth-password", "backup-passphrase"].map(
       (n) => `generated-nodehost-production-${n}-0123456789`,
     );
     for (const s of d.specs) {
@@ -130,6 +130,15 @@ describe("host steps", () => {
       }
     }
     expect(d.specs.find((s) => s.name === "docker-data")!.stdin).toContain(`export POSTGRES_PASSWORD='${generated[0]}'`);
+    // Backups are encrypted with a passphrase the stack generates and keeps in state.
+    expect(d.specs.find((s) => s.name === "backups")!.stdin).toContain(`export BACKUP_PASSPHRASE='${generated[3]}'`);
+    expect(d.specs.filter((s) => s.stdin.includes(generated[3])).map((s) => s.name)).toEqual(["backups"]);
+  });
+
+  test("a configured backupPassphrase replaces the generated one (to read another stack's backups)", async () => {
+    const own = await declare({ "nodehost:backupPassphrase": "a-passphrase-kept-in-a-password-manager" }, ["nodehost:backupPassphrase"]);
+    expect(own.specs.find((s) => s.name === "backups")!.stdin).toContain("export BACKUP_PASSPHRASE='a-passphrase-kept-in-a-password-manager'\n");
+    expect(own.run.custom.filter((r) => r.name.endsWith("backup-passphrase"))).toEqual([]);
   });
 
   test("the first step dials SSH long enough for a droplet to boot; every step has a bounded timeout", () => {

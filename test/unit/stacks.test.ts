@@ -38,7 +38,7 @@ const COMMON_CLOUD = {
   "digitalocean:index/vpc:Vpc": 1,
   "command:remote:Command": 9,
   "random:index/randomId:RandomId": 1,
-  "random:index/randomPassword:RandomPassword": 3,
+  "random:index/randomPassword:RandomPassword": 4,
 };
 
 function records(run: Run) {
