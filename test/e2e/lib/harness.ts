@@ -180,7 +180,7 @@ export async function bootHost(world: World, opts: { name: string; web?: boolean
     vm, target, bootMs, preloadMs, statePath, hostKey,
     replay: (r = {}) => {
       const { raw, secretKeys } = e2eConfig(world, vm, r.overrides, hostKey);
-      return replay({ config: raw, secretKeys, target, statePath, logFile: join(vm.dir, "steps.log"), ...r });
+      return replay({ config: raw, secretKeys, target, statePath, randomStatePath: join(world.dir, "stack-random.json"), logFile: join(vm.dir, "steps.log"), ...r });
     },
     stop: () => vm.stop(),
     async destroy() {

@@ -41,8 +41,14 @@ export interface ReplayOptions {
   config: Record<string, string>;
   secretKeys: string[];
   target: SshTarget;
-  /** Per-VM state file (step -> triggers), the stand-in for the Pulumi stack's state. */
+  /** Per-VM state file (step -> inputs), the stand-in for the Pulumi stack's state of its commands. */
   statePath: string;
+  /**
+   * Where the random resources' results live (default: statePath). In Pulumi they belong to the
+   * stack, not to the droplet: a rebuilt host gets the same passwords and backup passphrase, so
+   * the harness keeps them per world (one stack) rather than per VM.
+   */
+  randomStatePath?: string;
   program?: Program;
   /** Run only these steps (and the steps they depend on). */
   only?: string[];
@@ -141,12 +147,13 @@ function resolveOutput<T>(o: pulumi.Input<T>): Promise<T> {
 }
 
 /** Runs the program under mocks and resolves every step's spec and the stack outputs. */
-export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretKeys" | "statePath" | "program">): Promise<{
+export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretKeys" | "statePath" | "randomStatePath" | "program">): Promise<{
   specs: StepSpec[];
   outputs: Record<string, unknown>;
   secrets: string[];
 }> {
   const state = loadState(opts.statePath);
+  if (opts.randomStatePath) state.random = loadState(opts.randomStatePath).random;
   const secrets = opts.secretKeys.map((k) => opts.config[k]).filter((v): v is string => typeof v === "string");
   pulumi.runtime.setMocks(
     {
@@ -185,6 +192,7 @@ export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretK
   for (const [k, v] of Object.entries(program!.outputs)) outputs[k] = await resolveOutput(v);
   await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
   saveState(opts.statePath, state);
+  if (opts.randomStatePath) saveState(opts.randomStatePath, { steps: {}, random: state.random });
   return { specs, outputs, secrets };
 }
 
