@@ -456,6 +456,18 @@ const alertsSchema = z
   })
   .strict();
 
+/** Security updates: unattended-upgrades installs them daily; these keys say how they take effect. */
+const updatesSchema = z
+  .object({
+    // When a security update needs a reboot (a kernel, libc), the host reboots at this UTC time
+    // ("HH:MM"), or "never" (the reboot is then yours to do; /var/run/reboot-required says so).
+    rebootAt: z
+      .string()
+      .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a UTC time such as "04:30", or "never"' })
+      .default("04:30"),
+  })
+  .strict();
+
 /** Every key under the `nodehost:` namespace, without the prefix. */
 export const stackSchema = z
   .object({
@@ -474,6 +486,7 @@ export const stackSchema = z
     database: databaseSchema.prefault({}),
     backup: backupSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
+    updates: updatesSchema.prefault({}),
     // pulumi-command connects with this key and cannot prompt for a passphrase.
     sshPrivateKey: z
       .string()

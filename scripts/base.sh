@@ -6,6 +6,8 @@ set -euo pipefail
 
 require_nonempty DEPLOY_USER SWAP_MB DATA_DEVICE DATA_MOUNT SSH_PORT SSH_ALLOW_USERS
 require_vars SSH_ALLOW_FROM
+REBOOT_AT=${REBOOT_AT:-never}
+[[ $REBOOT_AT =~ ^(never|([01][0-9]|2[0-3]):[0-5][0-9])$ ]] || die "REBOOT_AT must be HH:MM or never, got '$REBOOT_AT'"
 [[ $SWAP_MB =~ ^[0-9]+$ ]] || die "SWAP_MB must be a number of MiB (0 = no swap), got '$SWAP_MB'"
 [[ $SSH_PORT =~ ^[0-9]+$ ]] || die "SSH_PORT must be a port number, got '$SSH_PORT'"
 [[ $DATA_MOUNT == /* && $DATA_MOUNT != / ]] || die "DATA_MOUNT must be an absolute path other than /"
@@ -19,13 +21,29 @@ for src in "${ssh_sources[@]}"; do
 done
 [[ " $SSH_ALLOW_USERS " == *" $DEPLOY_USER "* ]] || die "SSH_ALLOW_USERS must include the deploy user $DEPLOY_USER"
 
-apt_install unattended-upgrades fail2ban python3-systemd ufw
+apt_install unattended-upgrades fail2ban python3-systemd ufw needrestart
 
 # --- Security updates -------------------------------------------------------------------------
 write_file /etc/apt/apt.conf.d/20auto-upgrades 0644 root:root <<'CONF'
 APT::Periodic::Update-Package-Lists "1";
 APT::Periodic::Unattended-Upgrade "1";
 APT::Periodic::AutocleanInterval "7";
+CONF
+# An update that needs a reboot (kernel, libc) gets one in the stack's window; the stack comes
+# back by itself (the reboot test in test/e2e proves it).
+if [[ $REBOOT_AT == never ]]; then reboot_on=false reboot_time=04:30; else reboot_on=true reboot_time=$REBOOT_AT; fi
+write_file /etc/apt/apt.conf.d/52nodehost-reboot 0644 root:root <<CONF
+// Written by nodehost (base step): updates.rebootAt
+Unattended-Upgrade::Automatic-Reboot "$reboot_on";
+Unattended-Upgrade::Automatic-Reboot-WithUsers "true";
+Unattended-Upgrade::Automatic-Reboot-Time "$reboot_time";
+CONF
+# Services still running an old copy of an updated library are restarted after unattended
+# upgrades ('a': automatically, no prompt). The steps' own apt runs suspend it (lib.sh apt_get).
+write_file /etc/needrestart/conf.d/60-nodehost.conf 0644 root:root <<'CONF'
+# Written by nodehost (base step).
+$nrconf{restart} = 'a';
+$nrconf{kernelhints} = 0;
 CONF
 ensure_service unattended-upgrades
 

@@ -60,6 +60,8 @@ require_nonempty() {
 apt_get() {
   local fd err rc=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
   export DEBIAN_FRONTEND=noninteractive
+  # needrestart (base) restarts services after unattended upgrades, not in the middle of a step.
+  export NEEDRESTART_SUSPEND=1
   install -d -m 0700 /run/nodehost
   exec {fd}>/run/nodehost/apt.lock
   if ! flock -w "$limit" "$fd"; then

@@ -17,6 +17,8 @@ export interface BaseArgs extends HostStepArgs {
   sshUsers: pulumi.Input<string>[];
   /** Sources UFW lets reach SSH; empty = anywhere (the cloud firewall, if any, narrows it). */
   sshAllowFrom: string[];
+  /** "HH:MM" UTC: when a security update that needs a reboot gets one; "never": not automatically. */
+  rebootAt: string;
 }
 
 export class Base extends HostStep {
@@ -31,6 +33,7 @@ export class Base extends HostStep {
       SSH_PORT: 22,
       SSH_ALLOW_USERS: pulumi.all(args.sshUsers).apply((users) => [...new Set(users)].join(" ")),
       SSH_ALLOW_FROM: args.sshAllowFrom.join(" "),
+      REBOOT_AT: args.rebootAt,
     }, { secret: false, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -76,6 +76,7 @@ export class Host extends pulumi.ComponentResource {
       dataSizeGb: args.dataSizeGb,
       sshUsers: [DEPLOY_USER, args.connection.user, ...cfg.ssh.extraUsers],
       sshAllowFrom: cfg.ssh.openToWorld ? [] : cfg.ssh.allowFrom,
+      rebootAt: cfg.updates.rebootAt,
     }, child);
     const data = new DockerData(`${name}-docker-data`, {
       ...common, after: [base],

@@ -22,13 +22,13 @@ export function scriptsDir(): string {
  * `session.Run`, which ignores the context's deadline (provider/pkg/provider/remote/
  * commandOutputs.go, `run`), so `customTimeouts` alone would let a stuck `npm ci` hang `pulumi up`.
  * GNU timeout puts the script in its own process group and signals the whole group: TERM at the
- * limit, KILL a minute later.
+ * limit (exit 124), KILL a minute later if that did not end it.
  */
 export function stepWrapper(timeoutMinutes: number): string {
   if (!Number.isInteger(timeoutMinutes) || timeoutMinutes < 1) throw new Error(`bad step timeout ${timeoutMinutes}`);
   return `umask 077; f=$(mktemp); trap 'rm -f "$f"' EXIT; cat > "$f" || exit 1; ` +
     `sudo -n timeout --kill-after=60 ${timeoutMinutes}m bash "$f" </dev/null; rc=$?; ` +
-    `if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "error: step stopped after its ${timeoutMinutes} min limit" >&2; fi; exit $rc`;
+    `if [ $rc -eq 124 ]; then echo "error: step stopped after its ${timeoutMinutes} min limit" >&2; fi; exit $rc`;
 }
 
 /** What the VM test host replays: exactly what remote.Command receives. */

@@ -1,7 +1,7 @@
 // Issues 4 and 5 on a real VM: a fresh host provisioned by the stack's own steps serves the app
 // over HTTPS, keeps it across a reboot, backs it up to the bucket, and comes back after a disaster.
 import * as tls from "node:tls";
-import { appendFileSync, cpSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -141,6 +141,17 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(sshd).toContain("passwordauthentication no");
   });
 
+  it("installs security updates daily, reboots in the stack's window when one needs it, restarts what they touch", async () => {
+    const apt = await sshOk(host.target, "apt-config dump | grep -E '^(APT::Periodic::Unattended-Upgrade|Unattended-Upgrade::Automatic-Reboot(-Time)?) '");
+    expect(apt).toContain('APT::Periodic::Unattended-Upgrade "1";');
+    expect(apt).toContain('Unattended-Upgrade::Automatic-Reboot "true";');
+    expect(apt).toContain('Unattended-Upgrade::Automatic-Reboot-Time "04:30";');
+    expect((await sshOk(host.target, "systemctl is-enabled apt-daily-upgrade.timer")).trim()).toBe("enabled");
+    // needrestart reads our setting (batch mode prints its config-driven run without prompting).
+    expect(await sshOk(host.target, "sudo -n cat /etc/needrestart/conf.d/60-nodehost.conf")).toContain("$nrconf{restart} = 'a';");
+    expect((await ssh(host.target, "sudo -n needrestart -b -r l")).code).toBe(0);
+  });
+
   it("runs no step on a second replay", async () => {
     const r = await host.replay();
     expect(r.ran).toEqual([]);
@@ -167,6 +178,35 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(err).toBeInstanceOf(StepFailedError);
     expect((err as StepFailedError).step).toBe("app");
     expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(before);
+    expect((await web(https("/api/health"))).status).toBe(200);
+  });
+
+  it("loads a release whose step was stopped between moving `current` and reloading, on the next run", async () => {
+    // A release that leaves a mark when it starts: the old processes cannot fake it.
+    const token = `release-${Date.now()}`;
+    const next = mkdtempSync(join(tmpdir(), "nodehost-next-app-"));
+    cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("/srv/app/shared/release-token", ${JSON.stringify(token)});\n`);
+    const overrides = { app: { nodeSource: "npm-registry", source: "path", path: next } };
+    await sshOk(host.target, "sudo -n rm -f /srv/app/shared/release-token");
+    // The step dies right after the switch, as a lost connection or a timeout would stop it there.
+    const switched = '  point_current_at "$release_id"\n  touch "$release"';
+    const stopped = await withEditedScripts((dir) => {
+      const f = join(dir, "app.sh");
+      const text = readFileSync(f, "utf8");
+      if (!text.includes(switched)) throw new Error("app.sh no longer has the switch this test stops at");
+      writeFileSync(f, text.replace(switched, '  point_current_at "$release_id"\n  kill -9 $$\n  touch "$release"'));
+    }, () => host.replay({ overrides }).then(() => undefined, (e: unknown) => e));
+    expect(stopped).toBeInstanceOf(StepFailedError);
+    expect([(stopped as StepFailedError).step, (stopped as StepFailedError).exitCode]).toEqual(["app", 137]);
+    const moved = await sshOk(host.target, "readlink -f /srv/app/current");
+    expect((await ssh(host.target, "test -e /srv/app/shared/release-token")).code).not.toBe(0);
+    expect((await web(https("/api/health"))).status).toBe(200); // the old processes, still serving
+
+    const again = await host.replay({ overrides });
+    expect(again.ran.map((r) => r.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+    expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(moved);
+    expect((await sshOk(host.target, "cat /srv/app/shared/release-token")).trim()).toBe(token);
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 

@@ -194,6 +194,15 @@ const HOSTILE: Record<string, Bad> = {
     over: { "nodehost:droplet": droplet({ region: "sfo1" }) },
     expected: [`nodehost:droplet.region: Invalid option: expected one of ${DROPLET_REGIONS.map((r) => `"${r}"`).join("|")}`],
   },
+  "a reboot time with a command after it": {
+    over: { "nodehost:updates": JSON.stringify({ rebootAt: "04:30; reboot" }) },
+    expected: ['nodehost:updates.rebootAt: must be a UTC time such as "04:30", or "never"'],
+  },
+  "a reboot time past 23:59": { over: { "nodehost:updates": JSON.stringify({ rebootAt: "24:00" }) }, expected: ['nodehost:updates.rebootAt: must be a UTC time such as "04:30", or "never"'] },
+  "an extra SSH user with a space and a second name": {
+    over: { "nodehost:ssh": ssh({ allowFrom: ["203.0.113.10/32"], extraUsers: ["alice bob"] }) },
+    expected: ["nodehost:ssh.extraUsers[0]: must be a Linux user name such as alice"],
+  },
   "a size without memory (s-2vcpu)": { over: { "nodehost:droplet": droplet({ size: "s-2vcpu" }) }, expected: [`nodehost:droplet.size: ${SIZE}`] },
   "an upper-case size": { over: { "nodehost:droplet": droplet({ size: "S-2VCPU-4GB" }) }, expected: [`nodehost:droplet.size: ${SIZE}`] },
   "a size with a shell command": { over: { "nodehost:droplet": droplet({ size: "s-2vcpu-4gb;rm" }) }, expected: [`nodehost:droplet.size: ${SIZE}`] },
@@ -616,6 +625,9 @@ describe("defaults a real user would pick", () => {
     expect(c.droplet).toMatchObject({ size: "s-2vcpu-4gb", region: "fra1", image: "debian-13-x64", backups: false });
     expect(c.dns.ttl).toBe(600);
     expect(c.app).toMatchObject({ port: 3081, nodeMajor: 26, nodeSource: "nodesource", allowEndOfLifeNode: false });
+    expect(c.updates).toEqual({ rebootAt: "04:30" });
+    expect(c.ssh.extraUsers).toEqual([]);
+    expect(c.nginx.apiPublic).toBe(false);
     expect(c.images).toMatchObject({ postgres: "postgres:16", redis: "redis:7" });
     expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30 });
     expect(c.tls.acmeServer).toBe("https://acme-v02.api.letsencrypt.org/directory");

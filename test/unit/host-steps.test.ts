@@ -97,6 +97,7 @@ describe("host steps", () => {
     // UFW narrows SSH to ssh.allowFrom as the cloud firewall does; sshd lets in the deploy user only.
     expect(base).toMatch(/\nexport SSH_ALLOW_FROM='[0-9a-f.:/ ]+'\n/);
     expect(base).toContain("export SSH_ALLOW_USERS='deploy'\n");
+    expect(base).toContain("export REBOOT_AT='04:30'\n");
     const data = d.specs.find((s) => s.name === "docker-data")!.stdin;
     expect(data).toContain("export POSTGRES_IMAGE='postgres:16'\n");
     expect(data).toContain("export REDIS_IMAGE='redis:7'\n");
