@@ -54,12 +54,14 @@ export function checkCapability(): Capability {
 /** What the suite proves; printed when it cannot run, so a skip never reads as a pass. */
 export const NOT_PROVEN = [
   "the host steps (wait-for-boot, base, docker-data, backups, node-pm2, app, nginx, tls, health-gate) run green on a real Debian 13 host",
-  "a second replay runs no step, and a changed step re-runs with its dependants only (triggers as Pulumi honours them)",
-  "a failing step fails with its name and stderr and no secret",
-  "HTTPS with an ACME-issued certificate, HTTP->HTTPS, /api/health through Nginx->PM2->app->Postgres+Redis, basic auth on the UI only",
-  "only 22/80/443 listening beyond loopback, UFW and sshd hardening",
-  "the site healthy again after a reboot; a failed release rolled back",
-  "backups reach the bucket, a broken pg_dump fails loudly",
+  "steps run as the engine runs them: side by side where the graph allows (docker-data with node-pm2), re-run when any diffed input changes",
+  "a second replay runs no step, and a changed step re-runs with its dependants only",
+  "a failing step fails with its name and stderr, and its failure text (as the provider prints it, unmasked) holds no secret",
+  "a stuck step is stopped on the host at its limit; apt waits for a lock held elsewhere; the pinned host key is checked",
+  "HTTPS with an ACME-issued certificate, only ACME and redirects on HTTP, unknown hosts dropped, no CBC suites, /api/health through Nginx->PM2->app->Postgres+Redis, basic auth on the UI only, a ban after repeated failures",
+  "only 22/80/443 listening beyond loopback, UFW following ssh.allowFrom, sshd hardening, no secret in docker inspect or ps, no core dumps",
+  "the site healthy again after a reboot; a failed release rolled back; a release stopped mid-switch loaded on the next run",
+  "backups reach the bucket encrypted, a broken pg_dump fails loudly",
   "disaster recovery: a new host on the old volume, and a new host restoring the newest backup, with every row",
   "the cached base image is reused",
 ];
