@@ -24,13 +24,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): SpawnSyncReturns<string> {
+export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, {
     encoding: "utf8",
     env: { ...process.env, ...opts.env },
     input: opts.input,
     cwd: opts.cwd,
-    timeout: 120_000,
+    timeout: opts.timeoutMs ?? 120_000,
   });
 }
 

@@ -9,6 +9,7 @@ import { freePort, missing, run, SCRIPTS, tmpDir, waitFor } from "./helpers";
 const RENDER = path.join(SCRIPTS, "tools", "nodehost-nginx-render");
 const need = missing("nginx", "openssl", "curl");
 if (need.length) console.warn(`nginx renderer tests SKIPPED: missing ${need.join(", ")} (apt-get install nginx openssl curl)`);
+if (missing("testssl").length) console.warn("testssl.sh scan of the rendered TLS configuration SKIPPED: apt-get install testssl.sh");
 
 describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
   const T = tmpDir("nodehost-nginx-");
@@ -172,6 +173,22 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     expect(offered(["-tls1_1"]).stdout).toMatch(/Cipher is \(NONE\)/);
     expect(offered(["-tls1_3"]).stdout).toMatch(/New, TLSv1\.3, Cipher is TLS_/);
   });
+
+  it.skipIf(missing("testssl").length > 0)("testssl.sh finds nothing above LOW that the configuration causes", () => {
+    // Certificate findings (self-signed, short-lived, no OCSP) are this test's certificate, not the
+    // configuration; on a host the certificate comes from the ACME CA.
+    const dir = tmpDir("nodehost-testssl-");
+    const json = path.join(dir, "findings.json");
+    const r = run("testssl", ["--quiet", "--color", "0", "--warnings", "batch", "--ip", "127.0.0.1",
+      "--jsonfile", json, `https://example.test:${httpsPort}`], { timeoutMs: 300_000 });
+    expect(fs.existsSync(json), r.stdout + r.stderr).toBe(true);
+    const findings = JSON.parse(fs.readFileSync(json, "utf8")) as { id: string; severity: string; finding: string }[];
+    const serious = findings.filter((f) => ["MEDIUM", "HIGH", "CRITICAL"].includes(f.severity) && !f.id.startsWith("cert_"));
+    expect(serious.map((f) => `${f.severity} ${f.id}: ${f.finding}`)).toEqual([]);
+    // And it did test the server: protocols and suites were seen.
+    expect(findings.find((f) => f.id === "TLS1_3")?.finding).toMatch(/offered/);
+    expect(findings.find((f) => f.id === "TLS1_1")?.finding).toMatch(/not offered/);
+  }, 320_000);
 
   it("rate-limits guesses at basic auth and bursts at the API per address (429)", () => {
     const codes = (p: string) => {
