@@ -33,6 +33,11 @@ Package: nodejs
 Pin: origin deb.nodesource.com
 Pin-Priority: 600
 PREF
+  # Patch releases of this major arrive with the security updates (the list above names one major).
+  write_file /etc/apt/apt.conf.d/52nodehost-nodesource 0644 root:root <<'CONF'
+// Written by nodehost (node-pm2 step): unattended-upgrades also takes NodeSource's nodejs.
+Unattended-Upgrade::Origins-Pattern { "site=deb.nodesource.com"; };
+CONF
   NODEHOST_APT_UPDATED=
   if [[ $(installed_major || true) != "$NODE_MAJOR" ]]; then
     apt_get update
