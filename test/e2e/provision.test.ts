@@ -114,7 +114,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const leaked = fresh.secrets.filter((s) => s.length >= 8 && seen.includes(s));
     expect(leaked.map((s) => `${s.slice(0, 3)}...`)).toEqual([]);
     expect(seen).toContain("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password");
-    expect((await sshOk(host.target, "sysctl -n kernel.core_pattern fs.suid_dumpable; systemctl show -p LimitCORE pm2-deploy")).trim().split("\n"))
+    expect((await sshOk(host.target, "sudo -n sysctl -n kernel.core_pattern fs.suid_dumpable; systemctl show -p LimitCORE pm2-deploy")).trim().split("\n"))
       .toEqual(["|/bin/false", "0", "LimitCORE=0"]);
   });
 
