@@ -459,11 +459,12 @@ const alertsSchema = z
 /** Security updates: unattended-upgrades installs them daily; these keys say how they take effect. */
 const updatesSchema = z
   .object({
-    // When a security update needs a reboot (a kernel, libc), the host reboots at this UTC time
-    // ("HH:MM"), or "never" (the reboot is then yours to do; /var/run/reboot-required says so).
+    // When a security update needs a reboot (a kernel, libc), the host reboots at this time
+    // ("HH:MM", the host's clock: UTC on a droplet), or "never" (the reboot is then yours to do;
+    // /var/run/reboot-required says so). unattended-upgrades passes it to `shutdown -r`.
     rebootAt: z
       .string()
-      .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a UTC time such as "04:30", or "never"' })
+      .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a time such as "04:30" (host clock, UTC on a droplet), or "never"' })
       .default("04:30"),
   })
   .strict();

@@ -193,12 +193,16 @@ point_current_at() {
 # "<release> <env hash> <ecosystem hash>". A run stopped anywhere before that (after moving
 # `current`, after writing the env file) finds no match and (re)loads, rather than taking the old
 # processes' health for the new release's.
-live_mark=$APP_ROOT/.nodehost-live
+# Root-owned (/srv/<app> is the deploy user's: a symlink planted there would aim root's write).
+install -d -m 0755 /var/lib/nodehost
+live_mark=/var/lib/nodehost/$APP_NAME.live
 env_hash=$(sha256sum <"$SHARED/.env" | cut -c1-16)
 ecosystem_hash=$(sha256sum <"$ecosystem" | cut -c1-16)
 want_live="$release_id $env_hash $ecosystem_hash"
 live=$(cat "$live_mark" 2>/dev/null || true)
-if [[ -n $live && ${live##* } != "$ecosystem_hash" ]]; then ecosystem_changed=1; fi
+# No record of what runs (a fresh host, an earlier version, a run stopped before the record): the
+# processes are recreated from the ecosystem, which a reload would not fully apply.
+if [[ ${live##* } != "$ecosystem_hash" ]]; then ecosystem_changed=1; fi
 previous=$(basename "$(readlink "$APP_ROOT/current" 2>/dev/null || echo none)")
 if [[ $live == "$want_live" && $previous == "$release_id" ]] && pm2_online && healthy; then
   log "release $release_id is current and healthy"
@@ -209,7 +213,7 @@ else
   rm -f "$release/.nodehost-failed"
   if [[ $ecosystem_changed == 1 ]]; then pm2_apply recreate; else pm2_apply reload; fi
   if wait_healthy; then
-    printf '%s\n' "$want_live" >"$live_mark"
+    write_file "$live_mark" 0644 root:root <<<"$want_live"
     changed "release $release_id live (previous: $previous)"
   else
     as_deploy pm2 logs --nostream --lines 30 "$APP_NAME-web" >&2 || true

@@ -79,10 +79,11 @@ for port in 80 443; do
   fi
 done
 # SSH from ssh.allowFrom only, as the cloud firewall has it (in every host mode); anywhere when
-# the list is empty. Narrow rules go in before the broad one goes, so this session stays allowed.
-# ufw normalizes what it stores (10.0.2.2/32 shows as 10.0.2.2), so rules are compared by ufw's
-# own answer ("Skipping adding existing rule", "Could not delete non-existent rule"), and the
-# sources added last time are kept in a file to remove the ones dropped from the list.
+# the list is empty. ufw normalizes what it stores (10.0.2.2/32 and 10.0.2.2 are one rule), so
+# rules are compared by ufw's own answer ("Skipping adding existing rule", "Could not delete
+# non-existent rule"). Sources dropped from the list go first and the list's rules are added after,
+# so an entry written another way (10.0.2.2 -> 10.0.2.2/32) ends with its rule in place; the
+# broad rule goes last. This session stays up throughout (ufw accepts ESTABLISHED traffic).
 ufw_rule() { # ufw_rule allow|delete RULE... : 0 when ufw changed something
   local out
   out=$(ufw "$@" 2>&1) || die "ufw $*: $out"
@@ -90,6 +91,14 @@ ufw_rule() { # ufw_rule allow|delete RULE... : 0 when ufw changed something
 }
 ssh_from_state=/etc/nodehost/ufw-ssh-from
 previous_sources=$(cat "$ssh_from_state" 2>/dev/null || true)
+# Every source that may hold a rule is on record before any rule changes: a run stopped halfway
+# still removes what it added once the list no longer names it.
+# shellcheck disable=SC2086 # one source a word
+write_file "$ssh_from_state" 0644 root:root <<<"$(printf '%s\n' $previous_sources "${ssh_sources[@]}" | sort -u)"
+for src in $previous_sources; do
+  [[ " $SSH_ALLOW_FROM " == *" $src "* ]] && continue
+  ufw_rule delete allow proto tcp from "$src" to any port "$SSH_PORT" && changed "ufw: removed ${SSH_PORT}/tcp from $src"
+done
 if [[ ${#ssh_sources[@]} -eq 0 ]]; then
   ufw_rule allow "${SSH_PORT}/tcp" && changed "ufw allow ${SSH_PORT}/tcp"
 else
@@ -98,11 +107,7 @@ else
   done
   ufw_rule delete allow "${SSH_PORT}/tcp" && changed "ufw: ${SSH_PORT}/tcp no longer open to anywhere"
 fi
-for src in $previous_sources; do
-  [[ " $SSH_ALLOW_FROM " == *" $src "* ]] && continue
-  ufw_rule delete allow proto tcp from "$src" to any port "$SSH_PORT" && changed "ufw: removed ${SSH_PORT}/tcp from $src"
-done
-printf '%s\n' "${ssh_sources[@]}" | write_file "$ssh_from_state" 0644 root:root
+write_file "$ssh_from_state" 0644 root:root <<<"$(printf '%s\n' "${ssh_sources[@]}")"
 if ! grep -q '^Status: active' <<<"$ufw_status"; then
   # The SSH session running this step opened before any rule used connection tracking, so the
   # kernel never saw its handshake. Let conntrack learn it from live traffic under an accept-only
@@ -155,7 +160,12 @@ if [[ $WRITE_CHANGED == 1 ]]; then
   fi
   systemctl reload ssh
   changed "sshd reloaded"
+elif ! grep -q "^maxauthtries 3$" < <(sshd -T 2>/dev/null); then
+  die "sshd -T does not show the hardening drop-in: another file in sshd_config.d sorts before 01-nodehost.conf?"
 fi
+# The running daemon may predate the file (a run stopped between writing and reloading): a reload
+# is harmless to open sessions.
+systemctl reload ssh
 
 # --- No core dumps: a crashed process's memory holds its secrets (database URL, keys) -----------
 # core_pattern is not namespaced, so this covers the containers too.
@@ -163,7 +173,8 @@ write_file /etc/sysctl.d/60-nodehost-hardening.conf 0644 root:root <<'CONF'
 fs.suid_dumpable = 0
 kernel.core_pattern = |/bin/false
 CONF
-[[ $WRITE_CHANGED == 1 ]] && sysctl -q -p /etc/sysctl.d/60-nodehost-hardening.conf
+# Applied on every run (cheap): a run stopped after the write must not leave it for the next boot.
+sysctl -q -p /etc/sysctl.d/60-nodehost-hardening.conf
 write_file /etc/security/limits.d/60-nodehost.conf 0644 root:root <<<'* hard core 0'
 
 # --- Swap ---------------------------------------------------------------------------------------

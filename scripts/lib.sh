@@ -148,14 +148,18 @@ write_file() {
 # printf %q, so the tools that source the file get the exact values back and run nothing,
 # whatever a value holds (quotes, $(...), backticks, newlines). Through write_file.
 write_env() {
-  local path=$1 mode=$2 owner=$3
+  local path=$1 mode=$2 owner=$3 name line content=""
   shift 3
-  write_file "$path" "$mode" "$owner" < <(
-    for name in "$@"; do
-      [[ $name =~ ^[A-Z][A-Z0-9_]*$ ]] || die "write_env: bad name $name"
-      printf '%s=%q\n' "$name" "${!name}"
-    done
-  )
+  # Built here, not in a subshell: a bad or unset name must stop the step, not write half a file.
+  for name in "$@"; do
+    [[ $name =~ ^[A-Z][A-Z0-9_]*$ ]] || die "write_env: bad name $name"
+    [[ -n ${!name+x} ]] || die "write_env: $name is not set"
+    printf -v line '%s=%q' "$name" "${!name}"
+    content+=$line$'\n'
+  done
+  # A here-string (not a pipe, whose write_file would run in a subshell and lose WRITE_CHANGED);
+  # it adds back the last newline.
+  write_file "$path" "$mode" "$owner" <<<"${content%$'\n'}"
 }
 
 # install_b64 BASE64 PATH MODE [OWNER] : decodes a shipped tool and writes it with write_file.

@@ -47,8 +47,10 @@ maxretry = 5
 findtime = 10m
 bantime = 1h
 CONF
-  if [[ $WRITE_CHANGED == 1 ]] && systemctl is-active --quiet fail2ban; then
+  # Judged by whether the jail runs, not by whether this run wrote the file.
+  if systemctl is-active --quiet fail2ban && ! fail2ban-client status nginx-http-auth >/dev/null 2>&1; then
     systemctl restart fail2ban
+    changed "fail2ban restarted with the nginx-http-auth jail"
   fi
 fi
 

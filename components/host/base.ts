@@ -17,7 +17,7 @@ export interface BaseArgs extends HostStepArgs {
   sshUsers: pulumi.Input<string>[];
   /** Sources UFW lets reach SSH; empty = anywhere (the cloud firewall, if any, narrows it). */
   sshAllowFrom: string[];
-  /** "HH:MM" UTC: when a security update that needs a reboot gets one; "never": not automatically. */
+  /** "HH:MM" (the host's clock, UTC on a droplet): when an update that needs a reboot gets one; "never": not automatically. */
   rebootAt: string;
 }
 

@@ -180,7 +180,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     }
   });
 
-  it("reads a backup from before encryption as it is", () => {
+  it("reads a backup from before encryption as it is, whatever the file is called", () => {
     const plain = path.join(root, "app-20200101T000000Z.tar.gz");
     const dump = path.join(root, "plain");
     fs.mkdirSync(dump, { recursive: true });
@@ -190,6 +190,11 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     const r = tool("nodehost-restore", [plain, "--yes"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toContain(`ok: restored ${plain}`);
+    // Any file name will do, the one the tool uses inside its work dir included.
+    const named = path.join(tmpDir("nodehost-named-"), "backup.tar.gz");
+    fs.copyFileSync(plain, named);
+    const again = tool("nodehost-restore", [named, "--yes"]);
+    expect(again.status, again.stderr).toBe(0);
   }, 60_000);
 
   it("without --yes and without a terminal it refuses", () => {

@@ -77,6 +77,15 @@ describe("write_env", () => {
     expect(fs.existsSync(mark)).toBe(false);
     expect(bash(`write_env ${f} 0600 root:root A B C D E F G; echo "changed=$WRITE_CHANGED"`, hostile).stdout).toBe("changed=0\n");
   });
+  it("stops the step on an unset or bad name, and writes nothing", () => {
+    const f = path.join(tmpDir(), "tool.env");
+    const unset = bash(`write_env ${f} 0600 root:root A NOT_SET; echo reached`, { A: "x" });
+    expect(unset.status).toBe(1);
+    expect(unset.stderr).toContain("write_env: NOT_SET is not set");
+    expect(unset.stdout).not.toContain("reached");
+    expect(bash(`write_env ${f} 0600 root:root 'A;B'`, {}).stderr).toContain("write_env: bad name A;B");
+    expect(fs.existsSync(f)).toBe(false);
+  });
 });
 
 describe("install_b64", () => {

@@ -125,8 +125,10 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
       const ui = https("example.test", "/");
       expect(status(ui)).toBe("401");
       expect(ui.headers.toLowerCase()).toContain("strict-transport-security: max-age=31536000");
-      // Another name in SNI: the handshake is refused, nothing is served.
+      // Another name in SNI: the handshake is refused, nothing is served; the site's SNI with
+      // another Host lands on the default server too, which answers nothing.
       expect(status(https("evil.example", "/api/health"))).toBe("000");
+      expect(status(https("example.test", "/", "--http1.1", "-H", "Host: evil.example"))).toBe("000");
     });
   });
 

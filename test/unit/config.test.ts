@@ -196,9 +196,9 @@ const HOSTILE: Record<string, Bad> = {
   },
   "a reboot time with a command after it": {
     over: { "nodehost:updates": JSON.stringify({ rebootAt: "04:30; reboot" }) },
-    expected: ['nodehost:updates.rebootAt: must be a UTC time such as "04:30", or "never"'],
+    expected: ['nodehost:updates.rebootAt: must be a time such as "04:30" (host clock, UTC on a droplet), or "never"'],
   },
-  "a reboot time past 23:59": { over: { "nodehost:updates": JSON.stringify({ rebootAt: "24:00" }) }, expected: ['nodehost:updates.rebootAt: must be a UTC time such as "04:30", or "never"'] },
+  "a reboot time past 23:59": { over: { "nodehost:updates": JSON.stringify({ rebootAt: "24:00" }) }, expected: ['nodehost:updates.rebootAt: must be a time such as "04:30" (host clock, UTC on a droplet), or "never"'] },
   "an extra SSH user with a space and a second name": {
     over: { "nodehost:ssh": ssh({ allowFrom: ["203.0.113.10/32"], extraUsers: ["alice bob"] }) },
     expected: ["nodehost:ssh.extraUsers[0]: must be a Linux user name such as alice"],
