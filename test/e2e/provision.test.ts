@@ -195,7 +195,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
       const f = join(dir, "app.sh");
       const text = readFileSync(f, "utf8");
       if (!text.includes(switched)) throw new Error("app.sh no longer has the switch this test stops at");
-      writeFileSync(f, text.replace(switched, '  point_current_at "$release_id"\n  kill -9 $$\n  touch "$release"'));
+      // A function replacer: in a replacement string "$$" would be read as a single "$".
+      writeFileSync(f, text.replace(switched, () => '  point_current_at "$release_id"\n  kill -9 $$\n  touch "$release"'));
     }, () => host.replay({ overrides }).then(() => undefined, (e: unknown) => e));
     expect(stopped).toBeInstanceOf(StepFailedError);
     expect([(stopped as StepFailedError).step, (stopped as StepFailedError).exitCode]).toEqual(["app", 137]);
