@@ -21,7 +21,9 @@ for src in "${ssh_sources[@]}"; do
 done
 [[ " $SSH_ALLOW_USERS " == *" $DEPLOY_USER "* ]] || die "SSH_ALLOW_USERS must include the deploy user $DEPLOY_USER"
 
-apt_install unattended-upgrades fail2ban python3-systemd ufw needrestart
+# nftables: trixie's fail2ban bans through `nft` (banaction nftables) and only recommends the
+# package; without it every ban failed with "nft: not found" (seen in the VM suite's ban test).
+apt_install unattended-upgrades fail2ban python3-systemd ufw needrestart nftables
 
 # --- Security updates -------------------------------------------------------------------------
 write_file /etc/apt/apt.conf.d/20auto-upgrades 0644 root:root <<'CONF'
