@@ -122,7 +122,10 @@ describe("apt_install", () => {
 
 describe("apt_get", () => {
   // A stand-in apt-get that fails like `apt-get update` under a held lists lock for its first N calls.
-  const lockedApt = (failures: number, message = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42 (apt-get)") => {
+  // waitS: apt_get measures its wait with bash's whole-second $SECONDS, so a 1 s wait can end
+  // at the first failure when a second boundary falls just after the start; the tests that
+  // must see retries give it far more than they need.
+  const lockedApt = (failures: number, message = "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42 (apt-get)", waitS = 60) => {
     const dir = tmpDir();
     const count = path.join(dir, "count");
     fs.writeFileSync(path.join(dir, "apt-get"), `#!/bin/sh
@@ -130,7 +133,7 @@ n=$(cat ${count} 2>/dev/null || echo 0); echo $((n + 1)) > ${count}
 if [ "$n" -lt ${failures} ]; then echo '${message}' >&2; exit 100; fi
 echo "apt-get $*"
 `, { mode: 0o755 });
-    return { env: { PATH: `${dir}:${process.env.PATH}`, NODEHOST_APT_RETRY_S: "0.1", NODEHOST_APT_WAIT_S: "1" }, calls: () => Number(fs.readFileSync(count, "utf8")) };
+    return { env: { PATH: `${dir}:${process.env.PATH}`, NODEHOST_APT_RETRY_S: "0.1", NODEHOST_APT_WAIT_S: String(waitS) }, calls: () => Number(fs.readFileSync(count, "utf8")) };
   };
   it("retries while another process holds a package lock, then succeeds", () => {
     const apt = lockedApt(2);
@@ -141,7 +144,7 @@ echo "apt-get $*"
     expect(r.stdout).toContain("apt-get -q -o DPkg::Lock::Timeout=600 update");
   });
   it("gives up with apt's own error once the wait is over", () => {
-    const apt = lockedApt(1000);
+    const apt = lockedApt(1000, undefined, 1);
     const r = bash("apt_get update", apt.env);
     expect(r.status).toBe(100);
     expect(r.stderr).toContain("Could not get lock");
