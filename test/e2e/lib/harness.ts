@@ -52,6 +52,17 @@ export async function startWorld(opts: { dir: string; detached?: boolean; httpPo
   };
 }
 
+/**
+ * The same world (image, key, bucket, the stack's random values) with a CA and HTTP port of its
+ * own, so a second web host can run beside the first: Pebble validates HTTP-01 on one host port
+ * per instance. Its stop() stops only the extra Pebble.
+ */
+export async function besideWorld(world: World, name: string): Promise<World> {
+  const httpPort = await freePort();
+  const pebble = await startPebble({ dir: join(world.dir, `pebble-${name}`), httpPort });
+  return { ...world, pebble, httpPort, stop: () => pebble.stop() };
+}
+
 export function userData(world: Pick<World, "key">): string {
   return cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: [world.key.publicKey] });
 }
