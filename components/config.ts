@@ -27,7 +27,11 @@ export const SECRET_KEYS = [
   "backupAccessKey",
   "backupSecretKey",
   "backupPassphrase",
+  "appSecrets",
 ] as const;
+
+/** Variables the stack sets for the app itself (app step): neither app.env nor appSecrets may set them. */
+export const APP_ENV_RESERVED = ["NODE_ENV", "PORT", "HOST", "DATABASE_URL", "REDIS_URL"] as const;
 
 /** Droplet backup windows (droplet.backupPolicy). */
 export const BACKUP_PLANS = ["weekly", "daily"] as const;
@@ -325,6 +329,26 @@ export const NODE_END_OF_LIFE: Readonly<Record<number, string>> = {
 /** The current Active LTS line (26 since 2026-10; 24 is in maintenance until 2028-04-30). */
 export const CURRENT_LTS_NODE = 26;
 
+/**
+ * The app's environment (app.env, appSecrets): names as a shell and dotenv take them, values any
+ * text. They reach the host inside the step's secret stdin and the processes through a 0600
+ * JSON file PM2 reads (never a shell line, never a process's command line). `pulumi config set
+ * --path app.env.WORKERS 4` stores a number: numbers and booleans are taken as their text.
+ */
+const appEnvMap = z.record(
+  z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, { error: "must be a variable name: letters, digits and '_', not starting with a digit" })
+    .refine((k) => !(APP_ENV_RESERVED as readonly string[]).includes(k), {
+      error: `is set by the stack (${APP_ENV_RESERVED.join(", ")}): choose another name`,
+    }),
+  z
+    .union([z.string(), z.number(), z.boolean()], { error: "must be a string, number or boolean" })
+    .transform(String)
+    // A NUL cannot be in an environment; 32 KiB stays far inside Linux's 128 KiB per variable.
+    .refine((v) => !v.includes("\0") && v.length <= 32768, { error: "must be at most 32768 characters, without NUL" }),
+);
+
 const appSchema = z
   .object({
     name: z
@@ -349,6 +373,8 @@ const appSchema = z
       })
       .default(""),
     build: z.boolean().default(false),
+    // Plain settings for the app's processes; secrets go in the top-level appSecrets.
+    env: appEnvMap.default({}),
     nodeMajor: z.int().min(18).max(40).default(CURRENT_LTS_NODE),
     // Run a Node.js major past its end of life anyway (parseConfig refuses one otherwise).
     allowEndOfLifeNode: z.boolean().default(false),
@@ -512,6 +538,11 @@ export const stackSchema = z
       .min(20, { error: "must be at least 20 characters" })
       .refine((s) => !/[\x00-\x1f\x7f]/.test(s), { error: "must not contain line breaks or control characters" })
       .optional(),
+    // The app's secrets (API keys): `pulumi config set --secret --path 'appSecrets.NAME' value`.
+    // The engine lists an object key as secret when any value in it is (pulumi
+    // sdk/go/common/resource/config/object.go:51-72 @1b5949891b), so a value set without --secret
+    // passes this check and sits in the stack file in plain text: the README says to set each one so.
+    appSecrets: appEnvMap.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -538,6 +569,9 @@ export const stackSchema = z
       ["ssh", "openToWorld"],
       "cannot be true while ssh.allowFrom lists addresses: choose one",
     );
+    for (const k of Object.keys(c.appSecrets ?? {})) {
+      need(k in c.app.env, ["app", "env", k], "is also in appSecrets: set it in one place");
+    }
     need(!c.backup.createBucket && !c.backup.bucketName, ["backup", "bucketName"], "is required when backup.createBucket is false");
     if (c.hostMode === "existing") {
       need(!c.backup.endpoint, ["backup", "endpoint"], "is required when hostMode is existing (no Spaces bucket is created)");
@@ -562,6 +596,7 @@ export type StackConfig = Omit<Parsed, SecretKey> & {
   backupAccessKey?: pulumi.Output<string>;
   backupSecretKey?: pulumi.Output<string>;
   backupPassphrase?: pulumi.Output<string>;
+  appSecrets?: pulumi.Output<Record<string, string>>;
 };
 
 export class ConfigError extends Error {
@@ -616,6 +651,9 @@ export function parseConfig(
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
         for (const k of issue.keys) problems.push(`${keyPath([...issue.path, k])}: unknown key (misspelt?)`);
+      } else if (issue.code === "invalid_key") {
+        // A record's key that its key schema refused: that schema's own message.
+        problems.push(`${keyPath(issue.path)}: ${issue.issues[0]?.message ?? issue.message}`);
       } else if (issue.code === "invalid_type") {
         const got = valueAt(ours, issue.path);
         problems.push(`${keyPath(issue.path)}: ${got === undefined ? "is required" : `must be ${article(issue.expected)} (got ${describe(got)})`}`);
@@ -689,6 +727,7 @@ export function parseConfig(
     backupAccessKey: secret(c.backupAccessKey),
     backupSecretKey: secret(c.backupSecretKey),
     backupPassphrase: secret(c.backupPassphrase),
+    appSecrets: c.appSecrets === undefined ? undefined : pulumi.secret(c.appSecrets),
   };
 }
 

@@ -6,7 +6,7 @@ declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
 require_nonempty APP_NAME DEPLOY_USER APP_PORT APP_SOURCE NPM_REGISTRY DATABASE_URL REDIS_URL ROLLBACK_TOOL_B64
-require_vars APP_ARCHIVE_B64 APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD
+require_vars APP_ARCHIVE_B64 APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
 [[ $APP_NAME =~ ^[a-z][a-z0-9-]*$ ]] || die "APP_NAME must be a lower-case name, got '$APP_NAME'"
 [[ $APP_PORT =~ ^[0-9]+$ ]] || die "APP_PORT must be a port number, got '$APP_PORT'"
 id "$DEPLOY_USER" >/dev/null 2>&1 || die "deploy user $DEPLOY_USER does not exist"
@@ -34,13 +34,24 @@ install -d -m 0700 /etc/nodehost
 write_env /etc/nodehost/app.env 0644 root:root APP_NAME DEPLOY_USER APP_PORT
 
 # --- The environment the app runs with ----------------------------------------------------------
-write_file "$SHARED/.env" 0600 "$DEPLOY_USER:$deploy_group" <<ENV
-NODE_ENV=production
-PORT=$APP_PORT
-HOST=127.0.0.1
-DATABASE_URL=$DATABASE_URL
-REDIS_URL=$REDIS_URL
-ENV
+# One JSON object (app.env, appSecrets, then what the stack sets), built by node from the step's
+# variables and read by the PM2 ecosystem: a value may hold quotes, $(...) or newlines and is
+# never a shell line, a dotenv line or a command-line argument. Its errors name keys, not values.
+env_json=$(node -e '
+const e = process.env;
+let own;
+try { own = JSON.parse(e.APP_ENV_JSON || "{}"); } catch { console.error("APP_ENV_JSON is not JSON"); process.exit(1); }
+if (own === null || typeof own !== "object" || Array.isArray(own)) { console.error("APP_ENV_JSON must be an object"); process.exit(1); }
+for (const [k, v] of Object.entries(own)) {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== "string") { console.error("APP_ENV_JSON: bad variable " + JSON.stringify(k)); process.exit(1); }
+}
+const env = { ...own, NODE_ENV: "production", PORT: e.APP_PORT, HOST: "127.0.0.1", DATABASE_URL: e.DATABASE_URL, REDIS_URL: e.REDIS_URL };
+process.stdout.write(JSON.stringify(env, null, 1));')
+write_file "$SHARED/env.json" 0600 "$DEPLOY_USER:$deploy_group" <<<"$env_json"
+unset env_json
+remove_file "$SHARED/.env" # what env.json replaces (NAME=value lines, which a value could break)
+# PM2 keeps every process's environment in its dump and logs dir: the deploy user's alone.
+if [[ -d $deploy_home/.pm2 ]]; then chmod 0700 "$deploy_home/.pm2"; fi
 
 # --- Fetch the release into a staging dir, named by content --------------------------------------
 staging=$(mktemp -d "$RELEASES/.staging.XXXXXX")
@@ -109,7 +120,7 @@ fi
 rm -rf "$staging"
 trap - EXIT
 
-# --- PM2 ecosystem: processes run from `current`, env read from shared/.env at each (re)load ------
+# --- PM2 ecosystem: processes run from `current`, env read from shared/env.json at each (re)load --
 start_file=$(node -e '
 const p = require(process.argv[1]);
 const m = /^node\s+(\S+\.(?:c|m)?js)\s*$/.exec((p.scripts && p.scripts.start) || "");
@@ -128,13 +139,9 @@ if [[ -n $APP_WORKER ]]; then
 fi
 ecosystem=$SHARED/ecosystem.config.cjs
 write_file "$ecosystem" 0644 "$DEPLOY_USER:$deploy_group" <<JS
-// Written by nodehost (app step). Processes run from ${APP_ROOT}/current; env comes from shared/.env.
+// Written by nodehost (app step). Processes run from ${APP_ROOT}/current; env comes from shared/env.json.
 const fs = require("fs");
-const env = {};
-for (const line of fs.readFileSync("${SHARED}/.env", "utf8").split("\n")) {
-  const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-  if (m) env[m[1]] = m[2];
-}
+const env = JSON.parse(fs.readFileSync("${SHARED}/env.json", "utf8"));
 const common = {
   cwd: "${APP_ROOT}/current",
   env,
@@ -196,7 +203,7 @@ point_current_at() {
 # Root-owned (/srv/<app> is the deploy user's: a symlink planted there would aim root's write).
 install -d -m 0755 /var/lib/nodehost
 live_mark=/var/lib/nodehost/$APP_NAME.live
-env_hash=$(sha256sum <"$SHARED/.env" | cut -c1-16)
+env_hash=$(sha256sum <"$SHARED/env.json" | cut -c1-16)
 ecosystem_hash=$(sha256sum <"$ecosystem" | cut -c1-16)
 want_live="$release_id $env_hash $ecosystem_hash"
 live=$(cat "$live_mark" 2>/dev/null || true)

@@ -18,6 +18,8 @@ export interface AppArgs extends HostStepArgs {
   npmRegistry: string;
   databaseUrl: pulumi.Input<string>;
   redisUrl: pulumi.Input<string>;
+  /** app.env and appSecrets as one JSON object of name -> value (secret when it holds secrets). */
+  appEnvJson: pulumi.Input<string>;
 }
 
 export class App extends HostStep {
@@ -37,6 +39,7 @@ export class App extends HostStep {
       NPM_REGISTRY: args.npmRegistry,
       DATABASE_URL: args.databaseUrl,
       REDIS_URL: args.redisUrl,
+      APP_ENV_JSON: args.appEnvJson,
       ROLLBACK_TOOL_B64: toolB64("nodehost-rollback"),
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });

@@ -107,6 +107,10 @@ export class Host extends pulumi.ComponentResource {
       worker: cfg.app.worker, build: cfg.app.build, npmRegistry: cfg.app.npmRegistry,
       databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
       redisUrl: pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
+      // The config has refused names the stack sets and names in both maps (components/config.ts).
+      appEnvJson: cfg.appSecrets
+        ? cfg.appSecrets.apply((secrets) => JSON.stringify({ ...cfg.app.env, ...secrets }))
+        : JSON.stringify(cfg.app.env),
     }, child);
     const nginx = new Nginx(`${name}-nginx`, {
       ...common, after: [app],

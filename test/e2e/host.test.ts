@@ -11,7 +11,7 @@ import { checkCapability, skipBanner } from "./lib/capability";
 import { bootHost, DATA_DEVICE, DEPLOY_USER, startWorld, type Host, type World } from "./lib/harness";
 import { ensureBaseImage } from "./lib/image";
 import { newRunDir, pruneOldRuns, repoRoot } from "./lib/paths";
-import { assertNoSecret, maskSecrets, orderSteps, providerErrorText, replay, SecretInFailureError, StepFailedError, type Program, type StepSpec } from "./lib/replay";
+import { assertNoSecret, maskSecrets, orderSteps, providerErrorText, replay, SecretInFailureError, secretLeaves, StepFailedError, type Program, type StepSpec } from "./lib/replay";
 import { generateKey, shellQuote, ssh, sshOk } from "./lib/ssh";
 
 const cap = checkCapability();
@@ -37,6 +37,11 @@ describe("replay helpers (no VM)", () => {
     expect(() => assertNoSecret("s", text, ["not-there"])).not.toThrow();
   });
 
+  it("takes a secret config object (appSecrets) value by value", () => {
+    expect(secretLeaves(JSON.stringify({ A: "sk_live_1234", B: { C: "nested-secret" } }))).toEqual(
+      [JSON.stringify({ A: "sk_live_1234", B: { C: "nested-secret" } }), "sk_live_1234", "nested-secret"]);
+    expect(secretLeaves("plain-secret-text")).toEqual(["plain-secret-text"]);
+  });
   it("masks every secret, the longer first, and leaves short values alone", () => {
     expect(maskSecrets("pw=hunter2hunter2 key=hunter2 id=abc", ["hunter2", "hunter2hunter2", "abc"])).toBe("pw=*** key=*** id=abc");
   });

