@@ -121,12 +121,21 @@ rm -rf "$staging"
 trap - EXIT
 
 # --- PM2 ecosystem: processes run from `current`, env read from shared/env.json at each (re)load --
-start_file=$(node -e '
-const p = require(process.argv[1]);
-const m = /^node\s+(\S+\.(?:c|m)?js)\s*$/.exec((p.scripts && p.scripts.start) || "");
-process.stdout.write(m ? m[1] : (p.main || ""));' "$release/package.json")
-[[ -n $start_file && -f $release/$start_file ]] ||
-  die "release $release_id: cannot tell its start file (scripts.start 'node <file>' or main)"
+# The web process, as `npm start` would run it: `node <file>` directly (PM2's signals reach node
+# itself); any other start script (tsx, flags, a variable before the command) through npm, which
+# passes SIGINT/SIGTERM on to it; no start script: `main`, else server.js (npm's own default).
+web_json=$(node -e '
+const fs = require("fs"), path = require("path");
+const dir = process.argv[1], p = require(path.join(dir, "package.json"));
+const start = (p.scripts && p.scripts.start) || "";
+const m = /^node\s+(\S+\.(?:c|m)?js)\s*$/.exec(start);
+const file = m ? m[1] : start ? "" : p.main || "server.js";
+if (file && !(/^[A-Za-z0-9._][A-Za-z0-9._/-]*$/.test(file) && !file.split("/").includes("..") && fs.existsSync(path.join(dir, file)))) {
+  console.error("the start file " + JSON.stringify(file) + " is not a file in the release");
+  process.exit(1);
+}
+process.stdout.write(JSON.stringify(file ? { script: file } : { script: "npm", args: "start" }));' "$release") ||
+  die "release $release_id: cannot tell how to start it (scripts.start, main or server.js)"
 worker_json=null
 if [[ -n $APP_WORKER ]]; then
   if [[ -f $release/$APP_WORKER ]]; then
@@ -153,10 +162,12 @@ const common = {
   merge_logs: true,
   time: true,
 };
+const web = ${web_json};
 const worker = ${worker_json};
 module.exports = {
   apps: [
-    { ...common, name: "${APP_NAME}-web", script: "${APP_ROOT}/current/${start_file}" },
+    { ...common, ...web, name: "${APP_NAME}-web",
+      script: web.script === "npm" ? "npm" : "${APP_ROOT}/current/" + web.script },
     ...(worker ? [{ ...common, ...worker, name: "${APP_NAME}-worker",
       script: worker.script === "npm" ? "npm" : "${APP_ROOT}/current/" + worker.script }] : []),
   ],
@@ -186,9 +197,34 @@ pm2_apply() {
   as_deploy pm2 startOrReload "$ecosystem" --update-env >/dev/null
   as_deploy pm2 save --force >/dev/null
 }
-# Healthy, and still healthy a few seconds later (a process that dies after its first answer is not).
+# How often PM2 has restarted the web process so far (a reload counts as one).
+pm2_restarts() {
+  as_deploy pm2 jlist 2>/dev/null | node -e '
+let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+  let p;
+  try { p = JSON.parse(s).find((x) => x.name === process.argv[1]); } catch {}
+  process.stdout.write(String(p ? p.pm2_env.restart_time : 0));
+});' "$APP_NAME-web"
+}
+# Healthy within 90 s, and still healthy a few seconds later (a process that dies after its first
+# answer is not). A release whose web process PM2 has restarted 5 times meanwhile is crashing at
+# start: it is given up on then (about 15 s on a small droplet), not after the whole 90 s.
 wait_healthy() {
-  wait_until 90 "http://127.0.0.1:$APP_PORT/api/health" healthy && sleep 3 && healthy && pm2_online
+  local start=$SECONDS base now
+  base=$(pm2_restarts)
+  until healthy; do
+    now=$(pm2_restarts)
+    if ((now - base >= 5)); then
+      warn "the web process restarted $((now - base)) times without answering on 127.0.0.1:$APP_PORT/api/health"
+      return 1
+    fi
+    if ((SECONDS - start >= 90)); then
+      warn "gave up after 90s waiting for http://127.0.0.1:$APP_PORT/api/health"
+      return 1
+    fi
+    sleep 2
+  done
+  sleep 3 && healthy && pm2_online
 }
 point_current_at() {
   ln -sfn "releases/$1" "$APP_ROOT/current.new"

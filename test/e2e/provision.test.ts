@@ -194,6 +194,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const err = await host.replay({ overrides: { app: { nodeSource: "npm-registry", source: "path", path: broken } } }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(StepFailedError);
     expect((err as StepFailedError).step).toBe("app");
+    // Given up on as a crash loop, not after the whole 90 s health-check wait.
+    expect((err as StepFailedError).providerText).toMatch(/the web process restarted \d+ times without answering/);
     expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(before);
     expect((await web(https("/api/health"))).status).toBe(200);
   });
@@ -204,6 +206,10 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const next = mkdtempSync(join(tmpdir(), "nodehost-next-app-"));
     cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
     appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("/srv/app/shared/release-token", ${JSON.stringify(token)});\n`);
+    // Started through `npm start` (a start script that is not `node <file>`), as real apps are.
+    const pkg = JSON.parse(readFileSync(join(next, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    pkg.scripts.start = "NODE_OPTIONS=--enable-source-maps node server.js";
+    writeFileSync(join(next, "package.json"), JSON.stringify(pkg, null, 2));
     const overrides = { app: { nodeSource: "npm-registry", source: "path", path: next } };
     await sshOk(host.target, "sudo -n rm -f /srv/app/shared/release-token");
     // The step dies right after the switch, as a lost connection or a timeout would stop it there.
@@ -225,6 +231,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(again.ran.map((r) => r.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
     expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(moved);
     expect((await sshOk(host.target, "cat /srv/app/shared/release-token")).trim()).toBe(token);
+    // The variable only the start script sets: the process serving is the one `npm start` ran.
+    expect(await sshOk(host.target, "sudo -n sh -c 'grep -laF NODE_OPTIONS=--enable-source-maps /proc/[0-9]*/environ 2>/dev/null; true'")).not.toBe("");
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
