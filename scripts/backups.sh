@@ -61,13 +61,6 @@ install -d -m 0700 "$BACKUP_DIR"
 install -d -m 0755 /var/lib/nodehost/status
 FRESHNESS_CHECK="if [ -n \"\$(find $BACKUP_DIR/LAST_SUCCESS $DATA_MOUNT/.nodehost-initialized -mmin -$BACKUP_STALE_AFTER_MIN 2>/dev/null)\" ]; then echo ok >/var/lib/nodehost/status/backup-fresh; else rm -f /var/lib/nodehost/status/backup-fresh; fi"
 
-write_file /etc/cron.d/nodehost-backup 0644 root:root <<CRON
-# Written by nodehost (backups step). Log: /var/log/nodehost-backup.log and the journal.
-SHELL=/bin/bash
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-$BACKUP_SCHEDULE root /usr/local/bin/nodehost-backup --quiet >/dev/null
-*/10 * * * * root $FRESHNESS_CHECK
-CRON
 write_file /etc/logrotate.d/nodehost-backup 0644 root:root <<'ROT'
 /var/log/nodehost-backup.log {
     weekly
@@ -110,6 +103,16 @@ if [[ ! -f $MARKER ]]; then
   mv "$MARKER.tmp" "$MARKER"
   changed "$MARKER"
 fi
+
+# The schedule only now: before the database is initialised or restored, a cron run could send an
+# empty database off-site as the newest backup (nodehost-backup also refuses without the marker).
+write_file /etc/cron.d/nodehost-backup 0644 root:root <<CRON
+# Written by nodehost (backups step). Log: /var/log/nodehost-backup.log and the journal.
+SHELL=/bin/bash
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+$BACKUP_SCHEDULE root /usr/local/bin/nodehost-backup --quiet >/dev/null
+*/10 * * * * root $FRESHNESS_CHECK
+CRON
 
 # Refresh the heartbeat now rather than at the next cron tick.
 bash -c "$FRESHNESS_CHECK"

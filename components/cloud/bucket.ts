@@ -1,4 +1,4 @@
-// The off-site backup bucket (Spaces) with lifecycle expiry and a key that can touch only it.
+// The off-site backup bucket (Spaces), versioned, and a key that can touch only it.
 import * as pulumi from "@pulumi/pulumi";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as random from "@pulumi/random";
@@ -37,10 +37,17 @@ export class BackupBucket extends pulumi.ComponentResource {
           name: bucketName,
           region: args.region,
           acl: "private",
+          // Retention of current backups is nodehost-backup's, which never removes the newest
+          // three: a lifecycle expiry would delete the newest too after a month of failed backups.
+          // Versioned, a backup deleted or overwritten (by retention, an operator or a leaked key's
+          // plain DELETE) stays recoverable as a noncurrent version for the retention, then goes.
+          // (tfdo v2.99.1 spaces/resource_spaces_bucket.go:97-113 versioning, :180-192 and
+          // :705-715 noncurrent_version_expiration -> NoncurrentVersionExpiration.NoncurrentDays.)
+          versioning: { enabled: true },
           lifecycleRules: [
             {
               enabled: true,
-              expiration: { days: args.retentionDays },
+              noncurrentVersionExpiration: { days: args.retentionDays },
               abortIncompleteMultipartUploadDays: 1,
             },
           ],

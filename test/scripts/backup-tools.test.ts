@@ -46,6 +46,8 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     fs.copyFileSync(s3.s3cfg, path.join(etc, "s3cfg"));
     fs.writeFileSync(path.join(etc, "backup.passphrase"), `${PASSPHRASE}\n`, { mode: 0o600 });
     writeEnv("app");
+    // Written by the backups step once the database is initialised or restored (on the volume).
+    fs.writeFileSync(path.join(data, ".nodehost-initialized"), "initialized=2026-01-01T00:00:00Z\nrestored=none\n");
     env = {
       PATH: `${path.join(__dirname, "fixtures")}:${process.env.PATH}`,
       NODEHOST_ETC: etc, NODEHOST_LOG: path.join(root, "backup.log"), NODEHOST_LOCK: path.join(root, "lock"),
@@ -76,7 +78,8 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     fs.mkdirSync(path.join(data, "backups"), { recursive: true });
     fs.writeFileSync(path.join(data, "backups", "app-20000101T000000Z.tar.gz"), "old");
 
-    const r = tool("nodehost-backup");
+    // KEEP_NEWEST=1: retention by age alone here (its floor of newest backups has a test below).
+    const r = tool("nodehost-backup", [], { KEEP_NEWEST: "1" });
     expect(r.status, r.stderr).toBe(0);
     const file = r.stdout.trim();
     const name = path.basename(file);
@@ -195,6 +198,41 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     fs.copyFileSync(plain, named);
     const again = tool("nodehost-restore", [named, "--yes"]);
     expect(again.status, again.stderr).toBe(0);
+  }, 60_000);
+
+  it("keeps the newest 3 backups whatever their age: failed backups for longer than the retention leave the last good ones", () => {
+    const listing = () => s3.s3("ls", `s3://${s3.bucket}/keep/`).stdout.trim().split("\n").filter(Boolean).map((l) => l.split(/\s+/).pop()!.replace(/.*\//, ""));
+    const seed = path.join(root, "seed-keep");
+    fs.writeFileSync(seed, "x");
+    const old = [1, 2, 3, 4, 5].map((d) => `app-2000010${d}T000000Z.tar.gz.gpg`);
+    for (const name of old) expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/keep/${name}`).status).toBe(0);
+    fs.writeFileSync(path.join(etc, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace("S3_PREFIX='/prod/'", "S3_PREFIX='keep'"));
+    try {
+      const r = tool("nodehost-backup");
+      expect(r.status, r.stderr).toBe(0);
+      const name = path.basename(r.stdout.trim());
+      expect(listing().sort()).toEqual([name, old[4], old[3]].sort());
+      expect(r.stderr).toContain(`retention: removed remote ${old[0]}`);
+    } finally {
+      writeEnv("app");
+    }
+  }, 60_000);
+
+  it("uploads nothing without the initialised marker (volume not mounted, or a restore that never finished); a local copy is still made", () => {
+    const marker = path.join(data, ".nodehost-initialized");
+    const saved = fs.readFileSync(marker);
+    fs.rmSync(marker);
+    try {
+      const before = remote().sort();
+      const r = tool("nodehost-backup");
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/FAILED at setup: .*\.nodehost-initialized is missing: the data volume is not mounted, or its database was never initialised or restored/);
+      expect(remote().sort()).toEqual(before);
+      const local = tool("nodehost-backup", ["--no-upload", "--prefix", "pre-restore"]);
+      expect(local.status, local.stderr).toBe(0);
+    } finally {
+      fs.writeFileSync(marker, saved);
+    }
   }, 60_000);
 
   it("without --yes and without a terminal it refuses", () => {

@@ -413,6 +413,13 @@ export class FakeAccount {
         if (!SPACES_REGIONS.has(i.region)) throw new ApiError(400, `Spaces is not available in ${i.region}`);
         if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(i.name)) throw new ApiError(400, `InvalidBucketName: ${i.name}`);
         if (this.cloud.buckets.has(i.name)) throw new ApiError(409, `BucketAlreadyExists: ${i.name}`);
+        // Each rule needs an action: "At least one of `expiration` or `noncurrentVersionExpiration`
+        // must be specified" (@pulumi/digitalocean types/input.d.ts, SpacesBucketLifecycleRule);
+        // noncurrent days at least 1 (tfdo v2.99.1 spaces/resource_spaces_bucket.go:187-191).
+        for (const r of (i.lifecycleRules ?? []) as { expiration?: unknown; noncurrentVersionExpiration?: { days?: number } }[]) {
+          if (!r.expiration && !r.noncurrentVersionExpiration) throw new ApiError(400, "MalformedXML: a lifecycle rule has no action");
+          if (r.noncurrentVersionExpiration && !((r.noncurrentVersionExpiration.days ?? 0) >= 1)) throw new ApiError(400, "InvalidArgument: NoncurrentDays must be at least 1");
+        }
         this.cloud.buckets.set(i.name, { region: i.region, objects: 0 });
         return { id: i.name, outputs: { bucketUrn: `do:space:${i.name}`, bucketDomainName: `${i.name}.${i.region}.digitaloceanspaces.com` } };
       }

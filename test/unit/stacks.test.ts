@@ -102,11 +102,12 @@ describe("production (Pulumi.production.yaml)", () => {
     expect(one(production.custom, "digitalocean:index/reservedIpAssignment:ReservedIpAssignment").opts.deleteBeforeReplace).toBe(true);
   });
 
-  test("the bucket is private and expires backups after the remote retention (30 days)", () => {
+  test("the bucket is private and versioned; a deleted or overwritten backup stays for the remote retention (30 days), the current ones are the backup tool's", () => {
     const b = one(production.custom, "digitalocean:index/spacesBucket:SpacesBucket").inputs;
     expect(b).toMatchObject({ region: "fra1", acl: "private", name: "nodehost-production-backups-a1b2c3" });
     expect(one(production.custom, "digitalocean:index/spacesBucket:SpacesBucket").opts.replaceOnChanges).toEqual(["name"]);
-    expect(b.lifecycleRules).toEqual([{ enabled: true, expiration: { days: 30 }, abortIncompleteMultipartUploadDays: 1 }]);
+    expect(b.versioning).toEqual({ enabled: true });
+    expect(b.lifecycleRules).toEqual([{ enabled: true, noncurrentVersionExpiration: { days: 30 }, abortIncompleteMultipartUploadDays: 1 }]);
   });
 
   test("the host's Spaces key can read and write only the backup bucket", () => {
@@ -183,9 +184,9 @@ describe("staging (Pulumi.staging.yaml) differs from production where it should"
     expect(one(staging.custom, DROPLET).opts.ignoreChanges).toEqual(["userData", "sshKeys", "image"]);
   });
 
-  test("the bucket expires backups after the staging retention (14 days)", () => {
+  test("deleted or overwritten backups stay for the staging retention (14 days)", () => {
     const b = one(staging.custom, "digitalocean:index/spacesBucket:SpacesBucket").inputs;
-    expect(b.lifecycleRules).toEqual([{ enabled: true, expiration: { days: 14 }, abortIncompleteMultipartUploadDays: 1 }]);
+    expect(b.lifecycleRules).toEqual([{ enabled: true, noncurrentVersionExpiration: { days: 14 }, abortIncompleteMultipartUploadDays: 1 }]);
   });
 });
 
