@@ -125,15 +125,25 @@ export const dropletMonitoring: ResourceValidationPolicy = {
 
 export const bucketLifecycle: ResourceValidationPolicy = {
   name: "production-bucket-lifecycle-expiry",
-  description: "In production every Spaces bucket has an enabled lifecycle rule that expires objects.",
+  description:
+    "In production every Spaces bucket has an enabled lifecycle rule that expires objects; a versioned one, " +
+    "one that expires noncurrent versions (the backup tool prunes the current ones).",
   enforcementLevel: "mandatory",
   validateResource: (args: ResourceValidationArgs, report: ReportViolation) => {
     if (args.type !== TYPES.bucket || !inProduction(args)) return;
     const rules: any[] = Array.isArray(args.props.lifecycleRules) ? args.props.lifecycleRules : [];
-    const expires = rules.some(
-      (r) => r?.enabled === true && (Number(r.expiration?.days) > 0 || Boolean(r.expiration?.date)),
-    );
-    if (!expires) {
+    const enabled = rules.filter((r) => r?.enabled === true);
+    if (args.props.versioning?.enabled === true) {
+      // Deleted and overwritten objects stay as noncurrent versions until a rule expires them.
+      if (!enabled.some((r) => Number(r.noncurrentVersionExpiration?.days) > 0)) {
+        report(
+          `the versioned bucket ${args.name} has no enabled lifecycle rule expiring noncurrent versions: ` +
+            `deleted backups would pile up forever (set nodehost:backup.retentionRemoteDays)`,
+        );
+      }
+      return;
+    }
+    if (!enabled.some((r) => Number(r.expiration?.days) > 0 || Boolean(r.expiration?.date))) {
       report(
         `the bucket ${args.name} has no enabled lifecycle rule with an expiration: ` +
           `off-site backups would pile up forever (set nodehost:backup.retentionRemoteDays)`,

@@ -41,6 +41,8 @@ describe("replay helpers (no VM)", () => {
     expect(secretLeaves(JSON.stringify({ A: "sk_live_1234", B: { C: "nested-secret" } }))).toEqual(
       [JSON.stringify({ A: "sk_live_1234", B: { C: "nested-secret" } }), "sk_live_1234", "nested-secret"]);
     expect(secretLeaves("plain-secret-text")).toEqual(["plain-secret-text"]);
+    expect(secretLeaves(JSON.stringify({ K: "first line of it\nsecond line too\nx" }))).toEqual(
+      [JSON.stringify({ K: "first line of it\nsecond line too\nx" }), "first line of it\nsecond line too\nx", "first line of it", "second line too"]);
   });
   it("masks every secret, the longer first, and leaves short values alone", () => {
     expect(maskSecrets("pw=hunter2hunter2 key=hunter2 id=abc", ["hunter2", "hunter2hunter2", "abc"])).toBe("pw=*** key=*** id=abc");

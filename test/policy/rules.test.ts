@@ -152,4 +152,14 @@ describe("production-bucket-lifecycle-expiry", () => {
     expect(await violations(bucketLifecycle, bucket([{ enabled: true, expiration: { days: 30 } }]))).toEqual([]);
     expect(await violations(bucketLifecycle, bucket([{ enabled: true, expiration: { date: "2030-01-01" } }]))).toEqual([]);
   });
+
+  test("a versioned bucket needs a rule that expires noncurrent versions, and passes with one (as the program makes it)", async () => {
+    const versioned = (lifecycleRules: unknown) => ({ type: TYPES.bucket, name: "b", props: { versioning: { enabled: true }, lifecycleRules } });
+    const noncurrent =
+      "the versioned bucket b has no enabled lifecycle rule expiring noncurrent versions: deleted backups would pile up forever " +
+      "(set nodehost:backup.retentionRemoteDays)";
+    expect(await violations(bucketLifecycle, versioned([{ enabled: true, expiration: { days: 30 } }]))).toEqual([noncurrent]);
+    expect(await violations(bucketLifecycle, versioned([{ enabled: false, noncurrentVersionExpiration: { days: 30 } }]))).toEqual([noncurrent]);
+    expect(await violations(bucketLifecycle, versioned([{ enabled: true, noncurrentVersionExpiration: { days: 30 }, abortIncompleteMultipartUploadDays: 1 }]))).toEqual([]);
+  });
 });

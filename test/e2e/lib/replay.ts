@@ -147,17 +147,22 @@ function resolveOutput<T>(o: pulumi.Input<T>): Promise<T> {
 }
 
 /** Runs the program under mocks and resolves every step's spec and the stack outputs. */
-/** A config secret's value and, when it is a JSON object or array, every string or number inside it. */
+/**
+ * A config secret's value and, when it is a JSON object or array, every string or number inside
+ * it; a value over several lines also line by line (failure text is checked a line at a time).
+ */
 export function secretLeaves(value: string): string[] {
+  const out: string[] = [];
+  const add = (s: string) => out.push(s, ...(s.includes("\n") ? s.split("\n").filter((l) => l.trim().length >= 8) : []));
+  add(value);
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
   } catch {
-    return [value];
+    return out;
   }
-  const out = [value];
   const walk = (v: unknown) => {
-    if (typeof v === "string" || typeof v === "number") out.push(String(v));
+    if (typeof v === "string" || typeof v === "number") add(String(v));
     else if (v !== null && typeof v === "object") Object.values(v).forEach(walk);
   };
   if (parsed !== null && typeof parsed === "object") walk(parsed);
