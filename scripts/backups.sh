@@ -8,8 +8,10 @@ set -euo pipefail
 
 require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
-  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE
+  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE STACK
 require_vars S3_PREFIX
+# Pulumi's own rule for stack names (pulumi sdk/go/common/tokens/stack_name.go:60-84 @1b5949891b).
+[[ $STACK =~ ^[A-Za-z0-9._-]+$ ]] || die "STACK must be a stack name (letters, digits, '.', '_', '-'), got '$STACK'"
 [[ $BACKUP_PASSPHRASE != *$'\n'* && ${#BACKUP_PASSPHRASE} -ge 20 ]] || die "BACKUP_PASSPHRASE must be one line of at least 20 characters"
 [[ $BACKUP_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] ||
   die "BACKUP_SCHEDULE must be five cron fields, got '$BACKUP_SCHEDULE'"
@@ -49,7 +51,7 @@ signature_v2 = False
 check_ssl_certificate = True
 socket_timeout = 60
 CFG
-write_env "$ETC/backup.env" 0600 root:root APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_BUCKET S3_PREFIX \
+write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_BUCKET S3_PREFIX \
   RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS
 install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
 install_b64 "$RESTORE_TOOL_B64" /usr/local/bin/nodehost-restore 0755
@@ -86,8 +88,8 @@ if [[ ! -f $MARKER ]]; then
     die "PostgreSQL (nodehost-postgres) is not ready"
   tables=$(docker exec nodehost-postgres psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
     -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
-  newest=$(awk '$1 != "DIR" { n = $4; sub(".*/", "", n); print n }' <<<"$listing" |
-    grep -E "^$APP_NAME-[0-9]{8}T[0-9]{6}Z\.tar\.gz(\.gpg)?$" | sort | tail -n 1 || true)
+  # This stack's newest backup, never another stack's sharing the bucket (nodehost-backups).
+  newest=$(/usr/local/bin/nodehost-backups --newest)
   restored=none
   if [[ $tables == 0 && -n $newest ]]; then
     log "empty database on a new volume and $remote_dir$newest in the bucket: restoring it"

@@ -4,6 +4,8 @@ import { HostStep, HostStepArgs, toolB64 } from "./step";
 
 export interface BackupsArgs extends HostStepArgs {
   appName: string;
+  /** The stack's name: in every object name, so stacks sharing a bucket keep apart. */
+  stack: string;
   dataMount: string;
   postgresUser: string;
   postgresDb: string;
@@ -27,6 +29,7 @@ export class Backups extends HostStep {
     super("nodehost:host:Backups", name, "backups", args, opts);
     this.run(name, args, {
       APP_NAME: args.appName,
+      STACK: args.stack,
       DATA_MOUNT: args.dataMount,
       POSTGRES_USER: args.postgresUser,
       POSTGRES_DB: args.postgresDb,

@@ -87,7 +87,7 @@ export class Host extends pulumi.ComponentResource {
     }, child);
     const backups = new Backups(`${name}-backups`, {
       ...common, after: [data],
-      appName: cfg.app.name, dataMount: DATA_MOUNT,
+      appName: cfg.app.name, stack: cfg.stack, dataMount: DATA_MOUNT,
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
       s3Endpoint: args.backup.endpoint, s3Region: args.backup.region, s3Bucket: args.backup.bucket,
       s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,

@@ -256,7 +256,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(added.length).toBeGreaterThan(0);
     expect(added.every((o) => o.size > 0)).toBe(true);
     // Encrypted before it leaves the host: no dump, RDB or manifest text in the object.
-    expect(added.map((o) => o.key)).toEqual([expect.stringMatching(/^e2e\/app-\d{8}T\d{6}Z\.tar\.gz\.gpg$/)]);
+    expect(added.map((o) => o.key)).toEqual([expect.stringMatching(/^e2e\/app-e2e-\d{8}T\d{6}Z\.tar\.gz\.gpg$/)]);
     const body = Buffer.from(await world.s3.get(added[0].key));
     expect(["PGDMP", "REDIS", "MANIFEST", "postgres_db="].filter((s) => body.includes(s))).toEqual([]);
   });

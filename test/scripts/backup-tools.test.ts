@@ -34,9 +34,17 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   const rcli = (...args: string[]) => run("redis-cli", ["-p", env.SHIM_REDIS_PORT!, ...args], { env: { REDISCLI_AUTH: redisPass } }).stdout.trim();
   const remote = () => s3.s3("ls", `s3://${s3.bucket}/prod/`).stdout.trim().split("\n").filter(Boolean).map((l) => l.split(/\s+/).pop()!.replace(/.*\//, ""));
   const writeEnv = (db: string) => fs.writeFileSync(path.join(etc, "backup.env"), [
-    "APP_NAME='app'", `DATA_MOUNT='${data}'`, "POSTGRES_USER='app'", `POSTGRES_DB='${db}'`,
+    "APP_NAME='app'", "STACK='production'", `DATA_MOUNT='${data}'`, "POSTGRES_USER='app'", `POSTGRES_DB='${db}'`,
     `S3_BUCKET='${s3.bucket}'`, "S3_PREFIX='/prod/'", "RETENTION_LOCAL_DAYS='7'", "RETENTION_REMOTE_DAYS='30'", "",
   ].join("\n"));
+
+  /** A copy of etc/ whose backup.env has no STACK, as a host's from before names carried it. */
+  const legacyEtc = () => {
+    const dir = tmpDir("nodehost-legacy-etc-");
+    for (const f of fs.readdirSync(etc)) fs.copyFileSync(path.join(etc, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace("STACK='production'\n", ""));
+    return dir;
+  };
 
   beforeAll(async () => {
     pg = await startPostgres();
@@ -51,7 +59,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     env = {
       PATH: `${path.join(__dirname, "fixtures")}:${process.env.PATH}`,
       NODEHOST_ETC: etc, NODEHOST_LOG: path.join(root, "backup.log"), NODEHOST_LOCK: path.join(root, "lock"),
-      NODEHOST_BACKUP_TOOL: path.join(TOOLS, "nodehost-backup"),
+      NODEHOST_BACKUP_TOOL: path.join(TOOLS, "nodehost-backup"), NODEHOST_LIST_TOOL: path.join(TOOLS, "nodehost-backups"),
       ...pg.env,
       SHIM_REDIS_PORT: String(await freePort()), SHIM_LOADER_PORT: String(await freePort()),
       SHIM_REDIS_PASS: redisPass, SHIM_REDIS_DIR: redisDir,
@@ -83,7 +91,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     expect(r.status, r.stderr).toBe(0);
     const file = r.stdout.trim();
     const name = path.basename(file);
-    expect(name).toMatch(/^app-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
+    expect(name).toMatch(/^app-production-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
     expect(remote().sort()).toEqual([name, recent, "other-20000101T000000Z.tar.gz"].sort());
     expect(fs.readdirSync(path.join(data, "backups")).filter((f) => /\.tar\.gz(\.gpg)?$/.test(f))).toEqual([name]);
     expect(r.stderr).toContain("retention: removed remote app-20000101T000000Z.tar.gz");
@@ -138,11 +146,30 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     const lines = r.stdout.trim().split("\n");
     expect(lines[0]).toMatch(/^where\s+size\s+age\s+name$/);
     const remoteRows = lines.filter((l) => l.startsWith("remote"));
-    expect(remoteRows.at(-1)).toMatch(/^remote\s+\S+\s+\d+m\s+app-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
+    expect(remoteRows.at(-1)).toMatch(/^remote\s+\S+\s+\d+m\s+app-production-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
     expect(remoteRows.some((l) => /\s2d\s+app-/.test(l))).toBe(true);
     expect(lines.filter((l) => l.startsWith("local"))).toHaveLength(1);
     expect(lines.at(-1)).toMatch(/^last successful backup: \d{8}T\d{6}Z \(s3:\/\//);
   });
+
+  it("keeps stacks that share a bucket apart: another stack's newer backup is not the newest, and its old ones are not pruned", () => {
+    const stamp = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+    const seed = path.join(root, "seed-staging");
+    fs.writeFileSync(seed, "not an archive");
+    const newer = `app-staging-${stamp(Date.now() + 3600e3)}.tar.gz.gpg`;
+    const old = "app-staging-20000101T000000Z.tar.gz.gpg";
+    for (const n of [newer, old]) expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/prod/${n}`).status).toBe(0);
+    const newest = tool("nodehost-backups", ["--newest"]);
+    expect(newest.status, newest.stderr).toBe(0);
+    expect(newest.stdout.trim()).toMatch(/^app-production-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
+    expect(newest.stdout.trim()).toBe(remote().filter((n) => n.startsWith("app-production-")).sort().at(-1));
+    // Before names carried the stack (STACK unset): the newest of the old names, never a stack's.
+    const legacy = tool("nodehost-backups", ["--newest"], { NODEHOST_ETC: legacyEtc() });
+    expect(legacy.stdout.trim()).toMatch(/^app-\d{8}T\d{6}Z\.tar\.gz$/);
+    const r = tool("nodehost-backup");
+    expect(r.status, r.stderr).toBe(0);
+    expect(remote()).toEqual(expect.arrayContaining([newer, old]));
+  }, 60_000);
 
   it("restores the newest backup over changed data, after a pre-restore backup", async () => {
     const before = pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits");
@@ -162,7 +189,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     rcli("SHUTDOWN");
     expect(run("docker", ["redis-up"], { env: { ...process.env, ...env } }).status).toBe(0);
     expect(rcli("GET", "greeting")).toBe("hello");
-    expect(r.stderr).toMatch(/ok: restored s3:\/\/.*\/prod\/app-\d{8}T\d{6}Z\.tar\.gz\.gpg/);
+    expect(r.stderr).toMatch(/ok: restored s3:\/\/.*\/prod\/app-production-\d{8}T\d{6}Z\.tar\.gz\.gpg/);
     const pre = fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-"));
     expect(pre).toHaveLength(1);
     // The pre-restore backup holds the state just before: the 10 rows and the junk table.
@@ -204,7 +231,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     const listing = () => s3.s3("ls", `s3://${s3.bucket}/keep/`).stdout.trim().split("\n").filter(Boolean).map((l) => l.split(/\s+/).pop()!.replace(/.*\//, ""));
     const seed = path.join(root, "seed-keep");
     fs.writeFileSync(seed, "x");
-    const old = [1, 2, 3, 4, 5].map((d) => `app-2000010${d}T000000Z.tar.gz.gpg`);
+    const old = [1, 2, 3, 4, 5].map((d) => `app-production-2000010${d}T000000Z.tar.gz.gpg`);
     for (const name of old) expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/keep/${name}`).status).toBe(0);
     fs.writeFileSync(path.join(etc, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace("S3_PREFIX='/prod/'", "S3_PREFIX='keep'"));
     try {
