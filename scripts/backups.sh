@@ -93,9 +93,10 @@ if [[ ! -f $MARKER ]]; then
   restored=none
   if [[ $tables == 0 && -n $newest ]]; then
     log "empty database on a new volume and $remote_dir$newest in the bucket: restoring it"
-    /usr/local/bin/nodehost-restore "$newest" --yes
-    restored=$newest
-    changed "restored $newest (disaster recovery)"
+    # `latest`, not the name: a newest backup that does not read back is skipped for the one before.
+    restored=$(/usr/local/bin/nodehost-restore latest --yes)
+    restored=${restored##*/}
+    changed "restored $restored (disaster recovery)"
   elif [[ $tables != 0 ]]; then
     log "database already holds $tables tables: no restore"
   else

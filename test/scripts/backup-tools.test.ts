@@ -197,6 +197,28 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     expect(list.stdout).toContain("TABLE public junk");
   }, 60_000);
 
+  it("skips a newest backup that does not read back (cut short, corrupt) for the one before it, loudly", async () => {
+    const stamp = new Date(Date.now() + 7200e3).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+    const broken = `app-production-${stamp}.tar.gz.gpg`;
+    const good = remote().filter((n) => n.startsWith("app-production-")).sort().at(-1)!;
+    const seed = path.join(root, "seed-broken");
+    fs.writeFileSync(seed, fs.readFileSync(path.join(data, "backups", good)).subarray(0, 200)); // an upload cut short
+    expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/prod/${broken}`).status).toBe(0);
+    try {
+      const r = tool("nodehost-restore", ["latest", "--yes"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`skipping s3://${s3.bucket}/prod/${broken}: cannot decrypt`);
+      expect(r.stderr).toContain(`restoring s3://${s3.bucket}/prod/${good}: the newer ones above could not be read`);
+      expect(r.stdout.trim()).toBe(`s3://${s3.bucket}/prod/${good}`);
+      // Asked for by name, the broken one is refused, not swapped for another.
+      const named = tool("nodehost-restore", [broken, "--yes"]);
+      expect(named.status).toBe(1);
+      expect(named.stderr).toMatch(/FAILED at decrypt: cannot decrypt/);
+    } finally {
+      s3.s3("-q", "del", `s3://${s3.bucket}/prod/${broken}`);
+    }
+  }, 120_000);
+
   it("refuses to restore with another passphrase, and leaves the data alone", () => {
     const before = pg.psql("SELECT count(*) FROM visits");
     fs.writeFileSync(path.join(etc, "backup.passphrase"), "some-other-passphrase-entirely\n");
