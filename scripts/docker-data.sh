@@ -28,6 +28,16 @@ write_file /etc/docker/daemon.json 0644 root:root <<'JSON'
 }
 JSON
 daemon_changed=$WRITE_CHANGED
+# Docker, and with it PostgreSQL and Redis, starts only once the volume is mounted. The fstab line
+# is `nofail` (a late or lost volume must not stop the boot, or SSH with it); without this, such a
+# boot would start PostgreSQL on the empty mount point on the root disk, initialise a new cluster
+# there, and the app and the backups would use it.
+write_file /etc/systemd/system/docker.service.d/nodehost-data.conf 0644 root:root <<UNIT
+# Written by nodehost (docker-data step).
+[Unit]
+RequiresMountsFor=$DATA_MOUNT
+UNIT
+if [[ $WRITE_CHANGED == 1 ]]; then systemctl daemon-reload; fi
 ensure_service docker
 if [[ $daemon_changed == 1 ]]; then
   systemctl restart docker

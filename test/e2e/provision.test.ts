@@ -365,4 +365,24 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
       process.stderr.write(`DR (b) rebuild and restore ${r.s} s (beside DR (a))\n`);
     });
   });
+
+  it("boots without its volume (late or lost) with Docker, and so PostgreSQL, down: nothing starts on the root disk", async () => {
+    // The provisioned host's own disk (powered off in the disaster tests above; stopped here
+    // when this test runs alone), with a blank disk where its volume was: the fstab UUID never
+    // appears, the mount gives up after its 30 s (nofail), the boot goes on.
+    await host.stop();
+    const h = await bootHost(world, { name: "e2e-no-volume", fromDisk: host.vm.rootDisk, web: false, preload: false });
+    try {
+      // Once the boot is over (the mount's device timeout included), look.
+      const look = "timeout 600 systemctl is-system-running --wait >/dev/null; mountpoint -q /mnt/data && echo mounted || echo absent; systemctl is-active docker; sudo -n ls -A /mnt/data";
+      const [mounted, docker, ...inMountPoint] = (await ssh(h.target, look, { timeoutMs: 11 * 60_000 })).stdout.trim().split("\n");
+      expect(mounted).toBe("absent");
+      expect(["inactive", "failed"]).toContain(docker);
+      expect(inMountPoint).toEqual([]);
+      expect((await ssh(h.target, "sudo -n systemctl start docker")).code).not.toBe(0);
+      expect((await ssh(h.target, "sudo -n ls -A /mnt/data")).stdout.trim()).toBe("");
+    } finally {
+      await h.destroy();
+    }
+  });
 });
