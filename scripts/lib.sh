@@ -85,6 +85,24 @@ apt_get() {
   return "$rc"
 }
 
+# When this host's package lists were last refreshed by a step (apt_refresh).
+NODEHOST_APT_STAMP=${NODEHOST_APT_STAMP:-/var/lib/nodehost/apt-lists-refreshed}
+
+apt_refresh() {
+  apt_get update
+  NODEHOST_APT_UPDATED=1
+  mkdir -p "$(dirname "$NODEHOST_APT_STAMP")"
+  touch "$NODEHOST_APT_STAMP"
+}
+
+# True when a step refreshed the lists less than NODEHOST_APT_FRESH_S (30 min) ago: within one
+# `up` (the whole of a fresh provision takes minutes), never across days.
+apt_lists_fresh() {
+  local at
+  at=$(stat -c %Y "$NODEHOST_APT_STAMP" 2>/dev/null) || return 1
+  (($(date +%s) - at < ${NODEHOST_APT_FRESH_S:-1800}))
+}
+
 # apt_install PKG... : installs only the packages that are not installed yet, without recommends.
 apt_install() {
   local pkg missing=()
@@ -94,13 +112,23 @@ apt_install() {
     fi
   done
   [[ ${#missing[@]} -eq 0 ]] && return 0
-  # A fresh host's package lists may be stale or absent; refresh once per step run.
-  if [[ -z ${NODEHOST_APT_UPDATED:-} ]]; then
-    apt_get update
-    NODEHOST_APT_UPDATED=1
+  # A fresh host's package lists may be stale or absent. One `up` refreshes them once, in the
+  # first step that installs anything, not once per step: every `apt-get update` fetches the
+  # Release files again and rebuilds apt's cache, and on a fresh host six steps install packages,
+  # two of them at once (queued on the apt lock). Lists younger than NODEHOST_APT_FRESH_S are
+  # used as they are; should the archive have moved on since (a package replaced by a security
+  # update answers 404), the install fails, and is retried once after a refresh.
+  if [[ -z ${NODEHOST_APT_UPDATED:-} ]] && ! apt_lists_fresh; then
+    apt_refresh
   fi
-  apt_get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    install --no-install-recommends "${missing[@]}"
+  if ! apt_get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    install --no-install-recommends "${missing[@]}"; then
+    [[ -z ${NODEHOST_APT_UPDATED:-} ]] || die "apt-get install ${missing[*]} failed"
+    log "apt: install failed on lists from an earlier step; refreshing them and trying again"
+    apt_refresh
+    apt_get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+      install --no-install-recommends "${missing[@]}"
+  fi
   changed "installed ${missing[*]}"
 }
 

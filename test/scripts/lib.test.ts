@@ -107,16 +107,60 @@ describe("apt_install", () => {
     expect(r.stderr).toBe("");
     expect(r.stdout).toBe("unchanged: apt\n");
   });
-  it("installs only the missing ones, without recommends and with the lock timeout", () => {
+  // A fake apt-get that logs its calls; `install` fails while the file `fail-install` exists
+  // (and removes it: the archive answers once the lists are refreshed).
+  const fakeApt = () => {
     const dir = tmpDir();
     const logf = path.join(dir, "calls");
-    fs.writeFileSync(path.join(dir, "apt-get"), `#!/bin/sh\necho "$DEBIAN_FRONTEND $*" >> ${logf}\n`, { mode: 0o755 });
-    const r = bash("apt_install bash nodehost-no-such-package", { PATH: `${dir}:${process.env.PATH}` });
+    fs.writeFileSync(path.join(dir, "apt-get"), `#!/bin/sh
+echo "$DEBIAN_FRONTEND $*" >> ${logf}
+case "$*" in *" install "*) if [ -e ${dir}/fail-install ]; then rm ${dir}/fail-install; echo "E: Failed to fetch ... 404 Not Found" >&2; exit 100; fi;; esac
+`, { mode: 0o755 });
+    const stamp = path.join(dir, "state", "apt-lists-refreshed");
+    const env = { PATH: `${dir}:${process.env.PATH}`, NODEHOST_APT_STAMP: stamp };
+    const calls = () => (fs.existsSync(logf) ? fs.readFileSync(logf, "utf8").trim().split("\n").map((c) => c.replace(/^noninteractive -q -o DPkg::Lock::Timeout=600 /, "")) : []);
+    return { dir, stamp, env, calls };
+  };
+  const INSTALL = /^-y .* install --no-install-recommends nodehost-no-such-package$/;
+
+  it("installs only the missing ones, without recommends and with the lock timeout, after refreshing the lists", () => {
+    const apt = fakeApt();
+    const r = bash("apt_install bash nodehost-no-such-package", apt.env);
     expect(r.status).toBe(0);
-    const calls = fs.readFileSync(logf, "utf8").trim().split("\n");
-    expect(calls[0]).toBe("noninteractive -q -o DPkg::Lock::Timeout=600 update");
-    expect(calls[1]).toMatch(/^noninteractive -q -o DPkg::Lock::Timeout=600 -y .* install --no-install-recommends nodehost-no-such-package$/);
+    expect(apt.calls()).toEqual(["update", expect.stringMatching(INSTALL)]);
     expect(r.stdout).toBe("changed: installed nodehost-no-such-package\n");
+    expect(fs.existsSync(apt.stamp)).toBe(true);
+  });
+
+  it("refreshes the lists once per up, not once per step: a later step uses lists under 30 min old", () => {
+    const apt = fakeApt();
+    expect(bash("apt_install nodehost-no-such-package", apt.env).status).toBe(0);
+    // The next step (a new bash, as each step is) a moment later.
+    expect(bash("apt_install nodehost-no-such-package", apt.env).status).toBe(0);
+    expect(apt.calls().filter((c) => c === "update")).toHaveLength(1);
+    // Lists refreshed by a step two hours ago (an earlier up) are refreshed again.
+    fs.utimesSync(apt.stamp, new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+    expect(bash("apt_install nodehost-no-such-package", apt.env).status).toBe(0);
+    expect(apt.calls().filter((c) => c === "update")).toHaveLength(2);
+  });
+
+  it("refreshes and tries again once when an install fails on lists an earlier step fetched", () => {
+    const apt = fakeApt();
+    expect(bash("apt_install nodehost-no-such-package", apt.env).status).toBe(0);
+    fs.writeFileSync(path.join(apt.dir, "fail-install"), "");
+    const r = bash("apt_install nodehost-no-such-package", apt.env);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("apt: install failed on lists from an earlier step; refreshing them and trying again");
+    expect(apt.calls().slice(2)).toEqual([expect.stringMatching(INSTALL), "update", expect.stringMatching(INSTALL)]);
+  });
+
+  it("does not retry an install that failed on lists it has just refreshed", () => {
+    const apt = fakeApt();
+    fs.writeFileSync(path.join(apt.dir, "fail-install"), "");
+    const r = bash("apt_install nodehost-no-such-package", apt.env);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("error: apt-get install nodehost-no-such-package failed");
+    expect(apt.calls()).toEqual(["update", expect.stringMatching(INSTALL)]);
   });
 });
 
