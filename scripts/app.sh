@@ -37,8 +37,10 @@ write_env /etc/nodehost/app.env 0644 root:root APP_NAME DEPLOY_USER APP_PORT
 # One JSON object (app.env, appSecrets, then what the stack sets), built by node from the step's
 # variables and read by the PM2 ecosystem: a value may hold quotes, $(...) or newlines and is
 # never a shell line, a dotenv line or a command-line argument. Its errors name keys, not values.
-env_json=$(node -e '
-const e = process.env;
+# The values reach node on stdin (NUL-separated), not in its environment or on its command line.
+env_json=$(printf '%s\0' "$APP_PORT" "$DATABASE_URL" "$REDIS_URL" "$APP_ENV_JSON" | node -e '
+const [APP_PORT, DATABASE_URL, REDIS_URL, APP_ENV_JSON] = require("fs").readFileSync(0, "utf8").split("\0");
+const e = { APP_PORT, DATABASE_URL, REDIS_URL, APP_ENV_JSON };
 let own;
 try { own = JSON.parse(e.APP_ENV_JSON || "{}"); } catch { console.error("APP_ENV_JSON is not JSON"); process.exit(1); }
 if (own === null || typeof own !== "object" || Array.isArray(own)) { console.error("APP_ENV_JSON must be an object"); process.exit(1); }

@@ -97,15 +97,21 @@ export function stepScript(step: string): string {
   return [readScript("lib.sh"), readScript(`${step}.sh`)].join("\n");
 }
 
-/** The stdin of a step: header, one export per parameter (sorted), then the script text. */
+/**
+ * The stdin of a step: header, one shell variable per parameter (sorted), then the script text.
+ * Variables, not exports: the step's own shell reads them, and no child (apt and dpkg's
+ * maintainer scripts, docker, curl, certbot, node) gets the passwords and keys in its environment;
+ * a script hands a child what it needs explicitly. (Exported, a large app.env would also have
+ * made every child fail with E2BIG: Linux caps one environment string at 128 KiB.)
+ */
 export function renderStdin(step: string, params: Record<string, string>, script: string): string {
-  const exports = Object.keys(params)
+  const vars = Object.keys(params)
     .sort()
     .map((k) => {
       if (!/^[A-Z][A-Z0-9_]*$/.test(k)) throw new Error(`step ${step}: bad parameter name ${k}`);
-      return `export ${k}=${shellQuote(params[k])}`;
+      return `${k}=${shellQuote(params[k])}`;
     });
-  return [`# nodehost step: ${step}`, ...exports, script].join("\n");
+  return [`# nodehost step: ${step}`, ...vars, script].join("\n");
 }
 
 export abstract class HostStep extends pulumi.ComponentResource {

@@ -178,14 +178,19 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   });
 
   it("re-runs an edited script's step and the steps after it, and nothing else", async () => {
-    // A patched copy of scripts/ (NODEHOST_SCRIPTS_DIR) whose nginx.sh leaves a mark when it runs.
+    // A patched copy of scripts/ (NODEHOST_SCRIPTS_DIR) whose nginx.sh leaves a mark when it runs:
+    // the environment a child of the step gets (`env` prints its own).
     // The host keeps the edited step until the next full replay (in the rollback tests below).
     const changed = await withEditedScripts(
-      (dir) => appendFileSync(join(dir, "nginx.sh"), "\ndate -u > /var/tmp/nodehost-edited-nginx-step\n"),
+      (dir) => appendFileSync(join(dir, "nginx.sh"), "\nenv > /var/tmp/nodehost-edited-nginx-step\n"),
       () => host.replay(),
     );
     expect(changed.ran.map((s) => s.name)).toEqual(["nginx", "tls", "health-gate"]);
-    expect((await ssh(host.target, "test -s /var/tmp/nodehost-edited-nginx-step")).code).toBe(0);
+    // The step's parameters (the basic-auth password among them) stay in its shell.
+    const childEnv = await sshOk(host.target, "sudo -n cat /var/tmp/nodehost-edited-nginx-step");
+    expect(childEnv).toMatch(/^PATH=/m);
+    expect(childEnv.split("\n").map((l) => l.split("=")[0]).filter((n) => /^(BASIC_AUTH_|SERVER_NAMES|APP_PORT|NGINX_RENDER_B64|ALLOW_IPS)/.test(n))).toEqual([]);
+    expect(childEnv).not.toContain(BASIC_AUTH_PASSWORD);
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 

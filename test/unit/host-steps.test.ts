@@ -82,27 +82,45 @@ describe("host steps", () => {
     const ssh = JSON.parse(withUserValues(stackFileConfig("production")).raw["nodehost:ssh"]);
     const open = await declare({ "nodehost:ssh": JSON.stringify({ ...ssh, allowFrom: [], openToWorld: true, extraUsers: ["alice", "deploy"] }) });
     const base = open.specs.find((s) => s.name === "base")!.stdin;
-    expect(base).toContain("export SSH_ALLOW_FROM=''\n");
-    expect(base).toContain("export SSH_ALLOW_USERS='deploy alice'\n");
+    expect(base).toContain("\nSSH_ALLOW_FROM=''\n");
+    expect(base).toContain("\nSSH_ALLOW_USERS='deploy alice'\n");
   });
 
-  test("parameters are single-quoted exports, with the values the config implies", () => {
+  test("parameters are single-quoted shell variables, with the values the config implies", () => {
     const nginx = d.specs.find((s) => s.name === "nginx")!.stdin;
-    expect(nginx).toContain("export SERVER_NAMES='example.com www.example.com'\n");
-    expect(nginx).toContain("export APP_PORT='3081'\n");
-    expect(nginx).toContain("export BASIC_AUTH_USER='admin'\n");
+    expect(nginx).toContain("\nSERVER_NAMES='example.com www.example.com'\n");
+    expect(nginx).toContain("\nAPP_PORT='3081'\n");
+    expect(nginx).toContain("\nBASIC_AUTH_USER='admin'\n");
     const base = d.specs.find((s) => s.name === "base")!.stdin;
-    expect(base).toContain("export DATA_DEVICE='/dev/disk/by-id/scsi-0DO_Volume_nodehost-production-data'\n");
-    expect(base).toContain("export DATA_SIZE_GB='50'\n");
+    expect(base).toContain("\nDATA_DEVICE='/dev/disk/by-id/scsi-0DO_Volume_nodehost-production-data'\n");
+    expect(base).toContain("\nDATA_SIZE_GB='50'\n");
     // UFW narrows SSH to ssh.allowFrom as the cloud firewall does; sshd lets in the deploy user only.
-    expect(base).toMatch(/\nexport SSH_ALLOW_FROM='[0-9a-f.:/ ]+'\n/);
-    expect(base).toContain("export SSH_ALLOW_USERS='deploy'\n");
-    expect(base).toContain("export REBOOT_AT='04:30'\n");
+    expect(base).toMatch(/\nSSH_ALLOW_FROM='[0-9a-f.:/ ]+'\n/);
+    expect(base).toContain("\nSSH_ALLOW_USERS='deploy'\n");
+    expect(base).toContain("\nREBOOT_AT='04:30'\n");
     const data = d.specs.find((s) => s.name === "docker-data")!.stdin;
-    expect(data).toContain("export POSTGRES_IMAGE='postgres:16'\n");
-    expect(data).toContain("export REDIS_IMAGE='redis:7'\n");
+    expect(data).toContain("\nPOSTGRES_IMAGE='postgres:16'\n");
+    expect(data).toContain("\nREDIS_IMAGE='redis:7'\n");
     const tls = d.specs.find((s) => s.name === "tls")!.stdin;
-    expect(tls).toContain("export ACME_SERVER='https://acme-v02.api.letsencrypt.org/directory'\n");
+    expect(tls).toContain("\nACME_SERVER='https://acme-v02.api.letsencrypt.org/directory'\n");
+  });
+
+  test("no parameter reaches a child of the step: bash reads the header, and a child's environment holds none of it", () => {
+    const { execFileSync } = require("child_process") as typeof import("child_process");
+    const checked: string[] = [];
+    for (const s of d.specs) {
+      const header = s.stdin.slice(0, s.stdin.indexOf(`\n${script(s.name)}`));
+      const names = [...header.matchAll(/^(?:export )?([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+      if (names.length === 0) continue; // wait-for-boot has none
+      checked.push(s.name);
+      // The header as the step's shell runs it, then a child (env) and the shell's own view.
+      const out = execFileSync("bash", ["-c", `${header}\nenv -0; printf '\\1'; for n in ${names.join(" ")}; do [[ -n \${!n+x} ]] && printf '%s\\0' "$n"; done`], { env: { PATH: process.env.PATH }, encoding: "utf8" });
+      const [childEnv, shellSees] = out.split("\x01");
+      const childNames = childEnv.split("\0").map((kv) => kv.slice(0, kv.indexOf("=")));
+      expect(names.filter((n) => childNames.includes(n)), s.name).toEqual([]);
+      expect(shellSees.split("\0").filter(Boolean), s.name).toEqual(names);
+    }
+    expect(checked.sort()).toEqual(ORDER.filter((n) => n !== "wait-for-boot").sort());
   });
 
   test("triggers are the stdin hash, the droplet id and the fingerprints of the steps before", () => {
@@ -130,15 +148,15 @@ describe("host steps", () => {
         if (s.stdin.includes(g)) expect(SECRET_STEPS).toContain(s.name);
       }
     }
-    expect(d.specs.find((s) => s.name === "docker-data")!.stdin).toContain(`export POSTGRES_PASSWORD='${generated[0]}'`);
+    expect(d.specs.find((s) => s.name === "docker-data")!.stdin).toContain(`\nPOSTGRES_PASSWORD='${generated[0]}'`);
     // Backups are encrypted with a passphrase the stack generates and keeps in state.
-    expect(d.specs.find((s) => s.name === "backups")!.stdin).toContain(`export BACKUP_PASSPHRASE='${generated[3]}'`);
+    expect(d.specs.find((s) => s.name === "backups")!.stdin).toContain(`\nBACKUP_PASSPHRASE='${generated[3]}'`);
     expect(d.specs.filter((s) => s.stdin.includes(generated[3])).map((s) => s.name)).toEqual(["backups"]);
   });
 
   test("a configured backupPassphrase replaces the generated one (to read another stack's backups)", async () => {
     const own = await declare({ "nodehost:backupPassphrase": "a-passphrase-kept-in-a-password-manager" }, ["nodehost:backupPassphrase"]);
-    expect(own.specs.find((s) => s.name === "backups")!.stdin).toContain("export BACKUP_PASSPHRASE='a-passphrase-kept-in-a-password-manager'\n");
+    expect(own.specs.find((s) => s.name === "backups")!.stdin).toContain("\nBACKUP_PASSPHRASE='a-passphrase-kept-in-a-password-manager'\n");
     expect(own.run.custom.filter((r) => r.name.endsWith("backup-passphrase"))).toEqual([]);
   });
 
