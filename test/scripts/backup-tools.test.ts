@@ -219,6 +219,79 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     }
   }, 120_000);
 
+  /** A copy of a backup with `edit` applied to its unpacked files, encrypted again with the stack's passphrase. */
+  const repack = (file: string, edit: (dir: string) => void) => {
+    const dir = tmpDir("nodehost-repack-");
+    expect(run("tar", ["-xzf", decrypt(file).out, "-C", dir]).status).toBe(0);
+    edit(dir);
+    const tgz = path.join(dir, "..", path.basename(dir) + ".tar.gz");
+    expect(run("tar", ["-czf", tgz, "-C", dir, "MANIFEST", "postgres.dump", "redis.rdb"]).status).toBe(0);
+    const home = tmpDir("nodehost-gnupg-");
+    const out = tgz + ".gpg";
+    const r = run("gpg", ["--batch", "--quiet", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase-file", path.join(etc, "backup.passphrase"),
+      "--symmetric", "--cipher-algo", "AES256", "-o", out, tgz]);
+    run("gpgconf", ["--homedir", home, "--kill", "gpg-agent"]);
+    expect(r.status, r.stderr).toBe(0);
+    return out;
+  };
+  const newestOwn = () => remote().filter((n) => n.startsWith("app-production-")).sort().at(-1)!;
+
+  it("writes a MANIFEST naming the app, stack, server versions and each file's checksum", () => {
+    const dir = tmpDir("nodehost-manifest-");
+    expect(run("tar", ["-xzf", decrypt(path.join(data, "backups", newestOwn())).out, "-C", dir]).status).toBe(0);
+    const m = new Map(fs.readFileSync(path.join(dir, "MANIFEST"), "utf8").trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    expect(m.get("format")).toBe("2");
+    expect([m.get("app"), m.get("stack"), m.get("postgres_db")]).toEqual(["app", "production", "app"]);
+    expect(m.get("postgres_server_version_num")).toBe(pg.psql("SHOW server_version_num"));
+    expect(m.get("redis_version")).toBe(rcli("INFO", "server").match(/redis_version:([0-9.]+)/)![1]);
+    const sha = (f: string) => run("sha256sum", [path.join(dir, f)]).stdout.split(" ")[0];
+    expect([m.get("postgres_dump_sha256"), m.get("redis_rdb_sha256")]).toEqual([sha("postgres.dump"), sha("redis.rdb")]);
+  });
+
+  it("latest skips a backup whose MANIFEST is another stack's (a copied or renamed object); by name it restores, said so", () => {
+    const good = newestOwn();
+    const stamp = new Date(Date.now() + 7200e3).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+    const foreign = `app-production-${stamp}.tar.gz.gpg`;
+    const copy = repack(path.join(data, "backups", good), (dir) => {
+      const m = path.join(dir, "MANIFEST");
+      fs.writeFileSync(m, fs.readFileSync(m, "utf8").replace("stack=production\n", "stack=staging\n"));
+    });
+    expect(s3.s3("-q", "put", copy, `s3://${s3.bucket}/prod/${foreign}`).status).toBe(0);
+    try {
+      const r = tool("nodehost-restore", ["latest", "--yes"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`skipping s3://${s3.bucket}/prod/${foreign}: s3://${s3.bucket}/prod/${foreign} is a backup of app 'app' stack 'staging' (its MANIFEST), not of this host's app 'app' stack 'production'`);
+      expect(r.stdout.trim()).toBe(`s3://${s3.bucket}/prod/${good}`);
+      const named = tool("nodehost-restore", [foreign, "--yes"]);
+      expect(named.status, named.stderr).toBe(0);
+      expect(named.stderr).toContain("is a backup of app 'app' stack 'staging', restored into app 'app' stack 'production' as asked by name");
+    } finally {
+      s3.s3("-q", "del", `s3://${s3.bucket}/prod/${foreign}`);
+    }
+  }, 120_000);
+
+  it("refuses a backup whose files do not match its MANIFEST's checksums, or made by a newer PostgreSQL, before touching data", () => {
+    const before = pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits");
+    const preRestores = () => fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-")).length;
+    const pres = preRestores();
+    const good = path.join(data, "backups", newestOwn());
+    // Still an RDB by its header, so only the checksum can tell.
+    const altered = repack(good, (dir) => fs.appendFileSync(path.join(dir, "redis.rdb"), "x"));
+    const r = tool("nodehost-restore", [altered, "--yes"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/FAILED at verify: redis\.rdb in .* does not match the checksum its MANIFEST gives/);
+    const server = Number(pg.psql("SHOW server_version_num"));
+    const newer = repack(good, (dir) => {
+      const m = path.join(dir, "MANIFEST");
+      fs.writeFileSync(m, fs.readFileSync(m, "utf8").replace(/^postgres_server_version_num=.*$/m, `postgres_server_version_num=${server + 10000}`));
+    });
+    const n = tool("nodehost-restore", [newer, "--yes"]);
+    expect(n.status).toBe(1);
+    expect(n.stderr).toContain(`was made by PostgreSQL ${Math.floor(server / 10000) + 1}, this server is ${Math.floor(server / 10000)}: a dump does not restore into an older major`);
+    expect(pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits")).toBe(before);
+    expect(preRestores()).toBe(pres); // refused before the pre-restore backup, so before any data
+  }, 120_000);
+
   it("refuses to restore with another passphrase, and leaves the data alone", () => {
     const before = pg.psql("SELECT count(*) FROM visits");
     fs.writeFileSync(path.join(etc, "backup.passphrase"), "some-other-passphrase-entirely\n");
