@@ -33,6 +33,10 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   const tool = (name: string, args: string[] = [], extra: NodeJS.ProcessEnv = {}) => run(path.join(TOOLS, name), args, { env: { ...env, ...extra } });
   const rcli = (...args: string[]) => run("redis-cli", ["-p", env.SHIM_REDIS_PORT!, ...args], { env: { REDISCLI_AUTH: redisPass } }).stdout.trim();
   const remote = () => s3.s3("ls", `s3://${s3.bucket}/prod/`).stdout.trim().split("\n").filter(Boolean).map((l) => l.split(/\s+/).pop()!.replace(/.*\//, ""));
+  /** The UTC timestamp backup names carry (YYYYmmddTHHMMSSZ), for a time `ms`. */
+  const stampAt = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+  /** Row count and digest of the test table: equal before and after means the data is the same. */
+  const visitsDigest = () => pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits");
   const writeEnv = (db: string) => fs.writeFileSync(path.join(etc, "backup.env"), [
     "APP_NAME='app'", "STACK='production'", `DATA_MOUNT='${data}'`, "POSTGRES_USER='app'", `POSTGRES_DB='${db}'`,
     `S3_BUCKET='${s3.bucket}'`, "S3_PREFIX='/prod/'", "RETENTION_LOCAL_DAYS='7'", "RETENTION_REMOTE_DAYS='30'", "",
@@ -79,7 +83,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     // Seed: an expired and a recent remote backup, another app's old object, an expired local file.
     const seed = path.join(root, "seed.tar.gz");
     fs.writeFileSync(seed, "x");
-    const recent = `app-${new Date(Date.now() - 2 * 86400e3).toISOString().replace(/[-:]/g, "").slice(0, 15)}Z.tar.gz`;
+    const recent = `app-${stampAt(Date.now() - 2 * 86400e3)}.tar.gz`;
     for (const name of ["app-20000101T000000Z.tar.gz", recent, "other-20000101T000000Z.tar.gz"]) {
       expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/prod/${name}`).status).toBe(0);
     }
@@ -153,10 +157,9 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   });
 
   it("keeps stacks that share a bucket apart: another stack's newer backup is not the newest, and its old ones are not pruned", () => {
-    const stamp = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
     const seed = path.join(root, "seed-staging");
     fs.writeFileSync(seed, "not an archive");
-    const newer = `app-staging-${stamp(Date.now() + 3600e3)}.tar.gz.gpg`;
+    const newer = `app-staging-${stampAt(Date.now() + 3600e3)}.tar.gz.gpg`;
     const old = "app-staging-20000101T000000Z.tar.gz.gpg";
     for (const n of [newer, old]) expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/prod/${n}`).status).toBe(0);
     const newest = tool("nodehost-backups", ["--newest"]);
@@ -172,7 +175,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   }, 60_000);
 
   it("restores the newest backup over changed data, after a pre-restore backup", async () => {
-    const before = pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits");
+    const before = visitsDigest();
     await new Promise((r) => setTimeout(r, 1100)); // a new second: a new backup name
     const b = tool("nodehost-backup");
     expect(b.status, b.stderr).toBe(0);
@@ -182,7 +185,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
 
     const r = tool("nodehost-restore", ["latest", "--yes"]);
     expect(r.status, r.stderr).toBe(0);
-    expect(pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits")).toBe(before);
+    expect(visitsDigest()).toBe(before);
     expect(rcli("GET", "greeting")).toBe("hello");
     expect(rcli("EXISTS", "extra")).toBe("0");
     // The AOF Redis starts from now holds the restored data (a restart keeps it).
@@ -198,7 +201,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   }, 60_000);
 
   it("skips a newest backup that does not read back (cut short, corrupt) for the one before it, loudly", async () => {
-    const stamp = new Date(Date.now() + 7200e3).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+    const stamp = stampAt(Date.now() + 7200e3);
     const broken = `app-production-${stamp}.tar.gz.gpg`;
     const good = remote().filter((n) => n.startsWith("app-production-")).sort().at(-1)!;
     const seed = path.join(root, "seed-broken");
@@ -250,7 +253,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
 
   it("latest skips a backup whose MANIFEST is another stack's (a copied or renamed object); by name it restores, said so", () => {
     const good = newestOwn();
-    const stamp = new Date(Date.now() + 7200e3).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+    const stamp = stampAt(Date.now() + 7200e3);
     const foreign = `app-production-${stamp}.tar.gz.gpg`;
     const copy = repack(path.join(data, "backups", good), (dir) => {
       const m = path.join(dir, "MANIFEST");
@@ -271,7 +274,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   }, 120_000);
 
   it("refuses a backup whose files do not match its MANIFEST's checksums, or made by a newer PostgreSQL, before touching data", () => {
-    const before = pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits");
+    const before = visitsDigest();
     const preRestores = () => fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-")).length;
     const pres = preRestores();
     const good = path.join(data, "backups", newestOwn());
@@ -288,7 +291,7 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     const n = tool("nodehost-restore", [newer, "--yes"]);
     expect(n.status).toBe(1);
     expect(n.stderr).toContain(`was made by PostgreSQL ${Math.floor(server / 10000) + 1}, this server is ${Math.floor(server / 10000)}: a dump does not restore into an older major`);
-    expect(pg.psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM visits")).toBe(before);
+    expect(visitsDigest()).toBe(before);
     expect(preRestores()).toBe(pres); // refused before the pre-restore backup, so before any data
   }, 120_000);
 
