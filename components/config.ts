@@ -445,6 +445,13 @@ const backupSchema = z
     schedule: cronSchedule.default("0 */4 * * *"),
     retentionLocalDays: z.int().min(1).max(3650).default(7),
     retentionRemoteDays: z.int().min(1).max(3650).default(30),
+    /** At most this many archives stay on the volume, whatever the schedule or a bucket outage. */
+    localCopies: z.int().min(1).max(1000).default(14),
+    /**
+     * A new volume on a stack whose bucket records that it has run, yet holds no backup of it,
+     * fails `up` (a wrong bucket or prefix, or lost backups). true starts it with an empty database.
+     */
+    allowEmptyStart: z.boolean().default(false),
     /** The backup heartbeat alarms when the newest backup is older than this (2x the schedule). */
     staleAfterHours: z.int().min(1).max(24 * 30).default(8),
     region: z.enum(SPACES_REGIONS).default("fra1"),

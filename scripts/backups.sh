@@ -8,7 +8,7 @@ set -euo pipefail
 
 require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
-  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE STACK
+  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
 require_vars S3_PREFIX
 # Pulumi's own rule for stack names (pulumi sdk/go/common/tokens/stack_name.go:60-84 @1b5949891b).
 [[ $STACK =~ ^[A-Za-z0-9._-]+$ ]] || die "STACK must be a stack name (letters, digits, '.', '_', '-'), got '$STACK'"
@@ -16,6 +16,8 @@ require_vars S3_PREFIX
 [[ $BACKUP_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] ||
   die "BACKUP_SCHEDULE must be five cron fields, got '$BACKUP_SCHEDULE'"
 [[ $RETENTION_LOCAL_DAYS =~ ^[0-9]+$ && $RETENTION_REMOTE_DAYS =~ ^[0-9]+$ ]] || die "retention must be whole days"
+[[ $LOCAL_COPIES =~ ^[1-9][0-9]*$ ]] || die "LOCAL_COPIES must be a positive count, got '$LOCAL_COPIES'"
+[[ $ALLOW_EMPTY_START == true || $ALLOW_EMPTY_START == false ]] || die "ALLOW_EMPTY_START must be true or false"
 for v in S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_REGION S3_PREFIX; do
   [[ ${!v} != *[[:space:]]* ]] || die "$v must not contain whitespace"
 done
@@ -52,7 +54,7 @@ check_ssl_certificate = True
 socket_timeout = 60
 CFG
 write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_BUCKET S3_PREFIX \
-  RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS
+  RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS LOCAL_COPIES
 install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
 install_b64 "$RESTORE_TOOL_B64" /usr/local/bin/nodehost-restore 0755
 install_b64 "$LIST_TOOL_B64" /usr/local/bin/nodehost-backups 0755
@@ -88,24 +90,32 @@ if [[ ! -f $MARKER ]]; then
     die "PostgreSQL (nodehost-postgres) is not ready"
   tables=$(docker exec nodehost-postgres psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
     -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
-  # This stack's newest backup, never another stack's sharing the bucket (nodehost-backups).
-  newest=$(/usr/local/bin/nodehost-backups --newest)
   restored=none
-  if [[ $tables == 0 && -n $newest ]]; then
-    log "empty database on a new volume and $remote_dir$newest in the bucket: restoring it"
-    # `latest`, not the name: a newest backup that does not read back is skipped for the one before.
-    restored=$(/usr/local/bin/nodehost-restore latest --yes)
-    restored=${restored##*/}
-    changed "restored $restored (disaster recovery)"
-  elif [[ $tables != 0 ]]; then
+  if [[ $tables != 0 ]]; then
     log "database already holds $tables tables: no restore"
   else
-    log "no backup in $remote_dir: starting empty"
+    # This stack's newest backup (never another stack's sharing the bucket), or an empty start
+    # when the bucket has no record that this stack ever ran; else it fails, and says why.
+    start_args=(--start)
+    [[ $ALLOW_EMPTY_START == true ]] && start_args+=(--allow-empty)
+    decision=$(/usr/local/bin/nodehost-backups "${start_args[@]}") ||
+      die "no backup of stack $STACK in $remote_dir to restore onto this new volume (above); nothing was changed"
+    if [[ $decision == "restore "* ]]; then
+      log "empty database on a new volume and $remote_dir${decision#restore } in the bucket: restoring it"
+      # `latest`, not the name: a newest backup that does not read back is skipped for the one before.
+      restored=$(/usr/local/bin/nodehost-restore latest --yes)
+      restored=${restored##*/}
+      changed "restored $restored (disaster recovery)"
+    else
+      log "no backup in $remote_dir and no record of stack $STACK there: starting empty"
+    fi
   fi
   printf 'initialized=%s\nrestored=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$restored" >"$MARKER.tmp"
   mv "$MARKER.tmp" "$MARKER"
   changed "$MARKER"
 fi
+# The bucket's record that this stack has run (a stack from before it gets one now).
+/usr/local/bin/nodehost-backups --record
 
 # The schedule only now: before the database is initialised or restored, a cron run could send an
 # empty database off-site as the newest backup (nodehost-backup also refuses without the marker).

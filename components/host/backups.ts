@@ -18,6 +18,10 @@ export interface BackupsArgs extends HostStepArgs {
   schedule: string;
   retentionLocalDays: number;
   retentionRemoteDays: number;
+  /** Archives kept on the volume at most. */
+  localCopies: number;
+  /** Start empty even when the bucket records that this stack has run (nodehost-backups --start). */
+  allowEmptyStart: boolean;
   /** The heartbeat at /healthz/backup turns 404 when the newest backup is older than this. */
   staleAfterMinutes: number;
   /** Every archive is encrypted with it before it leaves pg_dump's hands; restores need it. */
@@ -42,6 +46,8 @@ export class Backups extends HostStep {
       BACKUP_SCHEDULE: args.schedule,
       RETENTION_LOCAL_DAYS: args.retentionLocalDays,
       RETENTION_REMOTE_DAYS: args.retentionRemoteDays,
+      LOCAL_COPIES: args.localCopies,
+      ALLOW_EMPTY_START: args.allowEmptyStart ? "true" : "false",
       BACKUP_STALE_AFTER_MIN: args.staleAfterMinutes,
       BACKUP_TOOL_B64: toolB64("nodehost-backup"),
       RESTORE_TOOL_B64: toolB64("nodehost-restore"),

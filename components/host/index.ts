@@ -93,6 +93,7 @@ export class Host extends pulumi.ComponentResource {
       s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,
       schedule: cfg.backup.schedule,
       retentionLocalDays: cfg.backup.retentionLocalDays, retentionRemoteDays: cfg.backup.retentionRemoteDays,
+      localCopies: cfg.backup.localCopies, allowEmptyStart: cfg.backup.allowEmptyStart,
       staleAfterMinutes: cfg.backup.staleAfterHours * 60,
       passphrase: this.backupPassphrase,
     }, child);

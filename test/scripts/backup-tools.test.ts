@@ -42,6 +42,24 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     `S3_BUCKET='${s3.bucket}'`, "S3_PREFIX='/prod/'", "RETENTION_LOCAL_DAYS='7'", "RETENTION_REMOTE_DAYS='30'", "",
   ].join("\n"));
 
+  /** backup.env with one line changed (prefix, stack), for the length of `fn`. */
+  const withEnv = <T>(from: string, to: string, fn: () => T): T => {
+    fs.writeFileSync(path.join(etc, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace(from, to));
+    try { return fn(); } finally { writeEnv("app"); }
+  };
+  /** The archives on the volume moved aside for the length of `fn`: it starts with none. */
+  const withoutLocal = <T>(fn: () => T): T => {
+    const dir = path.join(data, "backups");
+    const aside = tmpDir("nodehost-aside-");
+    const moved = fs.readdirSync(dir).filter((f) => /\.tar\.gz(\.gpg)?$/.test(f));
+    for (const f of moved) fs.renameSync(path.join(dir, f), path.join(aside, f));
+    try { return fn(); } finally {
+      for (const f of fs.readdirSync(dir).filter((f) => /\.tar\.gz(\.gpg)?$/.test(f))) fs.rmSync(path.join(dir, f));
+      for (const f of moved) fs.renameSync(path.join(aside, f), path.join(dir, f));
+    }
+  };
+  const localArchives = () => fs.readdirSync(path.join(data, "backups")).filter((f) => /^app-production-.*\.tar\.gz\.gpg$/.test(f)).sort();
+
   /** A copy of etc/ whose backup.env has no STACK, as a host's from before names carried it. */
   const legacyEtc = () => {
     const dir = tmpDir("nodehost-legacy-etc-");
@@ -96,7 +114,8 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     const file = r.stdout.trim();
     const name = path.basename(file);
     expect(name).toMatch(/^app-production-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
-    expect(remote().sort()).toEqual([name, recent, "other-20000101T000000Z.tar.gz"].sort());
+    // Besides the backups, the record that this stack has run (nodehost-backups --start reads it).
+    expect(remote().sort()).toEqual([name, recent, "other-20000101T000000Z.tar.gz", "app-production.nodehost-stack"].sort());
     expect(fs.readdirSync(path.join(data, "backups")).filter((f) => /\.tar\.gz(\.gpg)?$/.test(f))).toEqual([name]);
     expect(r.stderr).toContain("retention: removed remote app-20000101T000000Z.tar.gz");
     expect(r.stderr).toContain("retention: removed local app-20000101T000000Z.tar.gz");
@@ -331,17 +350,89 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     fs.writeFileSync(seed, "x");
     const old = [1, 2, 3, 4, 5].map((d) => `app-production-2000010${d}T000000Z.tar.gz.gpg`);
     for (const name of old) expect(s3.s3("-q", "put", seed, `s3://${s3.bucket}/keep/${name}`).status).toBe(0);
-    fs.writeFileSync(path.join(etc, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace("S3_PREFIX='/prod/'", "S3_PREFIX='keep'"));
-    try {
+    // (The volume's archives of the tests above are moved aside: they would go up as a backlog.)
+    withoutLocal(() => withEnv("S3_PREFIX='/prod/'", "S3_PREFIX='keep'", () => {
       const r = tool("nodehost-backup");
       expect(r.status, r.stderr).toBe(0);
       const name = path.basename(r.stdout.trim());
-      expect(listing().sort()).toEqual([name, old[4], old[3]].sort());
+      expect(listing().filter((n) => n.endsWith(".gpg")).sort()).toEqual([name, old[4], old[3]].sort());
       expect(r.stderr).toContain(`retention: removed remote ${old[0]}`);
-    } finally {
-      writeEnv("app");
-    }
+    }));
   }, 60_000);
+
+  it("with the bucket down it keeps at most localCopies on the volume and fails unmarked; back up, the backlog goes up", async () => {
+    // The bucket "down": this etc/'s s3cfg names a port nothing listens on.
+    const down = legacyEtc();
+    fs.copyFileSync(path.join(etc, "backup.env"), path.join(down, "backup.env"));
+    const dead = await freePort();
+    fs.writeFileSync(path.join(down, "s3cfg"), fs.readFileSync(path.join(etc, "s3cfg"), "utf8").replace(/127\.0\.0\.1:\d+/g, `127.0.0.1:${dead}`));
+    const mark = fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8");
+    withoutLocal(() => {
+      const made: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const r = tool("nodehost-backup", [], { NODEHOST_ETC: down, LOCAL_COPIES: "3" });
+        expect(r.status).toBe(1);
+        expect(r.stderr).toMatch(/FAILED at upload: cannot list s3:\/\/.*; app-production-\S+ stays in .* and goes up with the next backup that reaches the bucket/);
+        made.push(/(app-production-\d{8}T\d{6}Z\.tar\.gz\.gpg) stays in/.exec(r.stderr)![1]);
+      }
+      // Retention ran although the upload failed: the oldest of the four is gone, young as it is.
+      expect(localArchives()).toEqual(made.slice(1).sort());
+      expect(fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8")).toBe(mark);
+      expect(remote().filter((n) => made.includes(n))).toEqual([]);
+
+      const r = tool("nodehost-backup", [], { LOCAL_COPIES: "3" });
+      expect(r.status, r.stderr).toBe(0);
+      const name = path.basename(r.stdout.trim());
+      for (const f of made.slice(2)) expect(r.stderr).toContain(`backlog: uploaded ${f}`);
+      expect(remote().filter((n) => n === name || made.includes(n)).sort()).toEqual([name, ...made.slice(2)].sort());
+      expect(localArchives()).toEqual([...made.slice(2), name].sort());
+      expect(fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8")).toContain(name);
+      // What went up is the same file, and it opens.
+      const back = path.join(root, "backlog-copy.gpg");
+      expect(s3.s3("-q", "get", "--force", `s3://${s3.bucket}/prod/${made[3]}`, back).status).toBe(0);
+      expect(fs.readFileSync(back).equals(fs.readFileSync(path.join(data, "backups", made[3])))).toBe(true);
+      expect(decrypt(back).status).toBe(0);
+    });
+  }, 180_000);
+
+  it("decides a new volume's start: restore this stack's newest; empty on a first start; refuses when the bucket says the stack ran", () => {
+    const start = (...args: string[]) => tool("nodehost-backups", ["--start", ...args]);
+    // This stack has backups under /prod/: restore the one `latest` takes first.
+    const r0 = start();
+    expect(r0.status, r0.stderr).toBe(0);
+    expect(r0.stdout.trim()).toBe(`restore ${tool("nodehost-backups", ["--newest"]).stdout.trim()}`);
+    withEnv("S3_PREFIX='/prod/'", "S3_PREFIX='first'", () => {
+      // Nothing under the prefix at all: a first start.
+      expect(start().stdout.trim()).toBe("empty");
+      // Another stack's record there changes nothing for this one.
+      // (withEnv's end rewrites backup.env whole: the prefix is set again.)
+      withEnv("STACK='production'", "STACK='staging'", () => expect(tool("nodehost-backups", ["--record"]).status).toBe(0));
+      fs.writeFileSync(path.join(etc, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace("S3_PREFIX='/prod/'", "S3_PREFIX='first'"));
+      expect(start().stdout.trim()).toBe("empty");
+      // Once this stack has run (its record is there) and no backup of it is: an error, not an empty start.
+      const rec = tool("nodehost-backups", ["--record"]);
+      expect(rec.status, rec.stderr).toBe(0);
+      expect(s3.s3("ls", `s3://${s3.bucket}/first/`).stdout).toContain("app-production.nodehost-stack");
+      const refused = start();
+      expect(refused.status).toBe(1);
+      expect(refused.stdout).toBe("");
+      expect(refused.stderr).toContain("says this stack has run before, yet no backup of it is there: refusing to start it empty");
+      expect(refused.stderr).toContain("backup.allowEmptyStart");
+      const allowed = start("--allow-empty");
+      expect(allowed.status, allowed.stderr).toBe(0);
+      expect(allowed.stdout.trim()).toBe("empty");
+      expect(allowed.stderr).toContain("starting empty as backup.allowEmptyStart says");
+      // The record is not a backup: the listing leaves it out.
+      expect(tool("nodehost-backups").stdout).not.toContain("nodehost-stack");
+    });
+    // A bucket that cannot be listed decides nothing.
+    const down = legacyEtc();
+    fs.copyFileSync(path.join(etc, "backup.env"), path.join(down, "backup.env"));
+    fs.writeFileSync(path.join(down, "s3cfg"), fs.readFileSync(path.join(etc, "s3cfg"), "utf8").replace(/127\.0\.0\.1:\d+/g, "127.0.0.1:1"));
+    const r = tool("nodehost-backups", ["--start"], { NODEHOST_ETC: down });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toBe("");
+  });
 
   it("uploads nothing without the initialised marker (volume not mounted, or a restore that never finished); a local copy is still made", () => {
     const marker = path.join(data, ".nodehost-initialized");

@@ -105,6 +105,8 @@ describe("bad config gives one error per bad key, naming it", () => {
     ["a missing SSH private key", { "nodehost:sshPrivateKey": undefined }, ["nodehost:sshPrivateKey: is required"]],
     ["a missing DigitalOcean token", { "digitalocean:token": undefined }, ["digitalocean:token: is required when hostMode is digitalocean (or set DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)"]],
     ["a bad cron schedule", { "nodehost:backup": JSON.stringify({ schedule: "every 4 hours" }) }, ["nodehost:backup.schedule: must be a five-field cron schedule such as '0 */4 * * *'"]],
+    ["no local copy at all", { "nodehost:backup": JSON.stringify({ localCopies: 0 }) }, ["nodehost:backup.localCopies: Too small: expected number to be >=1"]],
+    ["allowEmptyStart as a string", { "nodehost:backup": JSON.stringify({ allowEmptyStart: "yes" }) }, ["nodehost:backup.allowEmptyStart: must be a boolean (got a string)"]],
     ["existing mode without its host", { "nodehost:hostMode": "existing", "nodehost:backup": JSON.stringify({ endpoint: "http://127.0.0.1:9000", bucketName: "b-1" }), "nodehost:backupAccessKey": "k", "nodehost:backupSecretKey": "s" }, ["nodehost:existingHost: is required when hostMode is existing"]],
   ])("%s", (_name, over, expected) => {
     expect(problems(over, [...base.secretKeys, "nodehost:backupAccessKey", "nodehost:backupSecretKey"])).toEqual(expected);
@@ -670,7 +672,7 @@ describe("defaults a real user would pick", () => {
     expect(c.ssh.extraUsers).toEqual([]);
     expect(c.nginx.apiPublic).toBe(false);
     expect(c.images).toMatchObject({ postgres: "postgres:16", redis: "redis:7" });
-    expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30 });
+    expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30, localCopies: 14, allowEmptyStart: false });
     expect(c.tls.acmeServer).toBe("https://acme-v02.api.letsencrypt.org/directory");
     expect(c.siteNames).toEqual(["example.org", "www.example.org"]);
   });
