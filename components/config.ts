@@ -443,6 +443,8 @@ const databaseSchema = z
 const backupSchema = z
   .object({
     schedule: cronSchedule.default("0 */4 * * *"),
+    /** The restore drill (nodehost-restore --drill): the newest backup restored into a scratch server. */
+    drillSchedule: cronSchedule.default("45 2 * * *"),
     retentionLocalDays: z.int().min(1).max(3650).default(7),
     retentionRemoteDays: z.int().min(1).max(3650).default(30),
     /** At most this many archives stay on the volume, whatever the schedule or a bucket outage. */

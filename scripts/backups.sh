@@ -7,14 +7,15 @@ declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
 require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
-  S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
+  S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE DRILL_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
   BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
 require_vars S3_PREFIX
 # Pulumi's own rule for stack names (pulumi sdk/go/common/tokens/stack_name.go:60-84 @1b5949891b).
 [[ $STACK =~ ^[A-Za-z0-9._-]+$ ]] || die "STACK must be a stack name (letters, digits, '.', '_', '-'), got '$STACK'"
 [[ $BACKUP_PASSPHRASE != *$'\n'* && ${#BACKUP_PASSPHRASE} -ge 20 ]] || die "BACKUP_PASSPHRASE must be one line of at least 20 characters"
-[[ $BACKUP_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] ||
-  die "BACKUP_SCHEDULE must be five cron fields, got '$BACKUP_SCHEDULE'"
+for v in BACKUP_SCHEDULE DRILL_SCHEDULE; do
+  [[ ${!v} =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] || die "$v must be five cron fields, got '${!v}'"
+done
 [[ $RETENTION_LOCAL_DAYS =~ ^[0-9]+$ && $RETENTION_REMOTE_DAYS =~ ^[0-9]+$ ]] || die "retention must be whole days"
 [[ $LOCAL_COPIES =~ ^[1-9][0-9]*$ ]] || die "LOCAL_COPIES must be a positive count, got '$LOCAL_COPIES'"
 [[ $ALLOW_EMPTY_START == true || $ALLOW_EMPTY_START == false ]] || die "ALLOW_EMPTY_START must be true or false"
@@ -61,9 +62,10 @@ install_b64 "$LIST_TOOL_B64" /usr/local/bin/nodehost-backups 0755
 install -d -m 0700 "$BACKUP_DIR"
 
 # The heartbeat nginx serves at /healthz/backup: present while the newest backup (or, on a new
-# host, the first provision) is younger than BACKUP_STALE_AFTER_MIN.
+# host, the first provision) is younger than BACKUP_STALE_AFTER_MIN and the last restore drill
+# (nodehost-restore --drill, which removes it at once when it fails) did not fail.
 install -d -m 0755 /var/lib/nodehost/status
-FRESHNESS_CHECK="if [ -n \"\$(find $BACKUP_DIR/LAST_SUCCESS $DATA_MOUNT/.nodehost-initialized -mmin -$BACKUP_STALE_AFTER_MIN 2>/dev/null)\" ]; then echo ok >/var/lib/nodehost/status/backup-fresh; else rm -f /var/lib/nodehost/status/backup-fresh; fi"
+FRESHNESS_CHECK="if [ -n \"\$(find $BACKUP_DIR/LAST_SUCCESS $DATA_MOUNT/.nodehost-initialized -mmin -$BACKUP_STALE_AFTER_MIN 2>/dev/null)\" ] && ! grep -qs '^result=failed' /var/lib/nodehost/status/drill; then echo ok >/var/lib/nodehost/status/backup-fresh; else rm -f /var/lib/nodehost/status/backup-fresh; fi"
 
 write_file /etc/logrotate.d/nodehost-backup 0644 root:root <<'ROT'
 /var/log/nodehost-backup.log {
@@ -124,6 +126,7 @@ write_file /etc/cron.d/nodehost-backup 0644 root:root <<CRON
 SHELL=/bin/bash
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 $BACKUP_SCHEDULE root /usr/local/bin/nodehost-backup --quiet >/dev/null
+$DRILL_SCHEDULE root /usr/local/bin/nodehost-restore --drill >/dev/null 2>&1
 */10 * * * * root $FRESHNESS_CHECK
 CRON
 

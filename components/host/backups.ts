@@ -16,6 +16,8 @@ export interface BackupsArgs extends HostStepArgs {
   s3AccessKey: pulumi.Input<string>;
   s3SecretKey: pulumi.Input<string>;
   schedule: string;
+  /** When the restore drill runs (cron). */
+  drillSchedule: string;
   retentionLocalDays: number;
   retentionRemoteDays: number;
   /** Archives kept on the volume at most. */
@@ -44,6 +46,7 @@ export class Backups extends HostStep {
       S3_ACCESS_KEY: args.s3AccessKey,
       S3_SECRET_KEY: args.s3SecretKey,
       BACKUP_SCHEDULE: args.schedule,
+      DRILL_SCHEDULE: args.drillSchedule,
       RETENTION_LOCAL_DAYS: args.retentionLocalDays,
       RETENTION_REMOTE_DAYS: args.retentionRemoteDays,
       LOCAL_COPIES: args.localCopies,

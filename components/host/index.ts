@@ -91,7 +91,7 @@ export class Host extends pulumi.ComponentResource {
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
       s3Endpoint: args.backup.endpoint, s3Region: args.backup.region, s3Bucket: args.backup.bucket,
       s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,
-      schedule: cfg.backup.schedule,
+      schedule: cfg.backup.schedule, drillSchedule: cfg.backup.drillSchedule,
       retentionLocalDays: cfg.backup.retentionLocalDays, retentionRemoteDays: cfg.backup.retentionRemoteDays,
       localCopies: cfg.backup.localCopies, allowEmptyStart: cfg.backup.allowEmptyStart,
       staleAfterMinutes: cfg.backup.staleAfterHours * 60,

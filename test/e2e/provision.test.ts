@@ -307,6 +307,42 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await sshOk(host.target, "sudo -n nodehost-backups --start")).trim()).toMatch(/^restore app-e2e-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
   });
 
+  it("drills the newest backup into a scratch PostgreSQL container with its row counts; a failed drill turns /healthz/backup red", async () => {
+    const heartbeat = async () => (await web(https("/healthz/backup"))).status;
+    const freshnessTick = "sudo -n bash -c \"$(sed -n 's|^[*]/10 [*] [*] [*] [*] root ||p' /etc/cron.d/nodehost-backup)\"";
+    await sshOk(host.target, freshnessTick);
+    expect(await heartbeat()).toBe(200);
+    const ok = await ssh(host.target, "sudo -n nodehost-restore --drill", { timeoutMs: 15 * 60_000 });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/drill ok: s3:\/\/\S+\/e2e\/app-e2e-\S+ restored into a scratch server \(\d+ tables, \d+ rows as in the manifest\), its RDB checked/);
+    expect(await sshOk(host.target, "sudo -n cat /var/lib/nodehost/status/drill")).toMatch(/^result=ok\n/);
+    // Nothing of it stays: no container, no scratch data on the volume.
+    expect((await sshOk(host.target, "sudo -n docker ps -a --format '{{.Names}}'; sudo -n find /mnt/data/backups -maxdepth 1 -name '.restore.*'")).trim().split("\n").sort())
+      .toEqual(["nodehost-postgres", "nodehost-redis"]);
+    // The cron runs it as root on the stack's schedule.
+    expect(await sshOk(host.target, "cat /etc/cron.d/nodehost-backup")).toMatch(/^45 2 \* \* \* root \/usr\/local\/bin\/nodehost-restore --drill /m);
+
+    // A newest backup that cannot be read: the drill fails and the heartbeat is red at once.
+    const stamp = new Date(Date.now() + 3600e3).toISOString().replace(/[-:]/g, "").slice(0, 15) + "Z";
+    const bad = `e2e/app-e2e-${stamp}.tar.gz.gpg`;
+    await world.s3.put(bad, Buffer.from("not an OpenPGP message"));
+    try {
+      const r = await ssh(host.target, "sudo -n nodehost-restore --drill", { timeoutMs: 15 * 60_000 });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/FAILED at decrypt: cannot decrypt s3:\/\/\S+app-e2e-\d{8}T\d{6}Z\.tar\.gz\.gpg/);
+      expect(await sshOk(host.target, "sudo -n cat /var/lib/nodehost/status/drill")).toMatch(/^result=failed\n/);
+      expect(await heartbeat()).toBe(404);
+      await sshOk(host.target, freshnessTick);
+      expect(await heartbeat()).toBe(404);
+    } finally {
+      await world.s3.remove(bad);
+    }
+    const again = await ssh(host.target, "sudo -n nodehost-restore --drill", { timeoutMs: 15 * 60_000 });
+    expect(again.code, again.stderr).toBe(0);
+    await sshOk(host.target, freshnessTick);
+    expect(await heartbeat()).toBe(200);
+  });
+
   it("fails the backup loudly when pg_dump breaks, and the previous backup stays newest", async () => {
     const keys = async () => (await world.s3.list()).map((o) => o.key).sort();
     const before = await keys();

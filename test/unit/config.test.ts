@@ -276,6 +276,10 @@ const HOSTILE: Record<string, Bad> = {
     expected: [`nodehost:backup.schedule: ${CRON}`],
   },
   "a backup schedule with $(...)": { over: { "nodehost:backup": backup({ schedule: "0 */4 * * $(reboot)" }) }, expected: [`nodehost:backup.schedule: ${CRON}`] },
+  "a drill schedule with a newline (a second root cron line)": {
+    over: { "nodehost:backup": backup({ drillSchedule: "45 2 * * *\n* * * * * root id" }) },
+    expected: [`nodehost:backup.drillSchedule: ${CRON}`],
+  },
   "a backup schedule with a sixth field": { over: { "nodehost:backup": backup({ schedule: "0 */4 * * * root" }) }, expected: [`nodehost:backup.schedule: ${CRON}`] },
   "a backup prefix with a quote and $(...)": { over: { "nodehost:backup": backup({ prefix: "x'$(id>/tmp/p)'" }) }, expected: [`nodehost:backup.prefix: ${PREFIX}`] },
   "a backup prefix with '..'": { over: { "nodehost:backup": backup({ prefix: "e2e/../other" }) }, expected: [`nodehost:backup.prefix: ${PREFIX}`] },
@@ -672,7 +676,7 @@ describe("defaults a real user would pick", () => {
     expect(c.ssh.extraUsers).toEqual([]);
     expect(c.nginx.apiPublic).toBe(false);
     expect(c.images).toMatchObject({ postgres: "postgres:16", redis: "redis:7" });
-    expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30, localCopies: 14, allowEmptyStart: false });
+    expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30, localCopies: 14, allowEmptyStart: false, drillSchedule: "45 2 * * *" });
     expect(c.tls.acmeServer).toBe("https://acme-v02.api.letsencrypt.org/directory");
     expect(c.siteNames).toEqual(["example.org", "www.example.org"]);
   });
