@@ -231,6 +231,31 @@ with a newline" VALUES (1), (2);`);
     expect(list.stdout).toContain("TABLE public junk");
   }, 60_000);
 
+  it("a restore whose Redis does not come back healthy leaves PostgreSQL and Redis both as they were", async () => {
+    await new Promise((r) => setTimeout(r, 1100)); // a new second: a new backup name
+    const b = await toolAsync("nodehost-backup");
+    expect(b.status, b.stderr).toBe(0);
+    const backedUp = visitsDigest();
+    pg.psql("DELETE FROM visits WHERE id > 20;");
+    rcli("SET", "greeting", "after the backup");
+    const now = visitsDigest();
+    expect(now).not.toBe(backedUp);
+    // The Redis container's next start fails (fixtures/docker): after PostgreSQL was restored.
+    fs.writeFileSync(path.join(data, "fail-next-start"), "");
+    const r = await toolAsync("nodehost-restore", ["latest", "--yes"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("Redis is not healthy on the backup's data: putting its previous files back and PostgreSQL back from");
+    expect(r.stderr).toContain("FAILED at redis_undo: Redis did not come back healthy on the backup's data; PostgreSQL and Redis are both as they were before the restore");
+    expect(fs.existsSync(path.join(data, "fail-next-start"))).toBe(false);
+    expect(visitsDigest()).toBe(now);
+    expect(rcli("GET", "greeting")).toBe("after the backup");
+    // And a restore that works afterwards brings the backup's data.
+    const again = await toolAsync("nodehost-restore", ["latest", "--yes"]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(visitsDigest()).toBe(backedUp);
+    expect(rcli("GET", "greeting")).toBe("hello");
+  }, 180_000);
+
   it("skips a newest backup that does not read back (cut short, corrupt) for the one before it, loudly", async () => {
     const stamp = stampAt(Date.now() + 7200e3);
     const broken = `app-production-${stamp}.tar.gz.gpg`;
