@@ -33,7 +33,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     exit 1
   fi
   pwfile=$(mktemp)
-  printf '%s' "${POSTGRES_PASSWORD:-}" > "$pwfile"
+  # With the newline, as the official image (docker-entrypoint.sh:91-92 @6edb0a8): initdb refuses
+  # an empty --pwfile, and a trust-only server (the restore drill's) has an empty password.
+  printf '%s\n' "${POSTGRES_PASSWORD:-}" > "$pwfile"
   # shellcheck disable=SC2086
   # No --auth, as the official image: initdb's defaults trust the local socket and 127.0.0.1/::1
   # inside the container; every other address (the host's traffic through the published port)
