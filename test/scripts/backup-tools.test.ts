@@ -66,10 +66,20 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
   const localArchives = () => fs.readdirSync(path.join(data, "backups")).filter((f) => /^app-production-.*\.tar\.gz\.gpg$/.test(f)).sort();
 
   /** A copy of etc/ whose backup.env has no STACK, as a host's from before names carried it. */
-  const legacyEtc = () => {
-    const dir = tmpDir("nodehost-legacy-etc-");
+  const copyEtc = () => {
+    const dir = tmpDir("nodehost-etc-");
     for (const f of fs.readdirSync(etc)) fs.copyFileSync(path.join(etc, f), path.join(dir, f));
+    return dir;
+  };
+  const legacyEtc = () => {
+    const dir = copyEtc();
     fs.writeFileSync(path.join(dir, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace("STACK='production'\n", ""));
+    return dir;
+  };
+  /** A copy of etc/ whose s3cfg names `port`, where nothing listens: the bucket "down". */
+  const bucketDownEtc = (port: number) => {
+    const dir = copyEtc();
+    fs.writeFileSync(path.join(dir, "s3cfg"), fs.readFileSync(path.join(etc, "s3cfg"), "utf8").replace(/127\.0\.0\.1:\d+/g, `127.0.0.1:${port}`));
     return dir;
   };
 
@@ -467,11 +477,7 @@ with a newline" VALUES (1), (2);`);
   }, 60_000);
 
   it("with the bucket down it keeps at most localCopies on the volume and fails unmarked; back up, the backlog goes up", async () => {
-    // The bucket "down": this etc/'s s3cfg names a port nothing listens on.
-    const down = legacyEtc();
-    fs.copyFileSync(path.join(etc, "backup.env"), path.join(down, "backup.env"));
-    const dead = await freePort();
-    fs.writeFileSync(path.join(down, "s3cfg"), fs.readFileSync(path.join(etc, "s3cfg"), "utf8").replace(/127\.0\.0\.1:\d+/g, `127.0.0.1:${dead}`));
+    const down = bucketDownEtc(await freePort());
     const mark = fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8");
     await withoutLocal(async () => {
       const made: string[] = [];
@@ -532,10 +538,7 @@ with a newline" VALUES (1), (2);`);
       expect(tool("nodehost-backups").stdout).not.toContain("nodehost-stack");
     });
     // A bucket that cannot be listed decides nothing.
-    const down = legacyEtc();
-    fs.copyFileSync(path.join(etc, "backup.env"), path.join(down, "backup.env"));
-    fs.writeFileSync(path.join(down, "s3cfg"), fs.readFileSync(path.join(etc, "s3cfg"), "utf8").replace(/127\.0\.0\.1:\d+/g, "127.0.0.1:1"));
-    const r = tool("nodehost-backups", ["--start"], { NODEHOST_ETC: down });
+    const r = tool("nodehost-backups", ["--start"], { NODEHOST_ETC: bucketDownEtc(1) });
     expect(r.status).not.toBe(0);
     expect(r.stdout).toBe("");
   });
