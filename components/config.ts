@@ -27,6 +27,7 @@ export const SECRET_KEYS = [
   "backupAccessKey",
   "backupSecretKey",
   "backupPassphrase",
+  "backupPreviousPassphrases",
   "appSecrets",
 ] as const;
 
@@ -440,6 +441,23 @@ const databaseSchema = z
   })
   .strict();
 
+/**
+ * An ASCII-armored OpenPGP public key (`gpg --armor --export <key>`), one per entry. The shape is
+ * checked here, before any resource; the backups step then has gpg read it on the host
+ * (`gpg --show-keys`) and fails, naming the entry, unless it is one public key that can encrypt.
+ * A private key block is refused: its private half must never reach the host.
+ */
+const ARMORED_PUBLIC_KEY = /^-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(?:[A-Za-z][A-Za-z-]*: [^\r\n]*\r?\n)*\r?\n(?:[A-Za-z0-9+/=]+\r?\n)+(?:=[A-Za-z0-9+/]{4}\r?\n)?-----END PGP PUBLIC KEY BLOCK-----\s*$/;
+const publicKey = z.string().refine((k) => ARMORED_PUBLIC_KEY.test(k), {
+  error: "must be one ASCII-armored OpenPGP public key block (gpg --armor --export KEY), and never a private key",
+});
+
+/** A backup passphrase: one line, at least 20 characters (written to a 0600 file, one per line). */
+const passphrase = z
+  .string()
+  .min(20, { error: "must be at least 20 characters" })
+  .refine((s) => !/[\x00-\x1f\x7f]/.test(s), { error: "must not contain line breaks or control characters" });
+
 const backupSchema = z
   .object({
     schedule: cronSchedule.default("0 */4 * * *"),
@@ -454,6 +472,12 @@ const backupSchema = z
      * fails `up` (a wrong bucket or prefix, or lost backups). true starts it with an empty database.
      */
     allowEmptyStart: z.boolean().default(false),
+    /**
+     * Every archive is also encrypted to these public keys (besides the backup passphrase): their
+     * private halves, kept off the host and out of Pulumi, open any backup even when the stack, its
+     * state and the passphrase are lost, or after the passphrase was rotated.
+     */
+    publicKeys: z.array(publicKey).max(10).default([]),
     /** The backup heartbeat alarms when the newest backup is older than this (2x the schedule). */
     staleAfterHours: z.int().min(1).max(24 * 30).default(8),
     region: z.enum(SPACES_REGIONS).default("fra1"),
@@ -542,11 +566,11 @@ export const stackSchema = z
     backupSecretKey: plainToken.optional(),
     // Encrypts every backup (gpg --symmetric); unset, the stack generates one and keeps it in state.
     // Set it to reuse another stack's backups, or to keep the key outside Pulumi from the start.
-    backupPassphrase: z
-      .string()
-      .min(20, { error: "must be at least 20 characters" })
-      .refine((s) => !/[\x00-\x1f\x7f]/.test(s), { error: "must not contain line breaks or control characters" })
-      .optional(),
+    backupPassphrase: passphrase.optional(),
+    // Passphrases this stack's backups were encrypted with before the current one (a rotation):
+    // restores and drills try the current one first, then these in order. Remove one once the
+    // backups made with it are past backup.retentionRemoteDays.
+    backupPreviousPassphrases: z.array(passphrase).max(10).optional(),
     // The app's secrets (API keys): `pulumi config set --secret --path 'appSecrets.NAME' value`.
     // The engine lists an object key as secret when any value in it is (pulumi
     // sdk/go/common/resource/config/object.go:51-72 @1b5949891b), so a value set without --secret
@@ -605,6 +629,7 @@ export type StackConfig = Omit<Parsed, SecretKey> & {
   backupAccessKey?: pulumi.Output<string>;
   backupSecretKey?: pulumi.Output<string>;
   backupPassphrase?: pulumi.Output<string>;
+  backupPreviousPassphrases?: pulumi.Output<string[]>;
   appSecrets?: pulumi.Output<Record<string, string>>;
 };
 
@@ -736,6 +761,7 @@ export function parseConfig(
     backupAccessKey: secret(c.backupAccessKey),
     backupSecretKey: secret(c.backupSecretKey),
     backupPassphrase: secret(c.backupPassphrase),
+    backupPreviousPassphrases: c.backupPreviousPassphrases === undefined ? undefined : pulumi.secret(c.backupPreviousPassphrases),
     appSecrets: c.appSecrets === undefined ? undefined : pulumi.secret(c.appSecrets),
   };
 }

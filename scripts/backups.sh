@@ -8,11 +8,20 @@ set -euo pipefail
 
 require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE DRILL_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
-  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
-require_vars S3_PREFIX
+  BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 KEYS_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
+require_vars S3_PREFIX BACKUP_PREVIOUS_PASSPHRASES BACKUP_PUBLIC_KEYS_B64
 # Pulumi's own rule for stack names (pulumi sdk/go/common/tokens/stack_name.go:60-84 @1b5949891b).
 [[ $STACK =~ ^[A-Za-z0-9._-]+$ ]] || die "STACK must be a stack name (letters, digits, '.', '_', '-'), got '$STACK'"
 [[ $BACKUP_PASSPHRASE != *$'\n'* && ${#BACKUP_PASSPHRASE} -ge 20 ]] || die "BACKUP_PASSPHRASE must be one line of at least 20 characters"
+if [[ -n $BACKUP_PREVIOUS_PASSPHRASES ]]; then
+  n=0
+  while IFS= read -r p; do
+    [[ ${#p} -ge 20 ]] || die "backupPreviousPassphrases[$n] must be at least 20 characters"
+    n=$((n + 1))
+  done <<<"$BACKUP_PREVIOUS_PASSPHRASES"
+  unset p
+fi
+[[ $BACKUP_PUBLIC_KEYS_B64 =~ ^[A-Za-z0-9+/=]*$ ]] || die "BACKUP_PUBLIC_KEYS_B64 must be base64"
 for v in BACKUP_SCHEDULE DRILL_SCHEDULE; do
   [[ ${!v} =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] || die "$v must be five cron fields, got '${!v}'"
 done
@@ -39,8 +48,27 @@ case $endpoint in
 esac
 host=${host%%/*}
 install -d -m 0700 "$ETC"
+
+# backup.publicKeys first: each must be one public key that can encrypt (gpg reads it), or the
+# step fails here, naming it, before the passphrase or anything else is written.
+install_b64 "$KEYS_TOOL_B64" /usr/local/bin/nodehost-backup-keys 0755
+keys_file=$(mktemp)
+base64 -d <<<"$BACKUP_PUBLIC_KEYS_B64" >"$keys_file"
+keys_out=$(/usr/local/bin/nodehost-backup-keys install "$keys_file" "$ETC/backup-keys") || { rm -f "$keys_file"; die "backup.publicKeys refused (above); nothing was changed"; }
+rm -f "$keys_file"
+while IFS= read -r line; do
+  if [[ $line == "changed: "* ]]; then changed "${line#changed: }"; fi
+done <<<"$keys_out"
+
 # Every archive is encrypted with it (gpg --symmetric); a restore needs the same one.
 write_file "$ETC/backup.passphrase" 0600 root:root <<<"$BACKUP_PASSPHRASE"
+# Older ones, which restores try after it (backupPreviousPassphrases), one per line.
+if [[ -n $BACKUP_PREVIOUS_PASSPHRASES ]]; then
+  write_file "$ETC/backup.passphrases.previous" 0600 root:root <<<"$BACKUP_PREVIOUS_PASSPHRASES"
+elif [[ -e $ETC/backup.passphrases.previous ]]; then
+  rm -f "$ETC/backup.passphrases.previous"
+  changed "removed $ETC/backup.passphrases.previous"
+fi
 # host_bucket = host_base: path-style requests, which Spaces and any S3-compatible server accept.
 write_file "$ETC/s3cfg" 0600 root:root <<CFG
 [default]

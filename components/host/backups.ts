@@ -28,6 +28,10 @@ export interface BackupsArgs extends HostStepArgs {
   staleAfterMinutes: number;
   /** Every archive is encrypted with it before it leaves pg_dump's hands; restores need it. */
   passphrase: pulumi.Input<string>;
+  /** Passphrases of backups made before a rotation: restores try them after the current one. */
+  previousPassphrases?: pulumi.Input<string[]>;
+  /** ASCII-armored OpenPGP public keys every archive is also encrypted to. */
+  publicKeys: string[];
 }
 
 export class Backups extends HostStep {
@@ -55,7 +59,11 @@ export class Backups extends HostStep {
       BACKUP_TOOL_B64: toolB64("nodehost-backup"),
       RESTORE_TOOL_B64: toolB64("nodehost-restore"),
       LIST_TOOL_B64: toolB64("nodehost-backups"),
+      KEYS_TOOL_B64: toolB64("nodehost-backup-keys"),
       BACKUP_PASSPHRASE: args.passphrase,
+      // One per line (the schema allows no line break in a passphrase).
+      BACKUP_PREVIOUS_PASSPHRASES: pulumi.output(args.previousPassphrases ?? []).apply((p) => p.join("\n")),
+      BACKUP_PUBLIC_KEYS_B64: Buffer.from(args.publicKeys.map((k) => k.trim() + "\n").join("")).toString("base64"),
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

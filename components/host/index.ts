@@ -96,6 +96,8 @@ export class Host extends pulumi.ComponentResource {
       localCopies: cfg.backup.localCopies, allowEmptyStart: cfg.backup.allowEmptyStart,
       staleAfterMinutes: cfg.backup.staleAfterHours * 60,
       passphrase: this.backupPassphrase,
+      previousPassphrases: cfg.backupPreviousPassphrases,
+      publicKeys: cfg.backup.publicKeys,
     }, child);
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],

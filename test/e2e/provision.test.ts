@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkCapability } from "./lib/capability";
+import { runOk } from "./lib/exec";
 import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
 import { newRunDir, repoRoot } from "./lib/paths";
 import { StepFailedError, type ReplayResult } from "./lib/replay";
@@ -267,6 +268,11 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(added.map((o) => o.key)).toEqual([expect.stringMatching(/^e2e\/app-e2e-\d{8}T\d{6}Z\.tar\.gz\.gpg$/)]);
     const body = Buffer.from(await world.s3.get(added[0].key));
     expect(["PGDMP", "REDIS", "MANIFEST", "postgres_db="].filter((s) => body.includes(s))).toEqual([]);
+    // And to the operator's offline key (backup.publicKeys): its private half, which never went
+    // near the host, opens the whole archive without the passphrase.
+    const opened = await world.backupKey.decrypt(body);
+    expect((await runOk("tar", ["-tzf", "-"], { input: opened })).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "redis.rdb", "rowcounts.tsv"]);
+    expect(await sshOk(host.target, "sudo -n nodehost-backup-keys list")).toMatch(new RegExp(`^${world.backupKey.fingerprint} nodehost e2e offline backups <ops@example.invalid>\n$`));
   });
 
   it("keeps a backup made while the bucket is unreachable and uploads it with the next one; a new volume of this stack with no backup is refused", async () => {

@@ -103,6 +103,8 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
       // The drill's scratch server (a second local PostgreSQL, see fixtures/docker).
       SHIM_PG_BIN: pgBinDir(), SHIM_DRILL_PORT: String(await freePort()), SHIM_DRILL_DIR: path.join(drillRoot, "pg"),
       NODEHOST_STATUS: path.join(root, "status"),
+      // The data directory plays the mounted volume (fixtures/mountpoint); "" plays it missing.
+      SHIM_MOUNTED: data,
     };
     expect(run("docker", ["redis-up"], { env: { ...process.env, ...env } }).status).toBe(0);
     pg.psql("CREATE TABLE visits (id bigserial PRIMARY KEY, note text); INSERT INTO visits (note) SELECT 'row ' || g FROM generate_series(1, 50) g;");
@@ -443,6 +445,29 @@ with a newline" VALUES (1), (2);`);
     }
   });
 
+  it("after a passphrase rotation, tries backupPreviousPassphrases in order, and says which one opened the backup", async () => {
+    const previous = path.join(etc, "backup.passphrases.previous");
+    fs.writeFileSync(path.join(etc, "backup.passphrase"), "the-rotated-in-passphrase-xyz\n");
+    fs.writeFileSync(previous, "an-even-older-passphrase-abc\n" + PASSPHRASE + "\n", { mode: 0o600 });
+    try {
+      const r = await toolAsync("nodehost-restore", ["--drill"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toContain("decrypted with previous passphrase 2 (backupPreviousPassphrases), not the current one");
+      expect(r.stderr).toMatch(/drill ok: /);
+      // Neither passphrase shows in what the tool prints.
+      expect(r.stderr).not.toContain(PASSPHRASE);
+      fs.writeFileSync(previous, "an-even-older-passphrase-abc\n");
+      const refused = await toolAsync("nodehost-restore", ["--drill"]);
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(/FAILED at decrypt: cannot decrypt s3:\/\/\S+ with the stack's backup passphrase or a previous one/);
+    } finally {
+      fs.writeFileSync(path.join(etc, "backup.passphrase"), `${PASSPHRASE}\n`);
+      fs.rmSync(previous, { force: true });
+    }
+    // The drill's record back to ok for the tests after this one.
+    expect((await toolAsync("nodehost-restore", ["--drill"])).status).toBe(0);
+  }, 120_000);
+
   it("reads a backup from before encryption as it is, whatever the file is called", () => {
     const plain = path.join(root, "app-20200101T000000Z.tar.gz");
     const dump = path.join(root, "plain");
@@ -559,6 +584,82 @@ with a newline" VALUES (1), (2);`);
       fs.writeFileSync(marker, saved);
     }
   }, 60_000);
+
+  it("encrypts to backup.publicKeys too: their private key alone opens an archive, and so does the passphrase", () => {
+    // An operator's key pair, made as the runbook says (its private half stays in `keys`).
+    const keys = tmpDir("nodehost-offline-key-");
+    const gpgKeys = (...args: string[]) => run("gpg", ["--batch", "--quiet", "--homedir", keys, ...args]);
+    expect(gpgKeys("--passphrase", "", "--quick-gen-key", "backups offline <ops@example.invalid>", "future-default", "default", "never").status).toBe(0);
+    const fpr = /^fpr:+([0-9A-F]{40}):/m.exec(gpgKeys("--with-colons", "--list-keys").stdout)![1];
+    const dir = path.join(etc, "backup-keys");
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.writeFileSync(path.join(dir, `${fpr}.asc`), gpgKeys("--armor", "--export", fpr).stdout);
+    try {
+      const r = tool("nodehost-backup", ["--no-upload", "--prefix", "keyed"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/ok: keyed-\S+ \(\d+ bytes, \d+ s, encrypted to the passphrase and 1 public key\(s\)\)/);
+      const file = r.stdout.trim();
+      const packets = gpgKeys("--list-packets", "--pinentry-mode", "cancel", file).stdout + gpgKeys("--list-packets", "--pinentry-mode", "cancel", file).stderr;
+      expect(packets).toMatch(/symkey enc packet: version \d, cipher 9/);
+      expect(packets).toMatch(/pubkey enc packet: version \d, algo 18/);
+      // The private key, no passphrase: the whole archive.
+      const out = path.join(keys, "opened.tar.gz");
+      const opened = gpgKeys("--pinentry-mode", "cancel", "--decrypt", "-o", out, file);
+      expect(opened.status, opened.stderr).toBe(0);
+      expect(run("tar", ["-tzf", out]).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "redis.rdb", "rowcounts.tsv"]);
+      expect(decrypt(file).status).toBe(0);
+      fs.rmSync(file);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      run("gpgconf", ["--homedir", keys, "--kill", "gpg-agent"]);
+    }
+  }, 60_000);
+
+  it("backs up, restores and drills nothing while the volume is not mounted", () => {
+    const archives = () => fs.readdirSync(path.join(data, "backups")).filter((f) => /\.tar\.gz(\.gpg)?$/.test(f)).sort();
+    const before = archives();
+    const remoteBefore = remote().sort();
+    const unmounted = { SHIM_MOUNTED: "" };
+    for (const [name, args] of [["nodehost-backup", []], ["nodehost-backup", ["--no-upload", "--prefix", "pre-restore"]], ["nodehost-restore", ["latest", "--yes"]], ["nodehost-restore", ["--drill"]]] as const) {
+      const r = tool(name, [...args], unmounted);
+      expect(r.status, `${name} ${args.join(" ")}`).toBe(1);
+      expect(r.stderr).toContain(`FAILED at setup: ${data} is not a mounted volume`);
+    }
+    expect(archives()).toEqual(before);
+    expect(remote().sort()).toEqual(remoteBefore);
+    expect(fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("."))).toEqual([]);
+  });
+
+  it("brings back a single table beside the live one, by the restore runbook's block as written", async () => {
+    // docs/runbooks/restore-backup.md, "Restore a single table": its sh block, run here with the
+    // first line (the operator's own values) replaced and sudo as a pass-through.
+    const doc = fs.readFileSync(path.join(SCRIPTS, "..", "docs", "runbooks", "restore-backup.md"), "utf8");
+    const block = /## Restore a single table\n[\s\S]*?```sh\n([\s\S]*?)```/.exec(doc)![1].split("\n");
+    expect(block[0]).toBe("user=app db=app table=orders dir=/mnt/data/backups/extract");
+    const dir = path.join(data, "backups", "extract");
+    const script = ["set -euo pipefail", 'sudo() { "$@"; }', `user=app db=app table=visits dir=${dir}`, ...block.slice(1)].join("\n");
+    const rows = pg.psql("SELECT count(*) FROM visits");
+    const backedUp = fs.readFileSync(path.join(data, "backups", "LAST_SUCCESS"), "utf8");
+    expect(backedUp).toContain("object=");
+    pg.psql("DELETE FROM visits WHERE id % 2 = 0");
+    const r = await runAsync("bash", ["-c", script], { env: { ...env, PATH: `${TOOLS}:${env.PATH}` } });
+    expect(r.status, r.stderr).toBe(0);
+    // The backup's rows beside the live table, which still has only what the app left it.
+    expect(Number(pg.psql("SELECT count(*) FROM visits_restored"))).toBeGreaterThan(Number(pg.psql("SELECT count(*) FROM visits")));
+    expect(pg.psql("SELECT count(*) FROM visits_restored WHERE id % 2 = 0")).not.toBe("0");
+    expect(pg.psql("SELECT datname FROM pg_database WHERE datname = 'restore_scratch'")).toBe("");
+    expect(fs.existsSync(dir)).toBe(false);
+    // The copy back the runbook suggests, then the live table is whole again.
+    pg.psql("INSERT INTO visits SELECT * FROM visits_restored WHERE id NOT IN (SELECT id FROM visits); DROP TABLE visits_restored;");
+    expect(pg.psql("SELECT count(*) FROM visits")).toBe(rows);
+    // --extract wants an empty directory: it never mixes two backups' files.
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "x"), "");
+    const busy = tool("nodehost-restore", ["--extract", dir, "latest"]);
+    expect(busy.status).toBe(1);
+    expect(busy.stderr).toContain(`FAILED at extract: ${dir} is not empty`);
+    fs.rmSync(dir, { recursive: true });
+  }, 120_000);
 
   it("without --yes and without a terminal it refuses", () => {
     const r = tool("nodehost-restore", ["latest"]);

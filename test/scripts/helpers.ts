@@ -115,7 +115,9 @@ export async function startPostgres(): Promise<LocalPostgres> {
     if (r.status !== 0) throw new Error(`psql: ${r.stderr}`);
     return r.stdout;
   };
-  sql(`CREATE USER ${user} WITH PASSWORD '${password.replace(/'/g, "''")}'; CREATE DATABASE ${db} OWNER ${user};`);
+  // A superuser, as POSTGRES_USER is in the official image (its docker-entrypoint.sh runs
+  // `initdb --username="$POSTGRES_USER"`, docker-library/postgres @6edb0a8), which the stack runs.
+  sql(`CREATE USER ${user} SUPERUSER PASSWORD '${password.replace(/'/g, "''")}'; CREATE DATABASE ${db} OWNER ${user};`);
   const env = { PGHOST: "127.0.0.1", PGPORT: String(port), PGPASSWORD: password, PGUSER: user, PGDATABASE: db };
   return {
     port, user, password, db, env,

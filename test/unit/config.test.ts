@@ -592,12 +592,14 @@ describe("the VM suite's config (test/e2e/lib/harness.ts e2eConfig) passes", () 
       key: { privateKeyFile, publicKey: TEST_PUBLIC_KEY.replace("ops@test", "nodehost-e2e") },
       pebble: { directoryUrl: `https://${HOST_FROM_GUEST}:14000/dir`, acmeCaPem: CA_PEM_TWO },
       s3: { endpoint: `http://${HOST_FROM_GUEST}:43210`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY },
+      backupKey: { publicKey: fs.readFileSync(path.join(__dirname, "fixtures", "backup-public-key.asc"), "utf8") },
     } as unknown as World;
     const { raw, secretKeys } = e2eConfig(world, { ports: { ssh: 45022 } } as never);
     const c = parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" });
     expect(c.hostMode).toBe("existing");
     expect(c.images).toMatchObject({ postgres: POSTGRES.tag, redis: REDIS.tag });
     expect(c.backup).toMatchObject({ endpoint: `http://${HOST_FROM_GUEST}:43210`, prefix: "e2e/" });
+    expect(c.backup.publicKeys).toHaveLength(1);
     expect(c.tls.acmeServer).toBe(`https://${HOST_FROM_GUEST}:14000/dir`);
 
     // The overrides the VM suite replays with.
@@ -712,5 +714,37 @@ describe("defaults a real user would pick", () => {
       const { raw, secretKeys } = withUserValues(stackFileConfig(stack));
       expect(problemsOf(raw, secretKeys, { project: "nodehost", stack })).toEqual([]);
     }
+  });
+});
+
+describe("backup keys: backup.publicKeys and backupPreviousPassphrases", () => {
+  const PUBLIC = fs.readFileSync(path.join(__dirname, "fixtures", "backup-public-key.asc"), "utf8");
+  const KEY = "must be one ASCII-armored OpenPGP public key block (gpg --armor --export KEY), and never a private key";
+  const withKeys = (publicKeys: unknown) => ({ "nodehost:backup": JSON.stringify({ publicKeys }) });
+  test("an armored public key passes, with or without CRLF line ends; none is the default", () => {
+    expect(problems(withKeys([PUBLIC, PUBLIC.replace(/\n/g, "\r\n")]))).toEqual([]);
+    expect(parseConfig(base.raw, base.secretKeys, names).backup.publicKeys).toEqual([]);
+  });
+  test.each([
+    ["a private key block", PUBLIC.replace(/PUBLIC KEY BLOCK/g, "PRIVATE KEY BLOCK")],
+    ["a key with a shell line appended", PUBLIC + "$(reboot)\n"],
+    ["two blocks in one entry", PUBLIC + PUBLIC],
+    ["a fingerprint", "353FE618317B9E138F41F7E9B727797353281AD1"],
+    ["a header line with a quote", PUBLIC.replace("\n\n", "\nComment: x\n'$(id)'\n\n")],
+  ])("refuses %s, naming the entry", (_what, key) => {
+    expect(problems(withKeys([PUBLIC, key]))).toEqual([`nodehost:backup.publicKeys[1]: ${KEY}`]);
+  });
+  test("previous passphrases must be secret, and each one a line of at least 20 characters, never echoed", () => {
+    const old = "an-old-passphrase-from-last-year";
+    const plain = problems({ "nodehost:backupPreviousPassphrases": JSON.stringify([old]) });
+    expect(plain).toEqual(["nodehost:backupPreviousPassphrases: must be set as a secret (pulumi config set --secret nodehost:backupPreviousPassphrases ...)"]);
+    const secretKeys = [...base.secretKeys, "nodehost:backupPreviousPassphrases"];
+    const bad = problems({ "nodehost:backupPreviousPassphrases": JSON.stringify([old, "short-one", "two\nlines-of-a-passphrase-x"]) }, secretKeys);
+    expect(bad).toEqual([
+      "nodehost:backupPreviousPassphrases[1]: must be at least 20 characters",
+      "nodehost:backupPreviousPassphrases[2]: must not contain line breaks or control characters",
+    ]);
+    expect(bad.join("\n")).not.toContain("short-one");
+    expect(problems({ "nodehost:backupPreviousPassphrases": JSON.stringify([old]) }, secretKeys)).toEqual([]);
   });
 });

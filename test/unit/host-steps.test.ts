@@ -160,6 +160,24 @@ describe("host steps", () => {
     expect(own.run.custom.filter((r) => r.name.endsWith("backup-passphrase"))).toEqual([]);
   });
 
+  test("backup.publicKeys and backupPreviousPassphrases reach the backups step alone, the passphrases one per line", async () => {
+    const pub = fs.readFileSync(path.join(__dirname, "fixtures", "backup-public-key.asc"), "utf8");
+    const old = ["a-first-passphrase-of-this-stack", "a-second-passphrase-of-this-stack"];
+    const keyed = await declare({
+      "nodehost:backup": JSON.stringify({ publicKeys: [pub] }),
+      "nodehost:backupPreviousPassphrases": JSON.stringify(old),
+    }, ["nodehost:backupPreviousPassphrases"]);
+    const stdin = keyed.specs.find((s) => s.name === "backups")!.stdin;
+    expect(stdin).toContain(`\nBACKUP_PREVIOUS_PASSPHRASES='${old.join("\n")}'\n`);
+    const b64 = /\nBACKUP_PUBLIC_KEYS_B64='([A-Za-z0-9+/=]+)'\n/.exec(stdin)![1];
+    expect(Buffer.from(b64, "base64").toString()).toBe(pub.trim() + "\n");
+    expect(keyed.specs.filter((s) => s.stdin.includes(old[0])).map((s) => s.name)).toEqual(["backups"]);
+    // None: both empty (the step then removes any from before).
+    const none = d.specs.find((s) => s.name === "backups")!.stdin;
+    expect(none).toContain("\nBACKUP_PREVIOUS_PASSPHRASES=''\n");
+    expect(none).toContain("\nBACKUP_PUBLIC_KEYS_B64=''\n");
+  });
+
   test("the first step dials SSH long enough for a droplet to boot; every step has a bounded timeout", () => {
     const first = d.commands.find((c) => c.name === "nodehost-production-wait-for-boot-run")!;
     const droplet = d.run.custom.find((r) => r.type === "digitalocean:index/droplet:Droplet")!;

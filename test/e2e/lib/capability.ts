@@ -19,6 +19,7 @@ const TOOLS: [string, string][] = [
   ["openssl", "openssl"],
   ["ssh", "openssh-client"],
   ["ssh-keygen", "openssh-client"],
+  ["gpg", "gnupg"],
   ["tar", "tar"],
 ];
 
@@ -74,7 +75,7 @@ export function skipBanner(c: Capability): string {
     ...NOT_PROVEN.map((p) => `!!   - ${p}`),
     "!! Missing:",
     ...c.missing.map((m) => `!!   - ${m}`),
-    "!! Install them (apt-get install qemu-system-x86 qemu-utils debootstrap genisoimage pebble) and run as root.",
+    "!! Install them (apt-get install qemu-system-x86 qemu-utils debootstrap genisoimage pebble gnupg) and run as root.",
     line,
   ].join("\n");
 }

@@ -9,7 +9,7 @@ import { startS3, type S3Server } from "./s3";
 import { ensureServiceImages, POSTGRES, REDIS, type ServiceImage } from "./service-images";
 import { copyIn, generateKey, sshOk, type SshKey, type SshTarget } from "./ssh";
 import { bootToSsh, freePort, snapshot, type Vm, type VmOptions } from "./vm";
-import { runOk } from "./exec";
+import { run, runOk } from "./exec";
 import { replay, type ReplayOptions, type ReplayResult } from "./replay";
 
 export const DEPLOY_USER = "deploy";
@@ -36,6 +36,8 @@ export interface World {
   pebble: Pebble;
   s3: S3Server;
   images: ServiceImage[];
+  /** The operator's offline backup key (backup.publicKeys): its private half stays on this machine. */
+  backupKey: BackupKey;
   /** Host port forwarded to the guest's 80 on every web VM of this world (Pebble validates there). */
   httpPort: number;
   stop(): Promise<void>;
@@ -47,16 +49,53 @@ export async function startWorld(opts: { dir: string; detached?: boolean; httpPo
   const image = await ensureBaseImage({ log: opts.log });
   const images = await ensureServiceImages(opts.log);
   const key = await generateKey(opts.dir);
+  const backupKey = await generateBackupKey(join(opts.dir, "backup-key"));
   const httpPort = opts.httpPort ?? (await freePort());
   const pebble = await startPebble({ dir: join(opts.dir, "pebble"), httpPort, detached: opts.detached });
   const s3 = await startS3({ dir: join(opts.dir, "s3"), bucket: BUCKET, detached: opts.detached });
   return {
-    dir: opts.dir, image, key, pebble, s3, images, httpPort,
+    dir: opts.dir, image, key, backupKey, pebble, s3, images, httpPort,
     async stop() {
       await pebble.stop();
       await s3.stop();
+      await run("gpgconf", ["--homedir", backupKey.home, "--kill", "all"]);
     },
   };
+}
+
+export interface BackupKey {
+  /** gpg's home holding the key pair (no passphrase). */
+  home: string;
+  fingerprint: string;
+  /** ASCII-armored, as an operator puts it into backup.publicKeys. */
+  publicKey: string;
+  /** `data` decrypted with the private key alone (gpg fails on anything else: a non-zero exit). */
+  decrypt(data: Buffer): Promise<Buffer>;
+}
+
+/** An OpenPGP key pair as the restore runbook has an operator make one (or finds it in `dir`). */
+export async function generateBackupKey(dir: string): Promise<BackupKey> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const gpg = async (args: string[], input?: Buffer) =>
+    (await runOk("gpg", ["--batch", "--quiet", "--no-tty", "--homedir", dir, "--pinentry-mode", "loopback", "--passphrase", "", ...args], { input, timeoutMs: 60_000 })).stdout;
+  const list = async () => /^fpr:+([0-9A-F]{40}):/m.exec(await gpg(["--with-colons", "--list-secret-keys"]))?.[1];
+  let fingerprint = await list();
+  if (!fingerprint) {
+    await gpg(["--quick-gen-key", "nodehost e2e offline backups <ops@example.invalid>", "future-default", "default", "never"]);
+    fingerprint = (await list())!;
+  }
+  const publicKey = await gpg(["--armor", "--export", fingerprint]);
+  let n = 0;
+  const decrypt = async (data: Buffer) => {
+    const out = join(dir, `decrypted-${process.pid}-${n++}`);
+    try {
+      await gpg(["--decrypt", "-o", out], data);
+      return readFileSync(out);
+    } finally {
+      rmSync(out, { force: true });
+    }
+  };
+  return { home: dir, fingerprint, publicKey, decrypt };
 }
 
 /**
@@ -90,7 +129,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
     nginx: { basicAuthUser: BASIC_AUTH_USER },
     tls: { email: `ops@${DOMAIN}`, acmeServer: world.pebble.directoryUrl, caPem: world.pebble.acmeCaPem },
     images: { postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR },
-    backup: { endpoint: world.s3.endpoint, bucketName: BUCKET, region: "fra1", prefix: "e2e/" },
+    backup: { endpoint: world.s3.endpoint, bucketName: BUCKET, region: "fra1", prefix: "e2e/", publicKeys: [world.backupKey.publicKey] },
   };
   const secret: Record<string, string> = {
     sshPrivateKey: readFileSync(world.key.privateKeyFile, "utf8"),
