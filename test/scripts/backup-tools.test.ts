@@ -585,7 +585,7 @@ with a newline" VALUES (1), (2);`);
     }
   }, 60_000);
 
-  it("encrypts to backup.publicKeys too: their private key alone opens an archive, and so does the passphrase", () => {
+  it("encrypts to backup.publicKeys too: their private key alone opens an archive, and so does the passphrase; re-encrypted, it restores", () => {
     // An operator's key pair, made as the runbook says (its private half stays in `keys`).
     const keys = tmpDir("nodehost-offline-key-");
     const gpgKeys = (...args: string[]) => run("gpg", ["--batch", "--quiet", "--homedir", keys, ...args]);
@@ -608,6 +608,25 @@ with a newline" VALUES (1), (2);`);
       expect(opened.status, opened.stderr).toBe(0);
       expect(run("tar", ["-tzf", out]).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "redis.rdb", "rowcounts.tsv"]);
       expect(decrypt(file).status).toBe(0);
+
+      // The disaster-recovery runbook's (c) with the passphrase lost: the archive opened with the
+      // offline key, encrypted anew to a new passphrase, put in the bucket as the newest backup;
+      // a host with that passphrase takes it as `latest` and it restores (here: a drill).
+      const renewed = "a-new-passphrase-after-the-old-was-lost";
+      fs.writeFileSync(path.join(keys, "new-passphrase.txt"), renewed + "\n");
+      const again = gpgKeys("--pinentry-mode", "loopback", "--passphrase-file", path.join(keys, "new-passphrase.txt"), "--symmetric", "--cipher-algo", "AES256", "-o", path.join(keys, "new.gpg"), out);
+      expect(again.status, again.stderr).toBe(0);
+      const newest = `app-production-${stampAt(Date.now() + 3600e3)}.tar.gz.gpg`;
+      expect(s3.s3("-q", "put", path.join(keys, "new.gpg"), `s3://${s3.bucket}/prod/${newest}`).status).toBe(0);
+      fs.writeFileSync(path.join(etc, "backup.passphrase"), renewed + "\n");
+      try {
+        const drill = tool("nodehost-restore", ["--drill"]);
+        expect(drill.status, drill.stderr).toBe(0);
+        expect(drill.stderr).toContain(`drill ok: s3://${s3.bucket}/prod/${newest} restored into a scratch server`);
+      } finally {
+        fs.writeFileSync(path.join(etc, "backup.passphrase"), `${PASSPHRASE}\n`);
+        s3.s3("-q", "del", `s3://${s3.bucket}/prod/${newest}`);
+      }
       fs.rmSync(file);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
