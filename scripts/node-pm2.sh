@@ -1,14 +1,44 @@
 #!/usr/bin/env bash
-# Step node-pm2: Node.js of a pinned major, PM2 started on boot by systemd for the deploy user, log rotation.
+# Step node-pm2: Node.js of a pinned major, the app's own unprivileged user, PM2 started on boot by
+# systemd as that user, log rotation.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty DEPLOY_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION
+require_nonempty DEPLOY_USER APP_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION
 [[ $NODE_MAJOR =~ ^[0-9]+$ ]] || die "NODE_MAJOR must be a number such as 20, got '$NODE_MAJOR'"
+[[ $APP_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "APP_USER must be a user name, got '$APP_USER'"
+[[ $APP_USER != "$DEPLOY_USER" && $APP_USER != root ]] || die "APP_USER must be its own user, not $APP_USER"
 id "$DEPLOY_USER" >/dev/null 2>&1 || die "deploy user $DEPLOY_USER does not exist"
 NPM_REGISTRY=${NPM_REGISTRY%/}
-deploy_home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
+
+# --- The app's own user: it runs npm ci, the build and the app; no sudo, no login, no password,
+# no docker group. A compromised dependency gets this user's rights, not root's (the deploy user
+# that Pulumi connects as keeps sudo and never runs app code).
+if ! id "$APP_USER" >/dev/null 2>&1; then
+  useradd --system --user-group --create-home --home-dir "/home/$APP_USER" --shell /usr/sbin/nologin "$APP_USER"
+  changed "user $APP_USER (system, no login)"
+fi
+app_home=$(getent passwd "$APP_USER" | cut -d: -f6)
+app_shell=$(getent passwd "$APP_USER" | cut -d: -f7)
+# A user of that name made by someone else (an existing host) is used only if it is as powerless.
+case $app_shell in
+  /usr/sbin/nologin | /sbin/nologin | /bin/false | /usr/bin/false) ;;
+  *) die "user $APP_USER exists with the login shell $app_shell: the app must run as a user that cannot log in" ;;
+esac
+for g in $(id -Gn "$APP_USER"); do
+  case $g in
+    sudo | admin | wheel | adm | docker | root | "$(id -gn "$DEPLOY_USER")")
+      die "user $APP_USER is in the group $g: the app must run without it" ;;
+  esac
+done
+if sudo -l -n -U "$APP_USER" 2>/dev/null | grep -q 'may run the following'; then
+  die "user $APP_USER has sudo rights: the app must run without them"
+fi
+# passwd -S: L = locked (no password opens it), P = a usable password, NP = an empty one.
+[[ $(passwd -S "$APP_USER" 2>/dev/null | awk '{print $2}') == L ]] || die "user $APP_USER has a password (or an empty one): its password must be locked"
+[[ $app_home == /* && $app_home != / ]] || die "user $APP_USER has no home directory"
+install -d -m 0700 -o "$APP_USER" -g "$APP_USER" "$app_home"
 
 installed_major() {
   local v
@@ -169,25 +199,28 @@ fi
 pm2_bin=/usr/local/bin/pm2
 [[ -x $pm2_bin ]] || die "pm2 is not at $pm2_bin after install"
 
-# --- PM2 on boot: the unit `pm2 startup systemd -u USER --hp HOME` writes, written by us so a
-# re-run changes nothing and no root PM2 daemon is started to generate it.
+# --- PM2 on boot, as the app user: the unit `pm2 startup systemd -u USER --hp HOME` writes,
+# written by us so a re-run changes nothing and no root PM2 daemon is started to generate it.
+# (A host from before this version ran PM2 as the deploy user, pm2-<deploy>; the app step retires
+# that one when it starts the app here, so the app is down for seconds, not for this step.)
 node_dir=$(dirname "$(readlink -f "$(command -v node)")")
-unit=pm2-$DEPLOY_USER
+unit=pm2-$APP_USER
 write_file "/etc/systemd/system/$unit.service" 0644 root:root <<UNIT
 [Unit]
-Description=PM2 process manager for $DEPLOY_USER
+Description=PM2 process manager for $APP_USER
 Documentation=https://pm2.keymetrics.io/
 After=network.target docker.service
 
 [Service]
 Type=forking
-User=$DEPLOY_USER
+User=$APP_USER
 LimitNOFILE=infinity
 LimitNPROC=infinity
 LimitCORE=0
 Environment=PATH=$node_dir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-Environment=PM2_HOME=$deploy_home/.pm2
-PIDFile=$deploy_home/.pm2/pm2.pid
+Environment=PM2_HOME=$app_home/.pm2
+PIDFile=$app_home/.pm2/pm2.pid
+NoNewPrivileges=true
 Restart=on-failure
 
 ExecStart=$pm2_bin resurrect
@@ -198,13 +231,15 @@ ExecStop=$pm2_bin kill
 WantedBy=multi-user.target
 UNIT
 [[ $WRITE_CHANGED == 1 ]] && systemctl daemon-reload
-install -d -m 0700 -o "$DEPLOY_USER" -g "$(id -gn "$DEPLOY_USER")" "$deploy_home/.pm2" "$deploy_home/.pm2/logs"
+# Inside the app user's home, as the app user: root following a link planted there would chown or
+# chmod whatever it points at.
+runuser -u "$APP_USER" -- install -d -m 0700 "$app_home/.pm2" "$app_home/.pm2/logs"
 ensure_service "$unit"
 
 # --- Log rotation of the apps' logs (copytruncate: PM2 keeps its file handles) -----------------
-write_file "/etc/logrotate.d/pm2-$DEPLOY_USER" 0644 root:root <<ROT
-$deploy_home/.pm2/logs/*.log $deploy_home/.pm2/pm2.log {
-    su $DEPLOY_USER $(id -gn "$DEPLOY_USER")
+write_file "/etc/logrotate.d/pm2-$APP_USER" 0644 root:root <<ROT
+$app_home/.pm2/logs/*.log $app_home/.pm2/pm2.log {
+    su $APP_USER $APP_USER
     daily
     rotate 14
     maxsize 100M

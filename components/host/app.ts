@@ -10,6 +10,8 @@ export type AppSource =
 export interface AppArgs extends HostStepArgs {
   appName: string;
   deployUser: string;
+  /** The unprivileged user the app runs as (APP_USER in components/host/index.ts). */
+  appUser: string;
   appPort: number;
   source: AppSource;
   /** Script run as a second PM2 process (e.g. worker.js); empty for none. */
@@ -29,6 +31,7 @@ export class App extends HostStep {
     this.run(name, args, {
       APP_NAME: args.appName,
       DEPLOY_USER: args.deployUser,
+      APP_USER: args.appUser,
       APP_PORT: args.appPort,
       APP_SOURCE: src.kind,
       APP_ARCHIVE_B64: src.kind === "archive" ? packDirectory(src.dir).toString("base64") : "",

@@ -15,6 +15,11 @@ import { Tls } from "./tls";
 import { WaitForBoot } from "./wait-for-boot";
 
 export const DEPLOY_USER = "deploy";
+/**
+ * The app's own user (made by node-pm2): it runs npm ci, the build and the app under PM2, with no
+ * sudo, no login shell and no password. The deploy user, which Pulumi connects as, never runs app code.
+ */
+export const APP_USER = "nodeapp";
 export const DATA_MOUNT = "/mnt/data";
 export const BUNDLED_APP_DIR = path.join(__dirname, "..", "..", "app");
 
@@ -101,12 +106,12 @@ export class Host extends pulumi.ComponentResource {
     }, child);
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],
-      deployUser: DEPLOY_USER, nodeMajor: cfg.app.nodeMajor, nodeSource: cfg.app.nodeSource,
+      deployUser: DEPLOY_USER, appUser: APP_USER, nodeMajor: cfg.app.nodeMajor, nodeSource: cfg.app.nodeSource,
       npmRegistry: cfg.app.npmRegistry, pm2Version: cfg.app.pm2Version,
     }, child);
     const app = new App(`${name}-app`, {
       ...common, after: [node, backups],
-      appName: cfg.app.name, deployUser: DEPLOY_USER, appPort: cfg.app.port, source: appSource(cfg.app),
+      appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app),
       worker: cfg.app.worker, build: cfg.app.build, npmRegistry: cfg.app.npmRegistry,
       databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
       redisUrl: pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,

@@ -1,9 +1,11 @@
-// Step 5: Node.js of the configured major and PM2, started on boot by systemd for the deploy user.
+// Step 5: Node.js of the configured major, the app user, and PM2 started on boot by systemd as that user.
 import * as pulumi from "@pulumi/pulumi";
 import { HostStep, HostStepArgs } from "./step";
 
 export interface NodePm2Args extends HostStepArgs {
   deployUser: string;
+  /** The unprivileged user the app runs as (APP_USER in components/host/index.ts). */
+  appUser: string;
   nodeMajor: number;
   nodeSource: "nodesource" | "npm-registry" | "debian";
   npmRegistry: string;
@@ -15,6 +17,7 @@ export class NodePm2 extends HostStep {
     super("nodehost:host:NodePm2", name, "node-pm2", args, opts);
     this.run(name, args, {
       DEPLOY_USER: args.deployUser,
+      APP_USER: args.appUser,
       NODE_MAJOR: args.nodeMajor,
       NODE_SOURCE: args.nodeSource,
       NPM_REGISTRY: args.npmRegistry,

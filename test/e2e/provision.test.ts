@@ -13,6 +13,7 @@ import { StepFailedError, type ReplayResult } from "./lib/replay";
 import { reboot, ssh, sshOk } from "./lib/ssh";
 import { web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
+import { stepWrapper } from "../../components/host/step";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -27,6 +28,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   let world: World;
   let host: Host;
   let fresh: ReplayResult;
+  /** The release the fresh provision made live (the stack's own app). */
+  let firstRelease: string;
   const https = (path: string, extra: Partial<WebRequest> = {}): WebRequest =>
     ({ name: SITE, port: host.vm.ports.https, path, https: true, ca: world.pebble.issuerRootPem, ...extra });
   const healthy = async (h: Host, timeoutMs: number) =>
@@ -39,6 +42,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     host = await bootHost(world, { name: "e2e-provisioned", dataDiskGiB: 6 });
     fresh = await host.replay();
     process.stderr.write(`fresh provision ${(fresh.totalMs / 1000).toFixed(0)} s: ${fresh.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
+    firstRelease = (await sshOk(host.target, "readlink -f /srv/app/current")).trim();
   });
 
   afterAll(async () => {
@@ -115,7 +119,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const leaked = fresh.secrets.filter((s) => s.length >= 8 && seen.includes(s));
     expect(leaked.map((s) => `${s.slice(0, 3)}...`)).toEqual([]);
     expect(seen).toContain("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password");
-    expect((await sshOk(host.target, "sudo -n sysctl -n kernel.core_pattern fs.suid_dumpable; systemctl show -p LimitCORE pm2-deploy")).trim().split("\n"))
+    expect((await sshOk(host.target, "sudo -n sysctl -n kernel.core_pattern fs.suid_dumpable; systemctl show -p LimitCORE pm2-nodeapp")).trim().split("\n"))
       .toEqual(["|/bin/false", "0", "LimitCORE=0"]);
   });
 
@@ -133,10 +137,36 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
         .toEqual([APP_ENV.GREETING, String(APP_ENV.WORKERS), APP_SECRETS.PAYMENT_API_KEY, "production"]);
     }
     expect(await sshOk(host.target, "sudo -n sh -c 'ls /tmp/nodehost-pwned* 2>/dev/null; true'")).toBe("");
-    expect((await sshOk(host.target, "sudo -n stat -c '%a %U' /srv/app/shared/env.json")).trim()).toBe("600 deploy");
+    expect((await sshOk(host.target, "sudo -n stat -c '%a %U %G' /srv/app/shared/env.json")).trim()).toBe("640 root nodeapp");
     // No file another user can read holds the secret (PM2 keeps the env in its dump and logs dir too).
     const readable = await sshOk(host.target, `sudo -n -u nobody grep -rlF -e ${APP_SECRET_MARK} /srv /home /etc /var /tmp /run /opt /mnt 2>/dev/null; true`);
     expect(readable).toBe("");
+  });
+
+  it("runs the app as its own user, with no sudo, no login, and nothing of root's it can write", async () => {
+    // Every process that has the app's environment (web, worker), by its owner. The -z match is
+    // anchored at a variable's start: the searching shell has GREETING= only inside SUDO_COMMAND.
+    const owners = await sshOk(host.target, "sudo -n sh -c 'for f in /proc/[0-9]*/environ; do grep -qaz ^GREETING= \"$f\" 2>/dev/null && stat -c %U \"${f%/environ}\"; done; true'");
+    const list = owners.trim().split("\n").filter(Boolean);
+    expect(list.length).toBeGreaterThanOrEqual(1);
+    expect([...new Set(list)]).toEqual(["nodeapp"]);
+    expect((await sshOk(host.target, "pgrep -u nodeapp -f 'PM2 v' | wc -l")).trim()).not.toBe("0");
+    expect((await sshOk(host.target, "pgrep -u deploy -f 'PM2 v' | wc -l")).trim()).toBe("0");
+    // The runbooks' way to look at it (docs/runbooks/deploy-release.md).
+    expect(await sshOk(host.target, "cd / && sudo -n -u nodeapp -H pm2 ls")).toContain("app-web");
+    const [entry, status, groups] = (await sshOk(host.target, "getent passwd nodeapp; sudo -n passwd -S nodeapp | cut -d' ' -f2; id -Gn nodeapp")).trim().split("\n");
+    expect([entry.split(":")[6], status, groups]).toEqual(["/usr/sbin/nologin", "L", "nodeapp"]);
+    expect(await sshOk(host.target, "sudo -n -l -U nodeapp")).toMatch(/not allowed to run sudo/);
+    // Run as the app user: sudo refuses it, and root's files and directories are not its to change.
+    expect((await ssh(host.target, "sudo -n -u nodeapp sudo -n true")).code).not.toBe(0);
+    const writable = await sshOk(host.target, "sudo -n -u nodeapp sh -c 'for p in /srv/app /srv/app/releases /srv/app/shared /srv/app/shared/env.json /srv/app/shared/ecosystem.config.cjs /srv/app/current /var/lib/nodehost /var/lib/nodehost/releases-app /etc/nodehost /usr/local/bin /usr/local/lib/node_modules/pm2; do [ -w \"$p\" ] && echo \"$p\"; done; true'");
+    expect(writable).toBe("");
+    expect((await ssh(host.target, "sudo -n -u nodeapp ln -sfn /tmp /srv/app/current")).code).not.toBe(0);
+    // Under /srv/app only a release's own tree is the app user's; the rest is root's.
+    expect(await sshOk(host.target, "sudo -n find /srv/app -path '/srv/app/releases/?*' -prune -o ! -user root -print")).toBe("");
+    expect((await sshOk(host.target, "sudo -n stat -c %U \"$(readlink -f /srv/app/current)\"")).trim()).toBe("nodeapp");
+    // The step wrapper's temp file, as the engine runs it: made by root, 0600 (not the deploy user's).
+    expect((await sshOk(host.target, stepWrapper(1), { input: 'stat -c "%U %a" "$0"\n' })).trim()).toBe("root 600");
   });
 
   it("listens on nothing but 22, 80 and 443 beyond loopback", async () => {
@@ -214,38 +244,42 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const token = `release-${Date.now()}`;
     const next = mkdtempSync(join(tmpdir(), "nodehost-next-app-"));
     cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
-    appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("/srv/app/shared/release-token", ${JSON.stringify(token)});\n`);
+    appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("/srv/app/current/release-token", ${JSON.stringify(token)});\n`);
     // Started through `npm start` (a start script that is not `node <file>`), as real apps are.
     const pkg = JSON.parse(readFileSync(join(next, "package.json"), "utf8")) as { scripts: Record<string, string> };
     pkg.scripts.start = "NODE_OPTIONS=--enable-source-maps node server.js";
     writeFileSync(join(next, "package.json"), JSON.stringify(pkg, null, 2));
     const overrides = { app: { nodeSource: "npm-registry", source: "path", path: next } };
-    await sshOk(host.target, "sudo -n rm -f /srv/app/shared/release-token");
     // The step dies right after the switch, as a lost connection or a timeout would stop it there.
-    const switched = '  point_current_at "$release_id"\n  touch "$release"';
+    const switched = '  point_current_at "$release_id"\n  touch "$STATE/$release_id.activated"';
     const stopped = await withEditedScripts((dir) => {
       const f = join(dir, "app.sh");
       const text = readFileSync(f, "utf8");
       if (!text.includes(switched)) throw new Error("app.sh no longer has the switch this test stops at");
       // A function replacer: in a replacement string "$$" would be read as a single "$".
-      writeFileSync(f, text.replace(switched, () => '  point_current_at "$release_id"\n  kill -9 $$\n  touch "$release"'));
+      writeFileSync(f, text.replace(switched, () => '  point_current_at "$release_id"\n  kill -9 $$\n  touch "$STATE/$release_id.activated"'));
     }, () => host.replay({ overrides }).then(() => undefined, (e: unknown) => e));
     expect(stopped).toBeInstanceOf(StepFailedError);
     expect([(stopped as StepFailedError).step, (stopped as StepFailedError).exitCode]).toEqual(["app", 137]);
     const moved = await sshOk(host.target, "readlink -f /srv/app/current");
-    expect((await ssh(host.target, "test -e /srv/app/shared/release-token")).code).not.toBe(0);
+    expect((await ssh(host.target, "test -e /srv/app/current/release-token")).code).not.toBe(0);
     expect((await web(https("/api/health"))).status).toBe(200); // the old processes, still serving
 
     const again = await host.replay({ overrides });
     expect(again.ran.map((r) => r.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
     expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(moved);
-    expect((await sshOk(host.target, "cat /srv/app/shared/release-token")).trim()).toBe(token);
+    expect((await sshOk(host.target, "cat /srv/app/current/release-token")).trim()).toBe(token);
     // The variable only the start script sets: the process serving is the one `npm start` ran.
     expect(await sshOk(host.target, "sudo -n sh -c 'grep -laF NODE_OPTIONS=--enable-source-maps /proc/[0-9]*/environ 2>/dev/null; true'")).not.toBe("");
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
-  it("restores the stack's own release when the stack's app is back", async () => {
+  it("rolls back by hand to the release before, skipping one that failed its health check; the stack's own app comes back with the next up", async () => {
+    // Live now: the kill test's release; before it, the broken one (failed) and the first.
+    const out = await sshOk(host.target, "sudo -n nodehost-rollback");
+    expect(out).toMatch(/^ok: \S+ is live and healthy/m);
+    expect((await sshOk(host.target, "readlink -f /srv/app/current")).trim()).toBe(firstRelease);
+    expect((await web(https("/api/health"))).status).toBe(200);
     const r = await host.replay();
     expect(r.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
     expect((await web(https("/api/health"))).status).toBe(200);

@@ -190,7 +190,8 @@ describe("host steps", () => {
     for (const c of d.commands) {
       const minutes = /^(\d+)m$/.exec(c.opts.customTimeouts?.create ?? "")?.[1];
       expect(minutes, c.name).toBeDefined();
-      expect(c.inputs.create).toContain(`sudo -n timeout --kill-after=60 ${minutes}m bash "$f"`);
+      expect(c.inputs.create).toMatch(/^sudo -n bash -c '/);
+      expect(c.inputs.create).toContain(`timeout --kill-after=60 ${minutes}m bash "$f"`);
     }
   });
 

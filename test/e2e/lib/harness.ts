@@ -160,7 +160,8 @@ export async function trustMachineCas(target: SshTarget, dir = process.env.NODEH
     "install -d /usr/local/share/ca-certificates",
     ...pems.map((pem, i) => `cat > /usr/local/share/ca-certificates/nodehost-e2e-machine-${i}.crt <<'PEM'\n${pem}\nPEM`),
     "update-ca-certificates >/dev/null",
-    `for h in /root /home/${DEPLOY_USER}; do printf 'cafile=/etc/ssl/certs/ca-certificates.crt\\n' > "$h/.npmrc"; done`,
+    // /etc/skel: the app user, whose npm ci this is, is made by the node-pm2 step (useradd -m).
+    `for h in /root /home/${DEPLOY_USER} /etc/skel; do printf 'cafile=/etc/ssl/certs/ca-certificates.crt\\n' > "$h/.npmrc"; done`,
     `chown ${DEPLOY_USER}: /home/${DEPLOY_USER}/.npmrc`,
     "grep -q '^NODE_EXTRA_CA_CERTS=' /etc/environment || echo 'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' >> /etc/environment",
   ].join("\n");
