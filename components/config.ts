@@ -365,7 +365,11 @@ const appSchema = z
       .refine(isGitUrl, { error: "must be an https:// or SSH (git@host:path or ssh://...) git URL" })
       .optional(),
     gitRef: gitRef.default("main"),
-    port: port.default(3081),
+    // Releases take turns between this port and the next (scripts/tools/nodehost-release): both
+    // must be free, unprivileged, and not PostgreSQL's or Redis's.
+    port: z.int().min(1024).max(65534)
+      .refine((p) => ![5432, 5431, 6379, 6378].includes(p), { error: "must leave 5432 and 6379 free: releases use this port and the next" })
+      .default(3081),
     // A file in the release or an npm script name: never absolute, never outside the release.
     worker: z
       .string()

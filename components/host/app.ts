@@ -1,4 +1,5 @@
-// Step 6: the app released under /srv/<app>/releases/<id>, run by PM2, rolled back when unhealthy.
+// Step 6: the app released under /srv/<app>/releases/<id>, run by PM2 as the app user, given the
+// traffic only once its health check passes beside the serving release (nodehost-release).
 import * as pulumi from "@pulumi/pulumi";
 import { packDirectory } from "./archive";
 import { HostStep, HostStepArgs, toolB64 } from "./step";
@@ -44,6 +45,7 @@ export class App extends HostStep {
       REDIS_URL: args.redisUrl,
       APP_ENV_JSON: args.appEnvJson,
       ROLLBACK_TOOL_B64: toolB64("nodehost-rollback"),
+      RELEASE_TOOL_B64: toolB64("nodehost-release"),
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -16,7 +16,8 @@ export function scriptsDir(): string {
 /**
  * The remote command of every step: sudo starts a root shell at once; the script arrives on its
  * stdin, lands in a 0600 temp file that root made (in sticky /tmp, so no other user can replace
- * or edit it: root never runs a file another user can change) and runs with no stdin of its own,
+ * or edit it: root never runs a file another user can change) and runs in / (not the deploy
+ * user's home, which the app user cannot enter) with no stdin of its own,
  * so a child that reads stdin cannot eat the script and no parameter ever appears on a command
  * line.
  *
@@ -28,7 +29,7 @@ export function scriptsDir(): string {
  */
 export function stepWrapper(timeoutMinutes: number): string {
   if (!Number.isInteger(timeoutMinutes) || timeoutMinutes < 1) throw new Error(`bad step timeout ${timeoutMinutes}`);
-  const asRoot = `umask 077; f=$(mktemp) || exit 1; trap 'rm -f "$f"' EXIT; cat > "$f" || exit 1; ` +
+  const asRoot = `umask 077; cd / || exit 1; f=$(mktemp) || exit 1; trap 'rm -f "$f"' EXIT; cat > "$f" || exit 1; ` +
     `timeout --kill-after=60 ${timeoutMinutes}m bash "$f" </dev/null; rc=$?; ` +
     `if [ $rc -eq 124 ]; then echo "error: step stopped after its ${timeoutMinutes} min limit" >&2; fi; exit $rc`;
   return `sudo -n bash -c ${shellQuote(asRoot)}`;

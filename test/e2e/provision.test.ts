@@ -11,7 +11,7 @@ import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_
 import { newRunDir, repoRoot } from "./lib/paths";
 import { StepFailedError, type ReplayResult } from "./lib/replay";
 import { reboot, ssh, sshOk } from "./lib/ssh";
-import { web, webUntil, type WebRequest } from "./lib/web";
+import { pollDuring, web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
 import { stepWrapper } from "../../components/host/step";
 
@@ -159,7 +159,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(await sshOk(host.target, "sudo -n -l -U nodeapp")).toMatch(/not allowed to run sudo/);
     // Run as the app user: sudo refuses it, and root's files and directories are not its to change.
     expect((await ssh(host.target, "sudo -n -u nodeapp sudo -n true")).code).not.toBe(0);
-    const writable = await sshOk(host.target, "sudo -n -u nodeapp sh -c 'for p in /srv/app /srv/app/releases /srv/app/shared /srv/app/shared/env.json /srv/app/shared/ecosystem.config.cjs /srv/app/current /var/lib/nodehost /var/lib/nodehost/releases-app /etc/nodehost /usr/local/bin /usr/local/lib/node_modules/pm2; do [ -w \"$p\" ] && echo \"$p\"; done; true'");
+    const writable = await sshOk(host.target, "sudo -n -u nodeapp sh -c 'for p in /srv/app /srv/app/releases /srv/app/shared /srv/app/shared/* /srv/app/current /var/lib/nodehost /var/lib/nodehost/releases-app /etc/nodehost /usr/local/bin /usr/local/lib/node_modules/pm2; do [ -w \"$p\" ] && echo \"$p\"; done; true'");
     expect(writable).toBe("");
     expect((await ssh(host.target, "sudo -n -u nodeapp ln -sfn /tmp /srv/app/current")).code).not.toBe(0);
     // Under /srv/app only a release's own tree is the app user's; the rest is root's.
@@ -225,59 +225,87 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
-  it("rolls back a release that fails its health check, and the site stays up", async () => {
+  /** The web processes the app user's PM2 runs, and the port nginx sends traffic to. */
+  const slots = async () => {
+    const names = (JSON.parse(await sshOk(host.target, "cd / && sudo -n -u nodeapp -H pm2 jlist")) as { name: string }[]).map((p) => p.name).sort();
+    const upstream = (await sshOk(host.target, "sudo -n cat /etc/nodehost/upstream-app.conf")).trim();
+    return { names, upstream };
+  };
+
+  it("never sends traffic to a release that fails its health check: not one request fails, the old release serves on", async () => {
     const before = await sshOk(host.target, "readlink -f /srv/app/current");
+    const serving = await slots();
     const broken = mkdtempSync(join(tmpdir(), "nodehost-broken-app-"));
     cpSync(join(repoRoot, "app"), broken, { recursive: true, filter: (src) => !src.includes("node_modules") });
     writeFileSync(join(broken, "server.js"), 'console.error("this release cannot start"); process.exit(1);\n');
-    const err = await host.replay({ overrides: { app: { nodeSource: "npm-registry", source: "path", path: broken } } }).then(() => undefined, (e: unknown) => e);
+    const { result: err, requests, failed } = await pollDuring(https("/api/health"),
+      () => host.replay({ overrides: { app: { nodeSource: "npm-registry", source: "path", path: broken } } }));
     expect(err).toBeInstanceOf(StepFailedError);
     expect((err as StepFailedError).step).toBe("app");
     // Given up on as a crash loop, not after the whole 90 s health-check wait.
     expect((err as StepFailedError).providerText).toMatch(/the web process restarted \d+ times without answering/);
+    expect((err as StepFailedError).providerText).toMatch(/got no traffic; \S+ goes on serving/);
+    expect(failed).toEqual([]);
+    expect(requests).toBeGreaterThan(20);
     expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(before);
-    expect((await web(https("/api/health"))).status).toBe(200);
+    expect(await slots()).toEqual(serving);
   });
 
-  it("loads a release whose step was stopped between moving `current` and reloading, on the next run", async () => {
-    // A release that leaves a mark when it starts: the old processes cannot fake it.
+  it("moves traffic only once the new release is healthy, failing no request; a step stopped right after the switch converges on the next run", async () => {
+    // A release that leaves a mark when it starts, in its own directory: the old processes cannot fake it.
     const token = `release-${Date.now()}`;
     const next = mkdtempSync(join(tmpdir(), "nodehost-next-app-"));
     cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
-    appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("/srv/app/current/release-token", ${JSON.stringify(token)});\n`);
+    appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("release-token", ${JSON.stringify(token)});\n`);
     // Started through `npm start` (a start script that is not `node <file>`), as real apps are.
     const pkg = JSON.parse(readFileSync(join(next, "package.json"), "utf8")) as { scripts: Record<string, string> };
     pkg.scripts.start = "NODE_OPTIONS=--enable-source-maps node server.js";
     writeFileSync(join(next, "package.json"), JSON.stringify(pkg, null, 2));
     const overrides = { app: { nodeSource: "npm-registry", source: "path", path: next } };
-    // The step dies right after the switch, as a lost connection or a timeout would stop it there.
-    const switched = '  point_current_at "$release_id"\n  touch "$STATE/$release_id.activated"';
-    const stopped = await withEditedScripts((dir) => {
-      const f = join(dir, "app.sh");
+    const before = await sshOk(host.target, "readlink -f /srv/app/current");
+    const serving = await slots();
+    // The whole step (its process group: timeout, app.sh, nodehost-release) dies right after
+    // nginx was switched to the new slot, as a lost connection or a timeout would stop it there.
+    const switched = '  switch_upstream "$new"\n';
+    const { result: stopped, failed: failedStopped } = await pollDuring(https("/api/health"), () => withEditedScripts((dir) => {
+      const f = join(dir, "tools", "nodehost-release");
       const text = readFileSync(f, "utf8");
-      if (!text.includes(switched)) throw new Error("app.sh no longer has the switch this test stops at");
+      if (!text.includes(switched)) throw new Error("nodehost-release no longer has the switch this test stops at");
       // A function replacer: in a replacement string "$$" would be read as a single "$".
-      writeFileSync(f, text.replace(switched, () => '  point_current_at "$release_id"\n  kill -9 $$\n  touch "$STATE/$release_id.activated"'));
-    }, () => host.replay({ overrides }).then(() => undefined, (e: unknown) => e));
+      writeFileSync(f, text.replace(switched, () => `${switched}  kill -9 -- "-$(ps -o pgid= -p $$ | tr -d ' ')"\n`));
+    }, () => host.replay({ overrides })));
     expect(stopped).toBeInstanceOf(StepFailedError);
     expect([(stopped as StepFailedError).step, (stopped as StepFailedError).exitCode]).toEqual(["app", 137]);
-    const moved = await sshOk(host.target, "readlink -f /srv/app/current");
-    expect((await ssh(host.target, "test -e /srv/app/current/release-token")).code).not.toBe(0);
-    expect((await web(https("/api/health"))).status).toBe(200); // the old processes, still serving
+    expect(failedStopped).toEqual([]);
+    // Traffic is on the new release already (its mark is written), `current` not moved yet, and
+    // the old release still runs in its slot.
+    expect((await sshOk(host.target, "sudo -n sh -c 'cat /srv/app/releases/*/release-token'")).trim()).toBe(token);
+    expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(before);
+    const half = await slots();
+    expect(half.upstream).not.toBe(serving.upstream);
+    expect(half.names.length).toBe(2);
 
-    const again = await host.replay({ overrides });
-    expect(again.ran.map((r) => r.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
-    expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(moved);
-    expect((await sshOk(host.target, "cat /srv/app/current/release-token")).trim()).toBe(token);
+    const { result: again, requests, failed } = await pollDuring(https("/api/health"), () => host.replay({ overrides }));
+    expect(again).not.toBeInstanceOf(Error);
+    expect((again as ReplayResult).ran.map((r) => r.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+    expect(failed).toEqual([]);
+    expect(requests).toBeGreaterThan(20);
+    const moved = (await sshOk(host.target, "readlink -f /srv/app/current")).trim();
+    expect(moved).not.toBe(before.trim());
+    expect((await sshOk(host.target, `cat ${moved}/release-token`)).trim()).toBe(token);
+    // One web process, in the slot nginx sends traffic to.
+    const done = await slots();
+    expect(done.names).toEqual([`app-web-${/:(\d+);/.exec(done.upstream)![1]}`]);
     // The variable only the start script sets: the process serving is the one `npm start` ran.
     expect(await sshOk(host.target, "sudo -n sh -c 'grep -laF NODE_OPTIONS=--enable-source-maps /proc/[0-9]*/environ 2>/dev/null; true'")).not.toBe("");
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
-  it("rolls back by hand to the release before, skipping one that failed its health check; the stack's own app comes back with the next up", async () => {
-    // Live now: the kill test's release; before it, the broken one (failed) and the first.
-    const out = await sshOk(host.target, "sudo -n nodehost-rollback");
+  it("rolls back by hand to the release before, skipping one that failed its health check, failing no request; the stack's own app comes back with the next up", async () => {
+    // Live now: the release of the test above; before it, the broken one (failed) and the first.
+    const { result: out, failed } = await pollDuring(https("/api/health"), () => sshOk(host.target, "sudo -n nodehost-rollback"));
     expect(out).toMatch(/^ok: \S+ is live and healthy/m);
+    expect(failed).toEqual([]);
     expect((await sshOk(host.target, "readlink -f /srv/app/current")).trim()).toBe(firstRelease);
     expect((await web(https("/api/health"))).status).toBe(200);
     const r = await host.replay();

@@ -317,6 +317,8 @@ const HOSTILE: Record<string, Bad> = {
     expected: ["nodehost:alerts.none: cannot be true while alerts.emails or alerts.slackChannel name a recipient: choose one"],
   },
   "a pm2 dist-tag": { over: { "nodehost:app": JSON.stringify({ pm2Version: "latest" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
+  "an app port whose next port is PostgreSQL's": { over: { "nodehost:app": JSON.stringify({ port: 5431 }) }, expected: ["nodehost:app.port: must leave 5432 and 6379 free: releases use this port and the next"] },
+  "the last port (releases need the next one too)": { over: { "nodehost:app": JSON.stringify({ port: 65535 }) }, expected: ["nodehost:app.port: Too big: expected number to be <=65534"] },
   "a pm2 range (node-pm2 would reinstall on every run)": { over: { "nodehost:app": JSON.stringify({ pm2Version: "^6.0" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
   "a Slack channel with a newline": {
     over: { "nodehost:alerts": alerts({ slackChannel: "#ops\n#all" }), "nodehost:slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/x" },

@@ -61,3 +61,33 @@ export async function webUntil(r: WebRequest, check: (res: WebResponse) => boole
   }
   throw new Error(`${r.https ? "https" : "http"}://${r.name}${r.path} not as expected after ${timeoutMs} ms: ${last instanceof Error ? last.message : `${last.status} ${last.body.slice(0, 300)}`}`);
 }
+
+/**
+ * A client polling `r` every `everyMs` while `during` runs, as a user's browser or an uptime check
+ * would: returns what `during` returned and every answer that was not a 200 (status, or the
+ * error), with the count of requests made. Bounded: at most `maxRequests`, each with its own
+ * timeout, and it stops when `during` settles.
+ */
+export async function pollDuring<T>(r: WebRequest, during: () => Promise<T>, opts: { everyMs?: number; maxRequests?: number } = {}):
+  Promise<{ result: T | Error; requests: number; failed: string[] }> {
+  const everyMs = opts.everyMs ?? 250, maxRequests = opts.maxRequests ?? 20_000;
+  let stop = false, requests = 0;
+  const failed: string[] = [];
+  const loop = (async () => {
+    while (!stop && requests < maxRequests) {
+      requests++;
+      const at = new Date().toISOString();
+      try {
+        const res = await web({ ...r, timeoutMs: r.timeoutMs ?? 10_000 });
+        if (res.status !== 200) failed.push(`${at} ${res.status}`);
+      } catch (e) {
+        failed.push(`${at} ${(e as Error).message}`);
+      }
+      await new Promise((res) => setTimeout(res, everyMs));
+    }
+  })();
+  const result = await during().catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  stop = true;
+  await loop;
+  return { result, requests, failed };
+}
