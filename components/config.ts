@@ -378,6 +378,13 @@ const appSchema = z
       })
       .default(""),
     build: z.boolean().default(false),
+    // An npm script run before a release goes live (after a local pre-deploy backup), as the app
+    // user in the release with the app's environment: "migrate": "prisma migrate deploy", say.
+    migrate: z
+      .string()
+      .regex(/^([A-Za-z0-9][A-Za-z0-9:._-]*)?$/, { error: "must be an npm script name such as migrate or db:migrate (letters, digits, ':', '.', '_', '-')" })
+      .max(100)
+      .default(""),
     // Plain settings for the app's processes; secrets go in the top-level appSecrets.
     env: appEnvMap.default({}),
     nodeMajor: z.int().min(18).max(40).default(CURRENT_LTS_NODE),

@@ -13,6 +13,8 @@ set -euo pipefail
 
 require_nonempty APP_NAME DEPLOY_USER APP_USER APP_PORT APP_SOURCE NPM_REGISTRY DATABASE_URL REDIS_URL ROLLBACK_TOOL_B64 RELEASE_TOOL_B64
 require_vars APP_ARCHIVE_B64 APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
+APP_MIGRATE=${APP_MIGRATE:-}
+[[ -z $APP_MIGRATE || $APP_MIGRATE =~ ^[A-Za-z0-9][A-Za-z0-9:._-]*$ ]] || die "APP_MIGRATE must be an npm script name, got '$APP_MIGRATE'"
 [[ $APP_NAME =~ ^[a-z][a-z0-9-]*$ ]] || die "APP_NAME must be a lower-case name, got '$APP_NAME'"
 [[ $APP_PORT =~ ^[0-9]+$ ]] || die "APP_PORT must be a port number, got '$APP_PORT'"
 id "$DEPLOY_USER" >/dev/null 2>&1 || die "deploy user $DEPLOY_USER does not exist"
@@ -198,6 +200,40 @@ retire_deploy_pm2() {
   changed "retired $old (the app now runs as $APP_USER)"
 }
 retire_deploy_pm2
+
+# --- Migrations: before the release goes live, after a local backup, as the app user --------------
+# `npm run <app.migrate>` in the release's directory with the app's own environment (env.json, so
+# DATABASE_URL), whenever the release is not live yet. Its output goes to a root-only log; on a
+# failure its tail is shown with every value of env.json masked. A failure leaves the serving
+# release as it is (the database as the migration left it: the pre-deploy backup restores it).
+if [[ -n $APP_MIGRATE ]] && ! nodehost-release live "$release_id" >/dev/null 2>&1; then
+  as_app node -e 'const p=require(process.argv[1]); process.exit(p.scripts && p.scripts[process.argv[2]] ? 0 : 1)' "$release/package.json" "$APP_MIGRATE" ||
+    die "app.migrate '$APP_MIGRATE' is not an npm script of release $release_id"
+  pre=$(nodehost-backup --no-upload --quiet --prefix pre-deploy) || die "the pre-deploy backup failed (see /var/log/nodehost-backup.log): release $release_id not migrated, nothing changed"
+  log "pre-deploy backup: $pre"
+  migrate_log=/var/log/nodehost-migrate.log
+  touch "$migrate_log" && chmod 0600 "$migrate_log"
+  printf '%s release %s: npm run %s\n' "$(date -u +%FT%TZ)" "$release_id" "$APP_MIGRATE" >>"$migrate_log"
+  rc=0
+  (cd "$release" && as_app node -e '
+const fs = require("fs"), { spawnSync } = require("child_process");
+const env = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+const r = spawnSync("npm", ["run", "--silent", process.argv[2]], { stdio: ["ignore", "inherit", "inherit"],
+  env: { ...env, PATH: process.env.PATH, HOME: process.env.HOME, LANG: process.env.LANG } });
+process.exit(r.status === null ? 1 : r.status);' "$SHARED/env.json" "$APP_MIGRATE") >>"$migrate_log" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    printf '%s\0' "$SHARED/env.json" "$migrate_log" | node -e '
+const fs = require("fs"), [envFile, logFile] = fs.readFileSync(0, "utf8").split("\0");
+const secrets = Object.values(JSON.parse(fs.readFileSync(envFile, "utf8"))).filter((v) => v.length >= 4)
+  .flatMap((v) => [v, encodeURIComponent(v)]).sort((a, b) => b.length - a.length);
+let text = fs.readFileSync(logFile, "utf8").split("\n").slice(-41).join("\n");
+for (const v of secrets) text = text.split(v).join("***");
+process.stderr.write(text + "\n");'
+    die "migration 'npm run $APP_MIGRATE' of release $release_id failed (exit $rc): it got no traffic and the serving release is unchanged; the database is as the migration left it, the pre-deploy backup is $pre (docs/runbooks/rollback.md)"
+  fi
+  changed "migrated: npm run $APP_MIGRATE (release $release_id; pre-deploy backup $pre)"
+fi
+
 out=$(nodehost-release activate "$release_id") || die "release $release_id did not go live (see above)"
 log "$out"
 if grep -q '^changed: ' <<<"$out"; then NODEHOST_CHANGES=$((NODEHOST_CHANGES + 1)); fi

@@ -18,6 +18,8 @@ export interface AppArgs extends HostStepArgs {
   /** Script run as a second PM2 process (e.g. worker.js); empty for none. */
   worker: string;
   build: boolean;
+  /** npm script run before the release goes live (after a pre-deploy backup); empty for none. */
+  migrate: string;
   npmRegistry: string;
   databaseUrl: pulumi.Input<string>;
   redisUrl: pulumi.Input<string>;
@@ -40,6 +42,7 @@ export class App extends HostStep {
       APP_GIT_REF: src.kind === "git" ? src.ref : "",
       APP_WORKER: args.worker,
       APP_BUILD: args.build ? "1" : "0",
+      APP_MIGRATE: args.migrate,
       NPM_REGISTRY: args.npmRegistry,
       DATABASE_URL: args.databaseUrl,
       REDIS_URL: args.redisUrl,

@@ -112,7 +112,7 @@ export class Host extends pulumi.ComponentResource {
     const app = new App(`${name}-app`, {
       ...common, after: [node, backups],
       appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app),
-      worker: cfg.app.worker, build: cfg.app.build, npmRegistry: cfg.app.npmRegistry,
+      worker: cfg.app.worker, build: cfg.app.build, migrate: cfg.app.migrate, npmRegistry: cfg.app.npmRegistry,
       databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
       redisUrl: pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
       // The config has refused names the stack sets and names in both maps (components/config.ts).

@@ -225,6 +225,12 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
+  /** A query's result from the stack's own database. */
+  const psql = (sql: string) => sshOk(host.target, `sudo -n docker exec -i nodehost-postgres psql -U app -d app -tA`, { input: sql });
+  /** A migration script for a test release: runs `sql` with the app's DATABASE_URL. */
+  const migration = (sql: string) => `const { Client } = require("pg");
+(async () => { const c = new Client({ connectionString: process.env.DATABASE_URL }); await c.connect(); await c.query(${JSON.stringify(sql)}); await c.end(); })()
+  .catch((e) => { console.error(e.message); process.exit(1); });\n`;
   /** The web processes the app user's PM2 runs, and the port nginx sends traffic to. */
   const slots = async () => {
     const names = (JSON.parse(await sshOk(host.target, "cd / && sudo -n -u nodeapp -H pm2 jlist")) as { name: string }[]).map((p) => p.name).sort();
@@ -257,11 +263,16 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const next = mkdtempSync(join(tmpdir(), "nodehost-next-app-"));
     cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
     appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("release-token", ${JSON.stringify(token)});\n`);
-    // Started through `npm start` (a start script that is not `node <file>`), as real apps are.
+    // Started through `npm start` (a start script that is not `node <file>`), as real apps are,
+    // with a migration (app.migrate) that records the token in the database.
     const pkg = JSON.parse(readFileSync(join(next, "package.json"), "utf8")) as { scripts: Record<string, string> };
     pkg.scripts.start = "NODE_OPTIONS=--enable-source-maps node server.js";
+    pkg.scripts["db:migrate"] = "node migrate.js";
     writeFileSync(join(next, "package.json"), JSON.stringify(pkg, null, 2));
-    const overrides = { app: { nodeSource: "npm-registry", source: "path", path: next } };
+    writeFileSync(join(next, "migrate.js"), migration(`CREATE TABLE IF NOT EXISTS e2e_migrated (token text); INSERT INTO e2e_migrated VALUES ('${token}')`));
+    const overrides = { app: { nodeSource: "npm-registry", source: "path", path: next, migrate: "db:migrate" } };
+    const preDeploy = async () => (await sshOk(host.target, "sudo -n sh -c 'ls /mnt/data/backups/ | grep -c ^pre-deploy- ; true'")).trim();
+    const backupsBefore = Number(await preDeploy());
     const before = await sshOk(host.target, "readlink -f /srv/app/current");
     const serving = await slots();
     // The whole step (its process group: timeout, app.sh, nodehost-release) dies right after
@@ -299,6 +310,31 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     // The variable only the start script sets: the process serving is the one `npm start` ran.
     expect(await sshOk(host.target, "sudo -n sh -c 'grep -laF NODE_OPTIONS=--enable-source-maps /proc/[0-9]*/environ 2>/dev/null; true'")).not.toBe("");
     expect((await web(https("/api/health"))).status).toBe(200);
+    // The migration ran before each of the two runs put it live, each after a local backup.
+    expect((await psql(`SELECT count(*) FROM e2e_migrated WHERE token = '${token}'`)).trim()).toBe("2");
+    expect(Number(await preDeploy())).toBe(backupsBefore + 2);
+  });
+
+  it("fails the up on a failing migration, its output masked, with the serving release untouched and not one request failed", async () => {
+    const failing = mkdtempSync(join(tmpdir(), "nodehost-migrate-fails-"));
+    cpSync(join(repoRoot, "app"), failing, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    const pkg = JSON.parse(readFileSync(join(failing, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    pkg.scripts.migrate = "node migrate.js";
+    writeFileSync(join(failing, "package.json"), JSON.stringify(pkg, null, 2));
+    // It prints the app's secret and the database URL before it fails: the step must not.
+    writeFileSync(join(failing, "migrate.js"), 'console.log("secret " + process.env.PAYMENT_API_KEY + " url " + process.env.DATABASE_URL); process.exit(3);\n');
+    const before = await sshOk(host.target, "readlink -f /srv/app/current");
+    const serving = await slots();
+    const { result: err, failed } = await pollDuring(https("/api/health"),
+      () => host.replay({ overrides: { app: { nodeSource: "npm-registry", source: "path", path: failing, migrate: "migrate" } } }));
+    expect(err).toBeInstanceOf(StepFailedError);
+    const text = (err as StepFailedError).providerText;
+    expect(text).toMatch(/migration 'npm run migrate' of release \w+ failed \(exit 3\): it got no traffic and the serving release is unchanged/);
+    expect(text).toContain("secret *** url ***");
+    expect(text).not.toContain(APP_SECRETS.PAYMENT_API_KEY);
+    expect(failed).toEqual([]);
+    expect(await sshOk(host.target, "readlink -f /srv/app/current")).toBe(before);
+    expect(await slots()).toEqual(serving);
   });
 
   it("rolls back by hand to the release before, skipping one that failed its health check, failing no request; the stack's own app comes back with the next up", async () => {

