@@ -26,7 +26,8 @@ APP_ROOT=/srv/$APP_NAME
 RELEASES=$APP_ROOT/releases
 SHARED=$APP_ROOT/shared
 KEEP_RELEASES=5
-# Root's record of the releases: <id>.ready (built), <id>.failed (failed its health check),
+# Root's record of the releases: <id>.ready (built), <id>.failed (failed its health check, or
+# rolled back from),
 # <id>.activated (its mtime: when it last went live; rollback and pruning order by it).
 STATE=/var/lib/nodehost/releases-$APP_NAME
 deploy_home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
@@ -45,6 +46,11 @@ app_rmtree() {
   [[ -e $dir || -L $dir ]] || return 0
   if [[ -L $dir || ! -d $dir ]]; then
     rm -f -- "$dir"
+    return 0
+  fi
+  if [[ $(stat -c %U "$dir") != "$APP_USER" ]]; then
+    # Not the app user's (a staging dir an earlier version's deploy user made): no link in it is.
+    rm -rf -- "$dir"
     return 0
   fi
   as_app rm -rf -- "$dir" 2>/dev/null || true
@@ -112,7 +118,7 @@ built() { [[ -f $STATE/$1.ready && -d $RELEASES/$1 && ! -L $RELEASES/$1 ]]; }
 
 # Left behind by a run that was stopped (they hold a half-built release).
 for d in "$RELEASES"/.staging.*; do
-  [[ -e $d || -L $d ]] && app_rmtree "$d"
+  if [[ -e $d || -L $d ]]; then app_rmtree "$d" || warn "could not remove $d"; fi
 done
 staging=$(mktemp -d "$RELEASES/.staging.XXXXXX")
 # shellcheck disable=SC2064 # expand now
