@@ -136,7 +136,7 @@ describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
       expect(e.exitCode).toBe(3);
       expect(e.message).toContain('host step "boom" failed (exit 3)');
       expect(e.message).toContain("about to fail");
-      expect(e.providerText).toMatch(/^Process exited with status 3: running "umask 077; .*timeout --kill-after=60 1m bash/);
+      expect(e.providerText).toMatch(/^Process exited with status 3: running "sudo -n bash -c 'umask 077; .*timeout --kill-after=60 1m bash/);
       expect(e.providerText).toContain("about to fail\n");
     });
 
