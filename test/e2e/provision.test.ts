@@ -160,8 +160,9 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect(await sshOk(host.target, "sudo -n -l -U nodeapp")).toMatch(/not allowed to run sudo/);
     // Run as the app user: sudo refuses it, and root's files and directories are not its to change.
     expect((await ssh(host.target, "sudo -n -u nodeapp sudo -n true")).code).not.toBe(0);
-    const writable = await sshOk(host.target, "sudo -n -u nodeapp sh -c 'for p in /srv/app /srv/app/releases /srv/app/shared /srv/app/shared/* /srv/app/current /var/lib/nodehost /var/lib/nodehost/releases-app /etc/nodehost /usr/local/bin /usr/local/lib/node_modules/pm2; do [ -w \"$p\" ] && echo \"$p\"; done; true'");
+    const writable = await sshOk(host.target, "sudo -n -u nodeapp sh -c 'for p in /srv/app /srv/app/releases /srv/app/shared /srv/app/shared/* /var/lib/nodehost /var/lib/nodehost/releases-app /etc/nodehost /usr/local/bin /usr/local/lib/node_modules/pm2; do [ -w \"$p\" ] && echo \"$p\"; done; true'");
     expect(writable).toBe("");
+    // `current` leads into the app's own tree (test -w follows it); the link itself is root's to move.
     expect((await ssh(host.target, "sudo -n -u nodeapp ln -sfn /tmp /srv/app/current")).code).not.toBe(0);
     // Under /srv/app only a release's own tree is the app user's; the rest is root's.
     expect(await sshOk(host.target, "sudo -n find /srv/app -path '/srv/app/releases/?*' -prune -o ! -user root -print")).toBe("");
