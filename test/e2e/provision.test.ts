@@ -227,6 +227,12 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
+  /** A copy of the bundled sample app (without node_modules) to change into a test release. */
+  const sampleAppCopy = (prefix: string) => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    cpSync(join(repoRoot, "app"), dir, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    return dir;
+  };
   /** A query's result from the stack's own database. */
   const psql = (sql: string) => sshOk(host.target, `sudo -n docker exec -i nodehost-postgres psql -U app -d app -tA`, { input: sql });
   /** A migration script for a test release: runs `sql` with the app's DATABASE_URL. */
@@ -243,8 +249,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   it("never sends traffic to a release that fails its health check: not one request fails, the old release serves on", async () => {
     const before = await sshOk(host.target, "readlink -f /srv/app/current");
     const serving = await slots();
-    const broken = mkdtempSync(join(tmpdir(), "nodehost-broken-app-"));
-    cpSync(join(repoRoot, "app"), broken, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    const broken = sampleAppCopy("nodehost-broken-app-");
     writeFileSync(join(broken, "server.js"), 'console.error("this release cannot start"); process.exit(1);\n');
     const { result: err, requests, failed } = await pollDuring(https("/api/health"),
       () => host.replay({ overrides: { app: { nodeSource: "npm-registry", source: "path", path: broken } } }));
@@ -262,8 +267,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   it("moves traffic only once the new release is healthy, failing no request; a step stopped right after the switch converges on the next run", async () => {
     // A release that leaves a mark when it starts, in its own directory: the old processes cannot fake it.
     const token = `release-${Date.now()}`;
-    const next = mkdtempSync(join(tmpdir(), "nodehost-next-app-"));
-    cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    const next = sampleAppCopy("nodehost-next-app-");
     appendFileSync(join(next, "server.js"), `\nrequire("fs").writeFileSync("release-token", ${JSON.stringify(token)});\n`);
     // Started through `npm start` (a start script that is not `node <file>`), as real apps are,
     // with a migration (app.migrate) that records the token in the database.
@@ -318,8 +322,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
   });
 
   it("fails the up on a failing migration, its output masked, with the serving release untouched and not one request failed", async () => {
-    const failing = mkdtempSync(join(tmpdir(), "nodehost-migrate-fails-"));
-    cpSync(join(repoRoot, "app"), failing, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    const failing = sampleAppCopy("nodehost-migrate-fails-");
     const pkg = JSON.parse(readFileSync(join(failing, "package.json"), "utf8")) as { scripts: Record<string, string> };
     pkg.scripts.migrate = "node migrate.js";
     writeFileSync(join(failing, "package.json"), JSON.stringify(pkg, null, 2));
