@@ -350,6 +350,48 @@ const appEnvMap = z.record(
     .refine((v) => !v.includes("\0") && v.length <= 32768, { error: "must be at most 32768 characters, without NUL" }),
 );
 
+/** A path of the site's, as nginx matches it: letters, digits, '.', '_', '~', '-' and '/', no '..'. */
+const sitePath = (what: string) =>
+  z
+    .string()
+    .refine((s) => /^\/[A-Za-z0-9._~/-]{0,200}$/.test(s) && noDotDot(s) && !s.includes("//"), {
+      error: `must be ${what} such as /api/health: '/' then letters, digits, '.', '_', '~', '-' and '/' (no '..' or '//')`,
+    });
+/** nginx's client_max_body_size: a number with an optional k or m. */
+const bodySize = z.string().regex(/^[1-9][0-9]{0,4}[km]?$/, { error: "must be a size such as 10m, 512k or 65536 (bytes)" });
+/** An npm script name (a key of package.json's scripts), never an option or a command. */
+const npmScript = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9:._-]*$/, { error: "must be an npm script name such as start or start:worker (letters, digits, ':', '.', '_', '-')" })
+  .max(100);
+
+/**
+ * One PM2 process of the app (app.processes). The web process is started in the slot that is not
+ * serving, with PORT set to that slot, and must answer app.healthPath there before it gets traffic
+ * (scripts/tools/nodehost-release); the others start once it has the traffic.
+ */
+const appProcess = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,20}$/, { error: "must be a short lower-case name such as web or worker" }),
+    // One of: an npm script (run as `npm run <script>`, `npm start` for start), or a file in the
+    // release run by node (or by node with tsx's loader).
+    npm: npmScript.optional(),
+    file: z
+      .string()
+      .refine((s) => /^[A-Za-z0-9._][A-Za-z0-9._/-]*$/.test(s) && noDotDot(s) && !s.startsWith("-"), {
+        error: "must be a path inside the app such as server/index.ts (letters, digits, '.', '_', '-', '/'; no '..')",
+      })
+      .optional(),
+    // tsx: `node --import tsx <file>`, so TypeScript runs without a build step (the app must
+    // depend on tsx; Node.js >= 20.6 takes --import).
+    interpreter: z.enum(["node", "tsx"]).default("node"),
+    instances: z.int().min(1).max(32).default(1),
+    // cluster: PM2's cluster mode (node's cluster module shares the port between instances).
+    mode: z.enum(["fork", "cluster"]).default("fork"),
+    web: z.boolean().default(false),
+  })
+  .strict();
+
 const appSchema = z
   .object({
     name: z
@@ -378,6 +420,17 @@ const appSchema = z
       })
       .default(""),
     build: z.boolean().default(false),
+    // Plain variables the build sees besides app.env (NEXT_PUBLIC_API_URL, say); never secrets:
+    // a build's output (a browser bundle) is readable by anyone.
+    buildEnv: appEnvMap.default({}),
+    // The app's processes. Empty: one web process as npm would start it (scripts.start, main, or
+    // server.js), plus app.worker when set.
+    processes: z.array(appProcess).max(16).default([]),
+    // What the web process answers when healthy (200): checked before a release gets traffic, by
+    // the health gate of every up, and by the uptime check.
+    healthPath: sitePath("a path").default("/api/health"),
+    // PM2 restarts a process whose memory grows past this.
+    memoryLimit: z.string().regex(/^[1-9][0-9]{0,5}[MG]$/, { error: "must be a size such as 512M or 2G" }).default("512M"),
     // An npm script run before a release goes live (after a local pre-deploy backup), as the app
     // user in the release with the app's environment: "migrate": "prisma migrate deploy", say.
     migrate: z
@@ -411,6 +464,28 @@ const nginxSchema = z
     allowIps: z.array(cidr).default([]),
     // true: allowIps covers the UI only and /api/ stays open to all.
     apiPublic: z.boolean().default(false),
+    // The largest request body nginx passes on (413 beyond it).
+    maxBodySize: bodySize.default("10m"),
+    // More paths of the app beside /api/ (a Socket.io endpoint, a proxy), each proxied to the web
+    // process like /api/: no basic auth, the allow-list unless apiPublic, rate-limited.
+    routes: z
+      .array(
+        z
+          .object({
+            path: sitePath("a path prefix")
+              .refine((s) => s !== "/" && s !== "/api/" && !s.startsWith("/.well-known/"), {
+                error: "must not be /, /api/ or under /.well-known/ (the site serves those itself)",
+              }),
+            // Pass WebSocket upgrades through (HTTP/1.1, Upgrade and Connection headers, no buffering).
+            websocket: z.boolean().default(false),
+            // nginx closes a proxied connection idle this long (a websocket needs pings within it).
+            idleTimeoutSeconds: z.int().min(1).max(86400).default(60),
+            maxBodySize: bodySize.optional(),
+          })
+          .strict(),
+      )
+      .max(20)
+      .default([]),
   })
   .strict();
 
@@ -539,6 +614,29 @@ const updatesSchema = z
   })
   .strict();
 
+/** What app.processes must say, beyond each entry's own shape (errors name the entry's key). */
+function appProcessRules(
+  app: z.infer<typeof appSchema>,
+  need: (cond: boolean, path: string[], message: string) => void,
+) {
+  const procs = app.processes;
+  if (procs.length === 0) return;
+  const at = (i: number, key: string) => ["app", "processes", String(i), key];
+  need(app.worker !== "", ["app", "worker"], "cannot be set with app.processes: list the worker there instead");
+  const webs = procs.flatMap((p, i) => (p.web ? [i] : []));
+  need(webs.length === 0, ["app", "processes"], "has no web process: set web: true on the one that serves PORT");
+  for (const i of webs.slice(1)) need(true, at(i, "web"), `is true on process ${webs[0]} already: one web process serves PORT`);
+  procs.forEach((p, i) => {
+    need(procs.findIndex((q) => q.name === p.name) !== i, at(i, "name"), "is the name of another process");
+    need((p.npm === undefined) === (p.file === undefined), at(i, "npm"), "set exactly one of npm (a script) and file");
+    need(p.interpreter !== "node" && p.file === undefined, at(i, "interpreter"), "applies to a file only (an npm script says how it runs)");
+    // PM2's cluster mode runs a file in node's cluster module; an npm script cannot be clustered.
+    need(p.mode === "cluster" && p.file === undefined, at(i, "mode"), "cluster needs a file (PM2 clusters a node file, not an npm script)");
+    // Forked copies would each try to bind PORT.
+    need(p.web && p.instances > 1 && p.mode !== "cluster", at(i, "instances"), "more than 1 web instance needs mode: cluster (forked copies would each bind PORT)");
+  });
+}
+
 /** Every key under the `nodehost:` namespace, without the prefix. */
 export const stackSchema = z
   .object({
@@ -606,6 +704,9 @@ export const stackSchema = z
       "cannot be true while alerts.emails or alerts.slackChannel name a recipient: choose one",
     );
     need(c.app.source === "path" && !c.app.path, ["app", "path"], "is required when app.source is path");
+    appProcessRules(c.app, need);
+    const routePaths = c.nginx.routes.map((r) => r.path);
+    routePaths.forEach((p, i) => need(routePaths.indexOf(p) !== i, ["nginx", "routes", String(i), "path"], "is listed twice"));
     need(c.app.source === "git" && !c.app.gitUrl, ["app", "gitUrl"], "is required when app.source is git");
     need(c.alerts.slackChannel !== "" && !c.slackWebhookUrl, ["slackWebhookUrl"], "is required when alerts.slackChannel is set");
     need(

@@ -70,7 +70,7 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
   });
   new Monitoring(name, {
     dropletId: server.dropletId,
-    healthUrl: `https://${cfg.siteNames[0]}/api/health`,
+    healthUrl: `https://${cfg.siteNames[0]}${cfg.app.healthPath}`,
     backupHeartbeatUrl: `https://${cfg.siteNames[0]}/healthz/backup`,
     emails: cfg.alerts.emails,
     slack: cfg.slackWebhookUrl ? { channel: cfg.alerts.slackChannel, url: cfg.slackWebhookUrl } : undefined,
@@ -151,7 +151,7 @@ export function createStack(cfg: StackConfig): Stack {
       publicIp: target.publicIp,
       url: pulumi.output(`https://${cfg.siteNames[0]}`),
       urls: pulumi.output(cfg.siteNames.map((n) => `https://${n}`)),
-      healthUrl: pulumi.output(`https://${cfg.siteNames[0]}/api/health`),
+      healthUrl: pulumi.output(`https://${cfg.siteNames[0]}${cfg.app.healthPath}`),
       sshCommand: pulumi.interpolate`ssh${portFlag} ${c.user}@${target.publicIp}`,
       basicAuthUser: pulumi.output(cfg.nginx.basicAuthUser),
       basicAuthPassword: pulumi.secret(host.basicAuthPassword),

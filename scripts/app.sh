@@ -11,9 +11,16 @@
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty APP_NAME DEPLOY_USER APP_USER APP_PORT APP_SOURCE NPM_REGISTRY DATABASE_URL REDIS_URL ROLLBACK_TOOL_B64 RELEASE_TOOL_B64
+require_nonempty APP_NAME DEPLOY_USER APP_USER APP_PORT APP_SOURCE NPM_REGISTRY DATABASE_URL REDIS_URL ROLLBACK_TOOL_B64 RELEASE_TOOL_B64 ECOSYSTEM_TOOL_B64
 require_vars APP_ARCHIVE_B64 APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
 APP_MIGRATE=${APP_MIGRATE:-}
+# app.healthPath, app.memoryLimit, app.processes (JSON list) and app.buildEnv (JSON object).
+HEALTH_PATH=${HEALTH_PATH:-/api/health}
+MEMORY_LIMIT=${MEMORY_LIMIT:-512M}
+APP_PROCESSES_JSON=${APP_PROCESSES_JSON:-[]}
+APP_BUILD_ENV_JSON=${APP_BUILD_ENV_JSON:-\{\}}
+[[ $HEALTH_PATH =~ ^/[A-Za-z0-9._~/-]*$ && $HEALTH_PATH != *..* ]] || die "HEALTH_PATH must be a path such as /api/health, got '$HEALTH_PATH'"
+[[ $MEMORY_LIMIT =~ ^[1-9][0-9]{0,5}[MG]$ ]] || die "MEMORY_LIMIT must be a size such as 512M, got '$MEMORY_LIMIT'"
 [[ -z $APP_MIGRATE || $APP_MIGRATE =~ ^[A-Za-z0-9][A-Za-z0-9:._-]*$ ]] || die "APP_MIGRATE must be an npm script name, got '$APP_MIGRATE'"
 [[ $APP_NAME =~ ^[a-z][a-z0-9-]*$ ]] || die "APP_NAME must be a lower-case name, got '$APP_NAME'"
 [[ $APP_PORT =~ ^[0-9]+$ ]] || die "APP_PORT must be a port number, got '$APP_PORT'"
@@ -86,8 +93,15 @@ done
 # --- Operator tools and the settings they read --------------------------------------------------
 install_b64 "$ROLLBACK_TOOL_B64" /usr/local/bin/nodehost-rollback 0755
 install_b64 "$RELEASE_TOOL_B64" /usr/local/bin/nodehost-release 0755
+install_b64 "$ECOSYSTEM_TOOL_B64" /usr/local/bin/nodehost-ecosystem 0755
 install -d -m 0700 /etc/nodehost
-write_env /etc/nodehost/app.env 0644 root:root APP_NAME APP_USER APP_PORT APP_WORKER
+write_env /etc/nodehost/app.env 0644 root:root APP_NAME APP_USER APP_PORT APP_WORKER HEALTH_PATH MEMORY_LIMIT
+# app.processes as the config gave it (nodehost-ecosystem checks it again against each release).
+printf '%s' "$APP_PROCESSES_JSON" | node -e '
+const l = JSON.parse(require("fs").readFileSync(0, "utf8"));
+if (!Array.isArray(l)) { console.error("APP_PROCESSES_JSON must be a JSON list"); process.exit(1); }
+process.stdout.write(JSON.stringify(l));' >/dev/null || die "APP_PROCESSES_JSON is not a JSON list"
+write_file "/etc/nodehost/processes-$APP_NAME.json" 0644 root:root <<<"$APP_PROCESSES_JSON"
 
 # --- The environment the app runs with ----------------------------------------------------------
 # One JSON object (app.env, appSecrets, then what the stack sets), built by node from the step's
@@ -172,7 +186,13 @@ if ! built "$release_id"; then
     cd "$staging"
     if [[ $APP_BUILD == 1 && $has_build == 1 ]]; then
       as_app npm ci --no-audit --no-fund --loglevel=error
-      as_app npm run build
+      # The build sees app.env and app.buildEnv (never appSecrets: a bundle is public), each
+      # value as an environment entry set by node, never a shell line.
+      printf '%s' "$APP_BUILD_ENV_JSON" | as_app node -e '
+const { spawnSync } = require("child_process");
+const extra = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const r = spawnSync("npm", ["run", "build"], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...extra } });
+process.exit(r.status === null ? 1 : r.status);' || die "npm run build of release $release_id failed (see above): nothing changed"
       as_app npm prune --omit=dev --no-audit --no-fund --loglevel=error
     else
       as_app npm ci --omit=dev --no-audit --no-fund --loglevel=error

@@ -24,8 +24,18 @@ if [[ -n $ACME_CA_PEM ]]; then
   curl_args+=(--cacert "$work/ca.pem")
 fi
 
+# A 200 is healthy unless its body is a JSON object whose "status" says otherwise (the sample app
+# answers {"status":"ok"} or "error"; an app's own health path may answer plain text, or "pass" as
+# the IETF health-check draft has it).
 ok_json() {
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d.get("status") == "ok" else 1)' "$body" 2>/dev/null
+  python3 -c '
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError:
+    sys.exit(0)
+s = d.get("status", "ok") if isinstance(d, dict) else "ok"
+sys.exit(0 if str(s).lower() in ("ok", "pass", "healthy", "up") else 1)' "$body" 2>/dev/null
 }
 start=$SECONDS
 attempt=0

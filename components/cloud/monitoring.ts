@@ -4,7 +4,7 @@ import * as digitalocean from "@pulumi/digitalocean";
 
 export interface MonitoringArgs {
   dropletId: pulumi.Input<string>;
-  /** https://<site>/api/health */
+  /** https://<site><app.healthPath> */
   healthUrl: string;
   /** https://<site>/healthz/backup: 200 while the newest backup is younger than twice the schedule. */
   backupHeartbeatUrl: string;

@@ -18,6 +18,12 @@ export interface AppArgs extends HostStepArgs {
   /** Script run as a second PM2 process (e.g. worker.js); empty for none. */
   worker: string;
   build: boolean;
+  /** app.processes (empty: the web process from package.json, plus `worker`). */
+  processes: unknown[];
+  /** Plain variables the build sees (app.env, then app.buildEnv). */
+  buildEnv: Record<string, string>;
+  healthPath: string;
+  memoryLimit: string;
   /** npm script run before the release goes live (after a pre-deploy backup); empty for none. */
   migrate: string;
   npmRegistry: string;
@@ -42,6 +48,10 @@ export class App extends HostStep {
       APP_GIT_REF: src.kind === "git" ? src.ref : "",
       APP_WORKER: args.worker,
       APP_BUILD: args.build ? "1" : "0",
+      APP_BUILD_ENV_JSON: JSON.stringify(args.buildEnv),
+      APP_PROCESSES_JSON: JSON.stringify(args.processes),
+      HEALTH_PATH: args.healthPath,
+      MEMORY_LIMIT: args.memoryLimit,
       APP_MIGRATE: args.migrate,
       NPM_REGISTRY: args.npmRegistry,
       DATABASE_URL: args.databaseUrl,
@@ -49,6 +59,7 @@ export class App extends HostStep {
       APP_ENV_JSON: args.appEnvJson,
       ROLLBACK_TOOL_B64: toolB64("nodehost-rollback"),
       RELEASE_TOOL_B64: toolB64("nodehost-release"),
+      ECOSYSTEM_TOOL_B64: toolB64("nodehost-ecosystem.js"),
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

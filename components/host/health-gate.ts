@@ -1,4 +1,4 @@
-// Step 9: fails `pulumi up` unless https://<site>/api/health answers healthy on the host.
+// Step 9: fails `pulumi up` unless https://<site><app.healthPath> answers healthy on the host.
 import * as pulumi from "@pulumi/pulumi";
 import { HostStep, HostStepArgs } from "./step";
 

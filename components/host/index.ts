@@ -113,6 +113,8 @@ export class Host extends pulumi.ComponentResource {
       ...common, after: [node, backups],
       appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app),
       worker: cfg.app.worker, build: cfg.app.build, migrate: cfg.app.migrate, npmRegistry: cfg.app.npmRegistry,
+      processes: cfg.app.processes, buildEnv: { ...cfg.app.env, ...cfg.app.buildEnv },
+      healthPath: cfg.app.healthPath, memoryLimit: cfg.app.memoryLimit,
       databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
       redisUrl: pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
       // The config has refused names the stack sets and names in both maps (components/config.ts).
@@ -124,7 +126,8 @@ export class Host extends pulumi.ComponentResource {
       ...common, after: [app],
       appName: cfg.app.name, siteNames: cfg.siteNames, appPort: cfg.app.port,
       basicAuthUser: cfg.nginx.basicAuthUser, basicAuthPassword: this.basicAuthPassword, allowIps: cfg.nginx.allowIps,
-      apiPublic: cfg.nginx.apiPublic,
+      apiPublic: cfg.nginx.apiPublic, healthPath: cfg.app.healthPath,
+      maxBodySize: cfg.nginx.maxBodySize, routes: cfg.nginx.routes,
     }, child);
     const tls = new Tls(`${name}-tls`, {
       ...common, after: [nginx],
@@ -133,7 +136,7 @@ export class Host extends pulumi.ComponentResource {
     }, child);
     const gate = new HealthGate(`${name}-health-gate`, {
       ...common, after: [tls],
-      siteNames: cfg.siteNames, healthPath: "/api/health", acmeCaPem: cfg.tls.caPem, timeoutSeconds: 180,
+      siteNames: cfg.siteNames, healthPath: cfg.app.healthPath, acmeCaPem: cfg.tls.caPem, timeoutSeconds: 180,
     }, child);
 
     this.steps = [boot, base, data, backups, node, app, nginx, tls, gate];

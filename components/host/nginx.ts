@@ -12,6 +12,10 @@ export interface NginxArgs extends HostStepArgs {
   allowIps: string[];
   /** true: the allow-list covers the UI only and /api/ is open to all. */
   apiPublic: boolean;
+  /** app.healthPath: open to all (the uptime check's target). */
+  healthPath: string;
+  maxBodySize: string;
+  routes: { path: string; websocket: boolean; idleTimeoutSeconds: number; maxBodySize?: string }[];
 }
 
 export class Nginx extends HostStep {
@@ -25,6 +29,10 @@ export class Nginx extends HostStep {
       BASIC_AUTH_PASSWORD: args.basicAuthPassword,
       ALLOW_IPS: args.allowIps.join(" "),
       API_PUBLIC: args.apiPublic ? 1 : 0,
+      HEALTH_PATH: args.healthPath,
+      MAX_BODY_SIZE: args.maxBodySize,
+      // PATH,WS,IDLE,BODY per route (nodehost-nginx-render checks each field again).
+      ROUTES: args.routes.map((r) => `${r.path},${r.websocket ? 1 : 0},${r.idleTimeoutSeconds},${r.maxBodySize ?? "-"}`).join(" "),
       NGINX_RENDER_B64: toolB64("nodehost-nginx-render"),
     }, { secret: true, timeoutMinutes: 20 });
     this.registerOutputs({ fingerprint: this.fingerprint });

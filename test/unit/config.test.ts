@@ -192,7 +192,43 @@ interface Bad {
   extraSecrets?: string[];
 }
 
+const PROC_FILE = "must be a path inside the app such as server/index.ts (letters, digits, '.', '_', '-', '/'; no '..')";
+const NPM_SCRIPT = "must be an npm script name such as start or start:worker (letters, digits, ':', '.', '_', '-')";
+const SITE_PATH = (what: string) => `must be ${what} such as /api/health: '/' then letters, digits, '.', '_', '~', '-' and '/' (no '..' or '//')`;
+const BODY = "must be a size such as 10m, 512k or 65536 (bytes)";
+const WEB = { name: "web", file: "server.js", web: true };
+const procs = (...p: object[]) => ({ "nodehost:app": JSON.stringify({ processes: p }) });
+const routes = (...r: object[]) => ({ "nodehost:nginx": JSON.stringify({ routes: r }) });
+
 const HOSTILE: Record<string, Bad> = {
+  "a process file with a command after it": { over: procs({ ...WEB, file: "server.js; reboot" }), expected: [`nodehost:app.processes[0].file: ${PROC_FILE}`] },
+  "a process file outside the release": { over: procs({ ...WEB, file: "../shared/env.json" }), expected: [`nodehost:app.processes[0].file: ${PROC_FILE}`] },
+  "a process file that is a node option": { over: procs({ ...WEB, file: "--require=/tmp/x.js" }), expected: [`nodehost:app.processes[0].file: ${PROC_FILE}`] },
+  "a process npm script with $(...)": { over: procs({ name: "web", npm: "start$(id)", web: true }), expected: [`nodehost:app.processes[0].npm: ${NPM_SCRIPT}`] },
+  "a process npm script that is an npm option": { over: procs({ name: "web", npm: "--prefix=/etc", web: true }), expected: [`nodehost:app.processes[0].npm: ${NPM_SCRIPT}`] },
+  "a process name with a quote": { over: procs({ ...WEB, name: "web'x" }), expected: ["nodehost:app.processes[0].name: must be a short lower-case name such as web or worker"] },
+  "a process with both npm and file": { over: procs({ ...WEB, npm: "start" }), expected: ["nodehost:app.processes[0].npm: set exactly one of npm (a script) and file"] },
+  "a process with neither npm nor file": { over: procs({ name: "web", web: true }), expected: ["nodehost:app.processes[0].npm: set exactly one of npm (a script) and file"] },
+  "processes without a web process": { over: procs({ name: "jobs", npm: "jobs" }), expected: ["nodehost:app.processes: has no web process: set web: true on the one that serves PORT"] },
+  "two web processes": { over: procs(WEB, { ...WEB, name: "api" }), expected: ["nodehost:app.processes[1].web: is true on process 0 already: one web process serves PORT"] },
+  "two processes of one name": { over: procs(WEB, { name: "web", npm: "jobs" }), expected: ["nodehost:app.processes[1].name: is the name of another process"] },
+  "tsx for an npm script": { over: procs({ name: "web", npm: "start", interpreter: "tsx", web: true }), expected: ["nodehost:app.processes[0].interpreter: applies to a file only (an npm script says how it runs)"] },
+  "cluster mode for an npm script": { over: procs({ name: "web", npm: "start", mode: "cluster", web: true }), expected: ["nodehost:app.processes[0].mode: cluster needs a file (PM2 clusters a node file, not an npm script)"] },
+  "two forked web instances on one port": { over: procs({ ...WEB, instances: 2 }), expected: ["nodehost:app.processes[0].instances: more than 1 web instance needs mode: cluster (forked copies would each bind PORT)"] },
+  "app.worker beside app.processes": { over: { "nodehost:app": JSON.stringify({ worker: "worker.js", processes: [WEB] }) }, expected: ["nodehost:app.worker: cannot be set with app.processes: list the worker there instead"] },
+  "a health path with a query and a quote": { over: { "nodehost:app": JSON.stringify({ healthPath: "/health?x='1'" }) }, expected: [`nodehost:app.healthPath: ${SITE_PATH("a path")}`] },
+  "a health path with '..'": { over: { "nodehost:app": JSON.stringify({ healthPath: "/api/../etc/passwd" }) }, expected: [`nodehost:app.healthPath: ${SITE_PATH("a path")}`] },
+  "a health path that is a URL": { over: { "nodehost:app": JSON.stringify({ healthPath: "http://evil.example/health" }) }, expected: [`nodehost:app.healthPath: ${SITE_PATH("a path")}`] },
+  "a memory limit with a command": { over: { "nodehost:app": JSON.stringify({ memoryLimit: "512M && reboot" }) }, expected: ["nodehost:app.memoryLimit: must be a size such as 512M or 2G"] },
+  "a build variable with a bad name": { over: { "nodehost:app": JSON.stringify({ buildEnv: { "A;B": "x" } }) }, expected: ["nodehost:app.buildEnv.A;B: must be a variable name: letters, digits and '_', not starting with a digit"] },
+  "a route with a directive in its path": { over: routes({ path: "/ws; return 200" }), expected: [`nodehost:nginx.routes[0].path: ${SITE_PATH("a path prefix")}`] },
+  "a route with a newline": { over: routes({ path: "/ws\n}" }), expected: [`nodehost:nginx.routes[0].path: ${SITE_PATH("a path prefix")}`] },
+  "a route for the whole site": { over: routes({ path: "/" }), expected: ["nodehost:nginx.routes[0].path: must not be /, /api/ or under /.well-known/ (the site serves those itself)"] },
+  "a route over the ACME challenges": { over: routes({ path: "/.well-known/acme-challenge/" }), expected: ["nodehost:nginx.routes[0].path: must not be /, /api/ or under /.well-known/ (the site serves those itself)"] },
+  "a route listed twice": { over: routes({ path: "/ws/" }, { path: "/ws/", websocket: true }), expected: ["nodehost:nginx.routes[1].path: is listed twice"] },
+  "a route idle timeout of 0": { over: routes({ path: "/ws/", idleTimeoutSeconds: 0 }), expected: ["nodehost:nginx.routes[0].idleTimeoutSeconds: Too small: expected number to be >=1"] },
+  "a body size with a directive": { over: { "nodehost:nginx": JSON.stringify({ maxBodySize: "10m; allow all" }) }, expected: [`nodehost:nginx.maxBodySize: ${BODY}`] },
+  "a route body size in gigabytes": { over: routes({ path: "/upload/", maxBodySize: "1g" }), expected: [`nodehost:nginx.routes[0].maxBodySize: ${BODY}`] },
   "a region that no longer takes droplets (sfo1)": {
     over: { "nodehost:droplet": droplet({ region: "sfo1" }) },
     expected: [`nodehost:droplet.region: Invalid option: expected one of ${DROPLET_REGIONS.map((r) => `"${r}"`).join("|")}`],
@@ -542,8 +578,30 @@ describe("allowed forms pass", () => {
       { npmRegistry: "https://npm.example.com/repository/npm/" },
       { migrate: "db:migrate", port: 3000 },
       { migrate: "migrate", port: 65534 },
+      // The seeds' shapes: a tsx server clustered on PORT with a worker script; a backend started
+      // by npm with its worker file; a health path of its own, a memory limit, build variables.
+      {
+        processes: [
+          { name: "web", file: "server.ts", interpreter: "tsx", instances: 2, mode: "cluster", web: true },
+          { name: "worker", npm: "start:worker" },
+        ],
+        healthPath: "/healthz", memoryLimit: "1G", build: true, buildEnv: { NEXT_PUBLIC_API_URL: "https://example.org/api" },
+      },
+      { processes: [{ name: "backend", npm: "start", web: true }, { name: "jobs", file: "dist/worker.js", instances: 2 }], healthPath: "/api/v1/health.json" },
     ];
     for (const app of apps) expect([app, problems({ "nodehost:app": JSON.stringify(app) })]).toEqual([app, []]);
+  });
+
+  test("nginx routes: a websocket endpoint with a long idle timeout, a proxy path, body sizes", () => {
+    const nginx = {
+      maxBodySize: "25m",
+      routes: [
+        { path: "/api/socketio", websocket: true, idleTimeoutSeconds: 3600 },
+        { path: "/__proxy/", maxBodySize: "512k" },
+        { path: "/uploads~v2/", maxBodySize: "65536" },
+      ],
+    };
+    expect(problems({ "nodehost:nginx": JSON.stringify(nginx) })).toEqual([]);
   });
 
   test("Slack channel, CA bundle, tags and an unencrypted OpenSSH key", () => {
@@ -682,7 +740,8 @@ describe("defaults a real user would pick", () => {
     expect(c.app).toMatchObject({ port: 3081, nodeMajor: 26, nodeSource: "nodesource", allowEndOfLifeNode: false });
     expect(c.updates).toEqual({ rebootAt: "04:30" });
     expect(c.ssh.extraUsers).toEqual([]);
-    expect(c.nginx.apiPublic).toBe(false);
+    expect(c.nginx).toMatchObject({ apiPublic: false, maxBodySize: "10m", routes: [] });
+    expect(c.app).toMatchObject({ processes: [], healthPath: "/api/health", memoryLimit: "512M", buildEnv: {} });
     expect(c.images).toMatchObject({ postgres: "postgres:16", redis: "redis:7" });
     expect(c.backup).toMatchObject({ schedule: "0 */4 * * *", retentionLocalDays: 7, retentionRemoteDays: 30, localCopies: 14, allowEmptyStart: false, drillSchedule: "45 2 * * *" });
     expect(c.tls.acmeServer).toBe("https://acme-v02.api.letsencrypt.org/directory");

@@ -8,7 +8,8 @@ import { ROOT } from "./harness";
 test("scripts/, scripts/tools/, the VM test host's shell and .ci/run are shellcheck clean", () => {
   const files = [
     ...fs.readdirSync(path.join(ROOT, "scripts")).filter((f) => f.endsWith(".sh")).map((f) => `scripts/${f}`),
-    ...fs.readdirSync(path.join(ROOT, "scripts", "tools")).map((f) => `scripts/tools/${f}`),
+    // (nodehost-ecosystem.js is node: the test suite runs it.)
+    ...fs.readdirSync(path.join(ROOT, "scripts", "tools")).filter((f) => !f.endsWith(".js")).map((f) => `scripts/tools/${f}`),
     ...["lib", "images"].flatMap((d) =>
       fs.readdirSync(path.join(ROOT, "test", "e2e", d)).filter((f) => f.endsWith(".sh")).map((f) => `test/e2e/${d}/${f}`)),
     ".ci/run",
