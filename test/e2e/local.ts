@@ -1,10 +1,13 @@
 // `npm run local`: the whole stack on a local VM, for trying it without a cloud account.
-// `npm run local -- --down` stops it and deletes its state.
+// `npm run local -- --stack <name>` runs the app as that stack's file configures it (its app and
+// site keys; lib/local-config.ts). `npm run local -- --down` stops it and deletes its state.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { findDaemon } from "./lib/daemon";
-import { BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, DEPLOY_USER, e2eConfig, SITE_NAMES, startWorld, type Host } from "./lib/harness";
+import { APP_ENV, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, DEPLOY_USER, e2eConfig, SITE_NAMES, startWorld, type Host } from "./lib/harness";
+import { localStack } from "./lib/local-config";
+import { repoRoot } from "./lib/paths";
 import { cachePath } from "./lib/paths";
 import { replay, StepFailedError } from "./lib/replay";
 import { sshCommandLine, sshOk } from "./lib/ssh";
@@ -33,7 +36,14 @@ async function down(): Promise<void> {
   console.log(`removed ${dir}`);
 }
 
-async function up(): Promise<void> {
+async function up(stack: string | undefined): Promise<void> {
+  // Read first: a wrong stack name or file fails before anything starts.
+  const local = stack
+    ? localStack(repoRoot, stack, { app: { nodeSource: "npm-registry", env: APP_ENV }, nginx: { basicAuthUser: BASIC_AUTH_USER } })
+    : { overrides: {}, notes: [] };
+  for (const n of local.notes) console.log(n);
+  const o = local.overrides as { app?: { healthPath?: string }; nginx?: { basicAuthUser?: string } };
+  const access = { healthPath: o.app?.healthPath ?? "/api/health", user: o.nginx?.basicAuthUser ?? BASIC_AUTH_USER };
   const cap = checkCapability();
   if (!cap.ok) {
     console.error(skipBanner(cap));
@@ -60,20 +70,20 @@ async function up(): Promise<void> {
     console.log(`VM up in ${(h.bootMs / 1000).toFixed(0)} s (${h.vm.accel})`);
     host = h;
   }
-  const { raw, secretKeys } = e2eConfig(world, host.vm, {}, host.hostKey);
+  const { raw, secretKeys } = e2eConfig(world, host.vm, local.overrides, host.hostKey);
   try {
     const r = await replay({ config: raw, secretKeys, target: host.target, statePath: host.statePath, logFile: join(vmDir, "steps.log"), log: (s) => console.log(s) });
     console.log(r.ran.length ? `provisioned in ${(r.totalMs / 1000).toFixed(0)} s` : "nothing changed");
   } catch (e) {
     console.error(e instanceof StepFailedError ? e.message : e);
     console.error(`step output: ${join(vmDir, "steps.log")}; the VM is still running (SSH below).`);
-    printAccess(host, world.pebble.issuerRootPem);
+    printAccess(host, world.pebble.issuerRootPem, access);
     process.exit(1);
   }
-  printAccess(host, world.pebble.issuerRootPem);
+  printAccess(host, world.pebble.issuerRootPem, access);
 }
 
-function printAccess(host: Pick<Host, "vm" | "target">, rootPem: string): void {
+function printAccess(host: Pick<Host, "vm" | "target">, rootPem: string, access: { healthPath: string; user: string }): void {
   const ca = join(dir, "pebble-root.pem");
   writeFileSync(ca, rootPem);
   const p = host.vm.ports;
@@ -81,16 +91,17 @@ function printAccess(host: Pick<Host, "vm" | "target">, rootPem: string): void {
   console.log(`
 The stack runs on a local VM (its certificate comes from a local Pebble CA).
   URL:        https://${site}:${p.https}/
-  try:        curl --cacert ${ca} --resolve ${site}:${p.https}:127.0.0.1 https://${site}:${p.https}/api/health
+  try:        curl --cacert ${ca} --resolve ${site}:${p.https}:127.0.0.1 https://${site}:${p.https}${access.healthPath}
   or add:     127.0.0.1 ${SITE_NAMES.join(" ")}   (to /etc/hosts; the browser will not trust the test CA)
-  UI login:   ${BASIC_AUTH_USER} / ${BASIC_AUTH_PASSWORD}
+  UI login:   ${access.user} / ${BASIC_AUTH_PASSWORD}
   SSH:        ${sshCommandLine(host.target)}
   HTTP:       http://127.0.0.1:${p.http}/ (redirects to HTTPS)
   stop:       npm run local -- --down   (stops the VM, Pebble and the S3 server, deletes ${dir})
 `);
 }
 
-(process.argv.includes("--down") ? down() : up()).catch((e) => {
+const stackAt = process.argv.indexOf("--stack");
+(process.argv.includes("--down") ? down() : up(stackAt > 0 ? process.argv[stackAt + 1] ?? "" : undefined)).catch((e) => {
   console.error(e);
   process.exit(1);
 });
