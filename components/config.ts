@@ -428,7 +428,11 @@ const appSchema = z
     processes: z.array(appProcess).max(16).default([]),
     // What the web process answers when healthy (200): checked before a release gets traffic, by
     // the health gate of every up, and by the uptime check.
-    healthPath: sitePath("a path").default("/api/health"),
+    healthPath: sitePath("a path")
+      .refine((s) => s !== "/" && !s.startsWith("/.well-known/") && !s.startsWith("/healthz/backup"), {
+        error: "must not be /, under /.well-known/ or /healthz/backup (the site serves those itself; / would open the UI without basic auth)",
+      })
+      .default("/api/health"),
     // PM2 restarts a process whose memory grows past this.
     memoryLimit: z.string().regex(/^[1-9][0-9]{0,5}[MG]$/, { error: "must be a size such as 512M or 2G" }).default("512M"),
     // An npm script run before a release goes live (after a local pre-deploy backup), as the app

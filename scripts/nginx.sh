@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Step nginx: the site (static UI with basic auth, /api/ proxied without it) rendered by nodehost-nginx-render.
+# Step nginx: the site (static UI with basic auth, /api/ and the app's other routes proxied without it)
+# rendered by nodehost-nginx-render.
 # shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -11,6 +12,10 @@ API_PUBLIC=${API_PUBLIC:-0}
 [[ $API_PUBLIC == 0 || $API_PUBLIC == 1 ]] || die "API_PUBLIC must be 0 or 1"
 [[ $BASIC_AUTH_USER =~ ^[A-Za-z0-9._-]+$ ]] || die "BASIC_AUTH_USER may hold letters, digits, . _ - only"
 [[ "$APP_NAME$SERVER_NAMES$APP_PORT$ALLOW_IPS" != *[\'\"\$\`\;]* ]] || die "quotes, \$, \` or ; in APP_NAME, SERVER_NAMES, APP_PORT or ALLOW_IPS"
+# Optional, so a caller from before they existed still renders today's site; the renderer checks
+# each field in full.
+HEALTH_PATH=${HEALTH_PATH:-/api/health} MAX_BODY_SIZE=${MAX_BODY_SIZE:-10m} ROUTES=${ROUTES:-}
+[[ "$HEALTH_PATH$MAX_BODY_SIZE$ROUTES" != *[\'\"\$\`\;]* ]] || die "quotes, \$, \` or ; in HEALTH_PATH, MAX_BODY_SIZE or ROUTES"
 
 apt_install nginx openssl
 install -d -m 0755 /var/www/letsencrypt
@@ -31,7 +36,8 @@ write_file "$htpasswd_file" 0640 root:www-data <<<"$entry"
 
 # shellcheck disable=SC2034 # read by write_env through ${!name}
 HTPASSWD_FILE=$htpasswd_file ACME_WEBROOT=/var/www/letsencrypt UI_ROOT=/srv/$APP_NAME/current/dist
-write_env /etc/nodehost/nginx.env 0644 root:root APP_NAME SERVER_NAMES APP_PORT ALLOW_IPS API_PUBLIC HTPASSWD_FILE ACME_WEBROOT UI_ROOT
+write_env /etc/nodehost/nginx.env 0644 root:root APP_NAME SERVER_NAMES APP_PORT ALLOW_IPS API_PUBLIC HTPASSWD_FILE ACME_WEBROOT UI_ROOT \
+  HEALTH_PATH MAX_BODY_SIZE ROUTES
 
 # --- fail2ban: an address that keeps failing basic auth is banned from 80/443 for an hour ----------
 # fail2ban's own nginx-http-auth filter counts "password mismatch" and unknown users in nginx's

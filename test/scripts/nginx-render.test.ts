@@ -2,7 +2,9 @@
 // HTTPS form; what the VM adds (real ports 80/443, certbot's files, systemd) is proven there.
 import * as fs from "fs";
 import { spawn, ChildProcess } from "child_process";
+import { request as httpsRequest } from "https";
 import * as path from "path";
+import { Duplex } from "stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, missing, run, runAsync, SCRIPTS, tmpDir, waitFor } from "./helpers";
 
@@ -15,6 +17,7 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
   const T = tmpDir("nodehost-nginx-");
   let httpPort = 0, httpsPort = 0, appPort = 0;
   let backend: ChildProcess;
+  const echoApps: ChildProcess[] = [];
   // The backend runs in its own process: curl runs synchronously here and would block one in ours.
   const seenFile = path.join(T, "seen");
   const seen = () => fs.readFileSync(seenFile, "utf8").trim().split("\n");
@@ -72,6 +75,8 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     const pid = fs.existsSync(path.join(T, "nginx.pid")) ? fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim() : "";
     if (pid) process.kill(Number(pid), "SIGTERM");
     backend?.kill();
+    // A test that timed out never reached its own stop.
+    for (const app of echoApps) app.kill();
   });
 
   const https = (name: string, p: string, ...args: string[]) =>
@@ -82,6 +87,21 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     const cert = run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=example.test",
       "-keyout", path.join(live, "privkey.pem"), "-out", path.join(live, "fullchain.pem")]);
     expect(cert.status).toBe(0);
+  };
+  const envFile = path.join(T, "nginx.env");
+  // Renders the site from `content` (the env file's new text) and reloads nginx, then waits until
+  // every worker of the old configuration has exited: from then on only the new one answers.
+  const rerender = async (content: string) => {
+    const master = fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim();
+    const workers = () => run("pgrep", ["-P", master]).stdout.trim().split("\n").filter(Boolean);
+    const old = workers();
+    fs.writeFileSync(envFile, content);
+    const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
+      NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: `nginx -s reload ${nginxArgs.join(" ")}` } });
+    expect(r.status, r.stderr).toBe(0);
+    // The renderer leaves an unchanged site alone, but the upstream file may have moved.
+    if (r.stdout.startsWith("unchanged")) expect(run("nginx", ["-s", "reload", ...nginxArgs]).status).toBe(0);
+    await waitFor(() => !workers().some((pid) => old.includes(pid)), "the old configuration's workers to exit");
   };
 
   it("before the certificate: port 80 serves ACME and redirects, no content and no basic auth; 443 refuses every handshake", () => {
@@ -208,23 +228,16 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
   });
 
   it("the allow-list covers the UI and the API but not /api/health; API_PUBLIC opens /api/ alone", async () => {
-    const envFile = path.join(T, "nginx.env");
     const original = fs.readFileSync(envFile, "utf8");
-    const rerender = (content: string) => {
-      fs.writeFileSync(envFile, content);
-      const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
-        NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: `nginx -s reload ${nginxArgs.join(" ")}` } });
-      expect(r.status, r.stderr).toBe(0);
-    };
     const codes = () => [https("example.test", "/", "-u", "admin:s3cret-pass"), https("example.test", "/api/visits"), https("example.test", "/api/health")].map(status).join(" ");
     const elsewhere = original.replace("ALLOW_IPS='127.0.0.0/8 ::1'", "ALLOW_IPS='192.0.2.1/32'");
     try {
-      rerender(elsewhere);
+      await rerender(elsewhere);
       await waitFor(() => codes() === "403 403 200", "the allow-list");
-      rerender(`${elsewhere}API_PUBLIC=1\n`);
+      await rerender(`${elsewhere}API_PUBLIC=1\n`);
       await waitFor(() => codes() === "403 200 200", "API_PUBLIC");
     } finally {
-      rerender(original);
+      await rerender(original);
     }
     await waitFor(() => codes() === "200 200 200", "the allow-list back");
   });
@@ -258,6 +271,195 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
       slot.kill();
     }
     await waitFor(() => !https("example.test", "/api/health").body.includes('"slot":"new"'), "traffic back on the first slot");
+  });
+
+  // An app that also takes websocket upgrades (101, then every chunk echoed back) and counts each
+  // request's body; `withEchoApp` points the upstream at it and renders the site with `extra`.
+  const startEchoApp = async () => {
+    const port = await freePort();
+    const seenFile = path.join(T, `echo-seen-${port}`);
+    fs.writeFileSync(seenFile, "");
+    const proc = spawn(process.execPath, ["-e", `
+      const fs = require("fs");
+      const log = (line) => fs.appendFileSync(${JSON.stringify(seenFile)}, line + "\\n");
+      const server = require("http").createServer((req, res) => {
+        let bytes = 0;
+        req.on("data", (d) => { bytes += d.length; });
+        req.on("end", () => {
+          log(req.url + " upgrade=" + (req.headers.upgrade || "") + " bytes=" + bytes);
+          res.setHeader("content-type", "application/json");
+          res.end(JSON.stringify({ app: "echo", url: req.url, bytes }));
+        });
+      });
+      server.on("upgrade", (req, socket) => {
+        log(req.url + " upgraded");
+        socket.on("error", () => {});
+        socket.write("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n");
+        socket.on("data", (d) => { log(req.url + " got " + d); socket.write("echo:" + d); });
+      });
+      server.listen(${port}, "127.0.0.1", () => log("listening"));`], { stdio: "inherit" });
+    await waitFor(() => fs.readFileSync(seenFile, "utf8").includes("listening"), "the echo app");
+    echoApps.push(proc);
+    return { seen: () => fs.readFileSync(seenFile, "utf8").trim().split("\n"), port, stop: () => proc.kill() };
+  };
+  const withEchoApp = async (extra: string, check: (app: Awaited<ReturnType<typeof startEchoApp>>) => Promise<void>) => {
+    const upstream = path.join(T, "upstream.conf");
+    const original = fs.readFileSync(envFile, "utf8");
+    const app = await startEchoApp();
+    try {
+      fs.writeFileSync(upstream, `server 127.0.0.1:${app.port};\n`);
+      await rerender(original + extra);
+      await check(app);
+    } finally {
+      fs.writeFileSync(upstream, `server 127.0.0.1:${appPort};\n`);
+      await rerender(original);
+      app.stop();
+    }
+  };
+  // A websocket client's opening request (node's https.request: the site is HTTPS only): the
+  // status, and on 101 the upgraded connection.
+  const upgrade = (p: string) => new Promise<{ status: number; socket?: Duplex }>((resolve, reject) => {
+    const req = httpsRequest({ host: "127.0.0.1", port: httpsPort, servername: "example.test", path: p, agent: false,
+      rejectUnauthorized: false, headers: { Host: "example.test", Connection: "Upgrade", Upgrade: "websocket" } });
+    req.on("upgrade", (res, socket) => resolve({ status: res.statusCode!, socket }));
+    req.on("response", (res) => { res.resume(); resolve({ status: res.statusCode! }); });
+    req.on("error", reject);
+    req.end();
+  });
+  const exchange = (socket: Duplex, text: string) => new Promise<string>((resolve, reject) => {
+    socket.once("data", (d: Buffer) => resolve(String(d)));
+    socket.once("error", reject);
+    socket.write(text);
+  });
+
+  it("HEALTH_PATH moves the open health location: it answers outside the allow-list, /api/health then does not", async () => {
+    const original = fs.readFileSync(envFile, "utf8");
+    const elsewhere = original.replace("ALLOW_IPS='127.0.0.0/8 ::1'", "ALLOW_IPS='192.0.2.1/32'");
+    const codes = () => ["/ready", "/api/health", "/api/visits"].map((p) => status(https("example.test", p))).join(" ");
+    try {
+      // The default first: /ready is the UI's and /api/health the open one, the rest of /api/ behind the allow-list.
+      await rerender(elsewhere);
+      await waitFor(() => codes() === "403 200 403", "the default health path");
+      await rerender(`${elsewhere}HEALTH_PATH='/ready'\n`);
+      await waitFor(() => codes() === "200 403 403", "the new health path");
+      const health = https("example.test", "/ready");
+      expect(JSON.parse(health.body)).toEqual({ status: "ok", url: "/ready" });
+      expect(seen().at(-1)).toBe("/ready upgrade= auth=no");
+    } finally {
+      await rerender(original);
+    }
+  });
+
+  it("a websocket route (WS=1) answers an upgrade with 101 and carries data both ways until IDLE quiet seconds; WS=0 does not upgrade", async () => {
+    await withEchoApp("ROUTES='/ws/,1,30,- /ws-short/,1,2,- /plain/,0,30,-'\n", async (app) => {
+      // Every upgraded connection is closed at the end, whatever failed: an open one would hold
+      // an old nginx worker (and the next render's wait) until it ends.
+      const open: Duplex[] = [];
+      const connect = async (p: string) => {
+        const r = await upgrade(p);
+        if (r.socket) open.push(r.socket);
+        return r;
+      };
+      try {
+        const ws = await connect("/ws/chat");
+        expect(ws.status).toBe(101);
+        expect(await exchange(ws.socket!, "ping")).toBe("echo:ping");
+        expect(app.seen()).toContain("/ws/chat got ping");
+        // IDLE 2: nginx closes the quiet connection after 2 s; the IDLE 30 one outlives it.
+        const short = await connect("/ws-short/chat");
+        expect(short.status).toBe(101);
+        const opened = Date.now();
+        const closed = await Promise.race([
+          new Promise((r) => short.socket!.once("close", () => r(true))),
+          new Promise((r) => setTimeout(() => r(false), 10_000)),
+        ]);
+        expect(closed, "nginx closed the connection after IDLE seconds").toBe(true);
+        expect(Date.now() - opened).toBeGreaterThan(1_500);
+        expect(await exchange(ws.socket!, "still there")).toBe("echo:still there");
+        const plain = await connect("/plain/chat");
+        expect(plain.status).toBe(200);
+        expect(app.seen().at(-1)).toBe("/plain/chat upgrade= bytes=0");
+        expect(app.seen()).not.toContain("/plain/chat upgraded");
+      } finally {
+        for (const socket of open) socket.destroy();
+      }
+      // The routes live on HTTPS only: port 80 still just redirects.
+      expect(status(curl("-H", "Host: example.test", `http://127.0.0.1:${httpPort}/ws/chat`))).toBe("301");
+    });
+  }, 60_000);
+
+  it("MAX_BODY_SIZE limits the site (413) and a route's BODY raises it for that route alone", async () => {
+    const big = path.join(T, "2mb"), small = path.join(T, "512k");
+    fs.writeFileSync(big, Buffer.alloc(2 * 1024 * 1024, "x"));
+    fs.writeFileSync(small, Buffer.alloc(512 * 1024, "x"));
+    const post = (p: string, file: string) => https("example.test", p, "--data-binary", `@${file}`, "-H", "Content-Type: application/octet-stream");
+    await withEchoApp("MAX_BODY_SIZE='1m'\nROUTES='/upload/,0,60,5m /plain/,0,30,-'\n", async (app) => {
+      const upload = post("/upload/file", big);
+      expect(status(upload)).toBe("200");
+      expect(JSON.parse(upload.body)).toEqual({ app: "echo", url: "/upload/file", bytes: 2 * 1024 * 1024 });
+      expect(status(post("/api/file", big))).toBe("413");
+      expect(status(post("/plain/file", big))).toBe("413");
+      expect(status(post("/api/file", small))).toBe("200");
+      expect(app.seen().filter((l) => l !== "listening")).toEqual(["/upload/file upgrade= bytes=2097152", "/api/file upgrade= bytes=524288"]);
+    });
+  });
+
+  it("ROUTES: no basic auth, the allow-list unless API_PUBLIC=1 (as /api/)", async () => {
+    const original = fs.readFileSync(envFile, "utf8");
+    const elsewhere = original.replace("ALLOW_IPS='127.0.0.0/8 ::1'", "ALLOW_IPS='192.0.2.1/32'");
+    const routes = "ROUTES='/ws/,1,30,- /plain/,0,30,-'\n";
+    const codes = () => [https("example.test", "/", "-u", "admin:s3cret-pass"), https("example.test", "/api/x"),
+      https("example.test", "/plain/x"), https("example.test", "/ws/x"), https("example.test", "/api/health")].map(status).join(" ");
+    try {
+      await rerender(original + routes);
+      await waitFor(() => codes() === "200 200 200 200 200", "the routes");
+      expect(seen().at(-2)).toBe("/ws/x upgrade= auth=no");
+      await rerender(elsewhere + routes);
+      await waitFor(() => codes() === "403 403 403 403 200", "the allow-list on the routes");
+      await rerender(`${elsewhere}${routes}API_PUBLIC=1\n`);
+      await waitFor(() => codes() === "403 200 200 200 200", "API_PUBLIC on the routes");
+    } finally {
+      await rerender(original);
+    }
+  });
+
+  it("refuses hostile HEALTH_PATH, MAX_BODY_SIZE and ROUTES values, naming the setting, and leaves the previous site in place", () => {
+    const sh = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+    const original = fs.readFileSync(envFile, "utf8");
+    // A copy of the site, so a check that let a value through could not touch the served one.
+    const site = path.join(T, "checked-site.conf");
+    fs.copyFileSync(path.join(T, "site.conf"), site);
+    fs.writeFileSync(path.join(T, "checked-nginx.conf"), fs.readFileSync(path.join(T, "nginx.conf"), "utf8").replace(`${T}/site.conf`, site));
+    const render = (settings: Record<string, string>, test: string) => {
+      const file = path.join(T, "checked.env");
+      fs.writeFileSync(file, original + Object.entries(settings).map(([k, v]) => `${k}=${sh(v)}\n`).join(""));
+      return run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_ENV: file, NODEHOST_NGINX_SITE: site, NODEHOST_NGINX_TEST: test, NODEHOST_NGINX_RELOAD: "true" } });
+    };
+    // The edges of what is allowed render, and real nginx takes them.
+    const ok = render({ HEALTH_PATH: "/a.b/~c-d_e/" + "x".repeat(189), MAX_BODY_SIZE: "99999m",
+      ROUTES: " /api/socketio,1,86400,99999k  /__proxy/,0,1,- /api,0,60,1 " }, `nginx -t -q -p ${T} -c ${T}/checked-nginx.conf`);
+    expect(ok.status, ok.stderr).toBe(0);
+    const previous = fs.readFileSync(site, "utf8");
+    expect(previous).toContain("location ^~ /api/socketio {");
+    expect(previous).toContain("client_max_body_size 99999m;");
+    const hostile: [string, string][] = [
+      ...["/api/health'", '/api/"health"', "/$(id)", "/`id`", "/api/health;", "/api/health{", "/api/health}", "/a\n/b", "/api/../admin",
+        "/..", "/a//b", "http://x", "/a b", "api/health", "/" + "x".repeat(201), "/a\tb", "/a$host"].map((v): [string, string] => ["HEALTH_PATH", v]),
+      ...["10m;", "$(id)", "`id`", "'", "0", "1g", "10 m", "1m\n2m", "123456", "-1", "1M", "{"].map((v): [string, string] => ["MAX_BODY_SIZE", v]),
+      ...["/a',0,60,-", '/a",0,60,-', "/$(id),0,60,-", "/`id`,0,60,-", "/a;b,0,60,-", "/a{,0,60,-", "/a,0,60,-\n/b,0,60,-",
+        "/a/../b,0,60,-", "/..,0,60,-", "http://x,0,60,-", "/a, 0,60,-", "/a,0,60,-\t/b,0,60,-", "/,0,60,-", "/api/,0,60,-",
+        "/.well-known/acme-challenge/,0,60,-", "/a,0,60,- /b,1,60,- /a,1,60,-", "/a,0,0,-", "/a,0,86401,-", "/a,0,060,-",
+        "/a,2,60,-", "/a,0,60,0", "/a,0,60,1g", "/a,0,60", "/a,0,60,-,x", "/a//b,0,60,-", ",0,60,-", "a,0,60,-"].map((v): [string, string] => ["ROUTES", v]),
+    ];
+    for (const [setting, value] of hostile) {
+      const what = `${setting}=${JSON.stringify(value)}`;
+      // nginx -t "passes" here: only the renderer's own checks stand between the value and the site.
+      const r = render({ [setting]: value }, "true");
+      expect(r.status, what).toBe(1);
+      expect(r.stderr, what).toMatch(new RegExp(`^nodehost-nginx-render: bad ${setting} `));
+      expect(fs.readFileSync(site, "utf8"), what).toBe(previous);
+      expect(fs.existsSync(`${site}.nodehost-prev`), what).toBe(false);
+    }
   });
 
   it("a second render with nothing new changes nothing", () => {

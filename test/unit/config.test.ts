@@ -219,6 +219,7 @@ const HOSTILE: Record<string, Bad> = {
   "a health path with a query and a quote": { over: { "nodehost:app": JSON.stringify({ healthPath: "/health?x='1'" }) }, expected: [`nodehost:app.healthPath: ${SITE_PATH("a path")}`] },
   "a health path with '..'": { over: { "nodehost:app": JSON.stringify({ healthPath: "/api/../etc/passwd" }) }, expected: [`nodehost:app.healthPath: ${SITE_PATH("a path")}`] },
   "a health path that is a URL": { over: { "nodehost:app": JSON.stringify({ healthPath: "http://evil.example/health" }) }, expected: [`nodehost:app.healthPath: ${SITE_PATH("a path")}`] },
+  "a health path of / (it would open the UI without basic auth)": { over: { "nodehost:app": JSON.stringify({ healthPath: "/" }) }, expected: ["nodehost:app.healthPath: must not be /, under /.well-known/ or /healthz/backup (the site serves those itself; / would open the UI without basic auth)"] },
   "a memory limit with a command": { over: { "nodehost:app": JSON.stringify({ memoryLimit: "512M && reboot" }) }, expected: ["nodehost:app.memoryLimit: must be a size such as 512M or 2G"] },
   "a build variable with a bad name": { over: { "nodehost:app": JSON.stringify({ buildEnv: { "A;B": "x" } }) }, expected: ["nodehost:app.buildEnv.A;B: must be a variable name: letters, digits and '_', not starting with a digit"] },
   "a route with a directive in its path": { over: routes({ path: "/ws; return 200" }), expected: [`nodehost:nginx.routes[0].path: ${SITE_PATH("a path prefix")}`] },
