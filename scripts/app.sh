@@ -12,7 +12,7 @@ declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
 require_nonempty APP_NAME DEPLOY_USER APP_USER APP_PORT APP_SOURCE NPM_REGISTRY DATABASE_URL REDIS_URL ROLLBACK_TOOL_B64 RELEASE_TOOL_B64 ECOSYSTEM_TOOL_B64
-require_vars APP_ARCHIVE_B64 APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
+require_vars APP_ARCHIVE_SHA256 APP_ARCHIVE_PATH CONNECT_USER APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
 APP_MIGRATE=${APP_MIGRATE:-}
 # app.healthPath, app.memoryLimit, app.processes (JSON list) and app.buildEnv (JSON object).
 HEALTH_PATH=${HEALTH_PATH:-/api/health}
@@ -141,15 +141,27 @@ chown "$APP_USER:$APP_USER" "$staging"
 chmod 0755 "$staging"
 case $APP_SOURCE in
   archive)
-    [[ -n $APP_ARCHIVE_B64 ]] || die "APP_SOURCE=archive needs APP_ARCHIVE_B64"
-    # Root's file in root's directory, readable by the app user's group only.
-    (umask 027 && printf '%s' "$APP_ARCHIVE_B64" | base64 -d >"$staging.tgz")
-    chgrp "$APP_USER" "$staging.tgz"
-    release_id=$(sha256sum "$staging.tgz" | cut -c1-12)
+    # The archive came ahead of this step by SFTP (CopyToRemote), as the connecting user, to
+    # ~/.nodehost-incoming/<app>-<sha>.tgz; its sha256 came in the step's parameters.
+    [[ $APP_ARCHIVE_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "APP_ARCHIVE_SHA256 must be a sha256, got '$APP_ARCHIVE_SHA256'"
+    [[ $APP_ARCHIVE_PATH =~ ^\.nodehost-incoming/[a-z][a-z0-9-]*-[0-9a-f]{16}\.tgz$ ]] || die "APP_ARCHIVE_PATH '$APP_ARCHIVE_PATH' is not an incoming archive"
+    connect_home=$(getent passwd "$CONNECT_USER" | cut -d: -f6)
+    [[ -n $connect_home ]] || die "no home for the connecting user '$CONNECT_USER'"
+    incoming=$connect_home/$APP_ARCHIVE_PATH
+    release_id=${APP_ARCHIVE_SHA256:0:12}
     if ! built "$release_id"; then
+      [[ -f $incoming && ! -L $incoming ]] ||
+        die "the app's archive is not on the host ($incoming): its copy (the CopyToRemote named <project>-<stack>-app-upload) must run again: pulumi up --replace on it"
+      # Root's copy, in root's directory, readable by the app user's group only; checked there.
+      (umask 027 && cp -- "$incoming" "$staging.tgz")
+      [[ $(sha256sum "$staging.tgz" | cut -d' ' -f1) == "$APP_ARCHIVE_SHA256" ]] ||
+        die "the app's archive on the host ($incoming) is not the one this up packed (sha256 differs): a copy cut short? run the up again"
+      chgrp "$APP_USER" "$staging.tgz"
       as_app tar -xzf "$staging.tgz" -C "$staging" --no-same-owner --no-same-permissions
+      rm -f "$staging.tgz"
     fi
-    rm -f "$staging.tgz"
+    # Earlier archives of this app wait no longer (this one stays: the copy runs only when it changes).
+    find "$(dirname "$incoming")" -maxdepth 1 -type f -name "$APP_NAME-*.tgz" ! -name "$(basename "$incoming")" -delete 2>/dev/null || true
     ;;
   git)
     [[ -n $APP_GIT_URL && -n $APP_GIT_REF ]] || die "APP_SOURCE=git needs APP_GIT_URL and APP_GIT_REF"
@@ -182,6 +194,20 @@ if ! built "$release_id"; then
   [[ -f $staging/package-lock.json || -f $staging/npm-shrinkwrap.json ]] ||
     die "release $release_id has no package-lock.json: npm ci needs one"
   has_build=$(as_app node -e 'const p=require(process.argv[1]); process.stdout.write(p.scripts && p.scripts.build ? "1" : "0")' "$staging/package.json")
+  # What the installed dependencies depend on: the lockfile, package.json's dependency lists, the
+  # Node.js version and the install mode. Read as the app user (the release is its tree).
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  deps_key=$(cd "$staging" && as_app sh -c 'cat package-lock.json npm-shrinkwrap.json 2>/dev/null; node -v; node -p "const p = require(\"./package.json\"); JSON.stringify([p.dependencies, p.optionalDependencies, p.overrides])"' |
+    { sha256sum; echo "build=$APP_BUILD$has_build"; } | sha256sum | cut -c1-32)
+  # A built release with the same key: its node_modules are what npm ci would install again.
+  reuse=""
+  if [[ $APP_BUILD$has_build != 11 ]]; then
+    for f in "$STATE"/*.deps; do
+      [[ -f $f && $(cat "$f") == "$deps_key" ]] || continue
+      prev=$(basename "$f" .deps)
+      if built "$prev" && as_app test -d "$RELEASES/$prev/node_modules" && ! as_app test -L "$RELEASES/$prev/node_modules"; then reuse=$prev; break; fi
+    done
+  fi
   (
     cd "$staging"
     if [[ $APP_BUILD == 1 && $has_build == 1 ]]; then
@@ -194,6 +220,13 @@ const extra = JSON.parse(require("fs").readFileSync(0, "utf8"));
 const r = spawnSync("npm", ["run", "build"], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...extra } });
 process.exit(r.status === null ? 1 : r.status);' || die "npm run build of release $release_id failed (see above): nothing changed"
       as_app npm prune --omit=dev --no-audit --no-fund --loglevel=error
+    elif [[ -n $reuse ]]; then
+      # A copy of the same dependencies (the app user copying within its own trees), then npm
+      # install: on a tree that already matches the lockfile it installs nothing, and it still runs
+      # the app's own install scripts (a postinstall `prisma generate` sees this release's schema).
+      log "dependencies unchanged since release $reuse: its node_modules copied instead of npm ci"
+      as_app cp -a "$RELEASES/$reuse/node_modules" "$staging/node_modules"
+      as_app npm install --omit=dev --no-save --no-audit --no-fund --loglevel=error
     else
       as_app npm ci --omit=dev --no-audit --no-fund --loglevel=error
     fi
@@ -202,6 +235,7 @@ process.exit(r.status === null ? 1 : r.status);' || die "npm run build of releas
   # cannot have put a link in its place.
   app_rmtree "$release"
   mv -T "$staging" "$release"
+  printf '%s\n' "$deps_key" >"$STATE/$release_id.deps"
   touch "$STATE/$release_id.ready"
   changed "release $release_id built"
 fi

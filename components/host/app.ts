@@ -1,8 +1,36 @@
 // Step 6: the app released under /srv/<app>/releases/<id>, run by PM2 as the app user, given the
 // traffic only once its health check passes beside the serving release (nodehost-release).
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { packDirectory } from "./archive";
-import { HostStep, HostStepArgs, toolB64 } from "./step";
+import { HostStep, HostStepArgs, toolB64, Upload } from "./step";
+
+const sha256Of = (b: Buffer) => crypto.createHash("sha256").update(b).digest("hex");
+
+/**
+ * Where a packed app waits to be copied: in the project directory (where `pulumi up` runs), by a
+ * relative path, so the FileAsset's path in state is the same on every machine and its hash
+ * alone decides whether the copy runs again. Git ignores it; older archives of the app go.
+ */
+export const ARCHIVE_DIR = path.join(".nodehost", "archives");
+/** Under the connecting user's home on the host (SFTP resolves a relative path there). */
+export const REMOTE_ARCHIVE_DIR = ".nodehost-incoming";
+
+/** Packs the app once and writes it where its CopyToRemote reads it. */
+export function stageArchive(appName: string, dir: string): Upload {
+  const bytes = packDirectory(dir);
+  const sum = sha256Of(bytes);
+  const file = `${appName}-${sum.slice(0, 16)}.tgz`;
+  const localPath = path.join(ARCHIVE_DIR, file);
+  fs.mkdirSync(ARCHIVE_DIR, { recursive: true });
+  for (const old of fs.readdirSync(ARCHIVE_DIR)) {
+    if (old !== file && old.startsWith(`${appName}-`) && old.endsWith(".tgz")) fs.rmSync(path.join(ARCHIVE_DIR, old), { force: true });
+  }
+  if (!fs.existsSync(localPath) || sha256Of(fs.readFileSync(localPath)) !== sum) fs.writeFileSync(localPath, bytes);
+  return { localPath, remotePath: `${REMOTE_ARCHIVE_DIR}/${file}`, sha256: sum };
+}
 
 export type AppSource =
   | { kind: "archive"; dir: string }
@@ -37,13 +65,18 @@ export class App extends HostStep {
   constructor(name: string, args: AppArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:host:App", name, "app", args, opts);
     const src = args.source;
+    // The app travels as a file (CopyToRemote): not inside the step's stdin, so not in the state.
+    const upload = src.kind === "archive" ? stageArchive(args.appName, src.dir) : undefined;
     this.run(name, args, {
       APP_NAME: args.appName,
       DEPLOY_USER: args.deployUser,
       APP_USER: args.appUser,
       APP_PORT: args.appPort,
       APP_SOURCE: src.kind,
-      APP_ARCHIVE_B64: src.kind === "archive" ? packDirectory(src.dir).toString("base64") : "",
+      // The release id is the archive's sha256 (its first 12 digits), checked on the host.
+      APP_ARCHIVE_SHA256: upload?.sha256 ?? "",
+      APP_ARCHIVE_PATH: upload?.remotePath ?? "",
+      CONNECT_USER: args.connection.user,
       APP_GIT_URL: src.kind === "git" ? src.url : "",
       APP_GIT_REF: src.kind === "git" ? src.ref : "",
       APP_WORKER: args.worker,
@@ -60,7 +93,7 @@ export class App extends HostStep {
       ROLLBACK_TOOL_B64: toolB64("nodehost-rollback"),
       RELEASE_TOOL_B64: toolB64("nodehost-release"),
       ECOSYSTEM_TOOL_B64: toolB64("nodehost-ecosystem.js"),
-    }, { secret: true, timeoutMinutes: 30 });
+    }, { secret: true, timeoutMinutes: 30, uploads: upload ? [upload] : [] });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }
 }

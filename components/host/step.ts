@@ -35,9 +35,22 @@ export function stepWrapper(timeoutMinutes: number): string {
   return `sudo -n bash -c ${shellQuote(asRoot)}`;
 }
 
-/** What the VM test host replays: exactly what remote.Command receives. */
+/**
+ * A file a step needs on the host before it runs, sent by remote.CopyToRemote over SFTP as the
+ * connection's user (a relative remotePath lands under that user's home).
+ */
+export interface Upload {
+  localPath: string;
+  remotePath: string;
+  /** sha256 of the file: the provider copies again only when it changes (copyController.go:148 at v1.2.1). */
+  sha256: string;
+}
+
+/** What the VM test host replays: exactly what remote.Command (and its CopyToRemote) receive. */
 export interface StepSpec {
   name: string;
+  /** Copied first, each by its own CopyToRemote that the command depends on. */
+  uploads?: Upload[];
   create: string;
   stdin: string;
   triggers: string[];
@@ -147,7 +160,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
     name: string,
     args: HostStepArgs,
     params: StepParams,
-    options: { secret: boolean; timeoutMinutes: number; dialErrorLimit?: number; deletedWith?: pulumi.Resource },
+    options: { secret: boolean; timeoutMinutes: number; dialErrorLimit?: number; deletedWith?: pulumi.Resource; uploads?: Upload[] },
   ): void {
     const script = stepScript(this.stepName);
     const stdin = pulumi
@@ -160,19 +173,33 @@ export abstract class HostStep extends pulumi.ComponentResource {
     const c = args.connection;
     const create = stepWrapper(options.timeoutMinutes);
     const dialErrorLimit = options.dialErrorLimit ?? 10;
+    const connection = {
+      host: c.host,
+      port: c.port,
+      user: c.user,
+      privateKey: c.privateKey,
+      dialErrorLimit,
+      perDialTimeout: 30,
+      ...(c.hostKey ? { hostKey: c.hostKey } : {}),
+    };
+    const uploads = options.uploads ?? [];
+    // A FileAsset keeps only the file's path and hash in state, never its bytes. A new host
+    // (hostId) gets the file again: triggers replace the copy.
+    const copies = uploads.map((u, i) => new remote.CopyToRemote(`${name}-upload${uploads.length > 1 ? `-${i}` : ""}`, {
+      connection,
+      source: new pulumi.asset.FileAsset(u.localPath),
+      remotePath: u.remotePath,
+      triggers: [args.hostId],
+    }, {
+      parent: this,
+      dependsOn: [...args.after.map((s) => s.command), ...(args.waitFor ?? [])],
+      deletedWith: options.deletedWith,
+    }));
 
     this.command = new remote.Command(
       `${name}-run`,
       {
-        connection: {
-          host: c.host,
-          port: c.port,
-          user: c.user,
-          privateKey: c.privateKey,
-          dialErrorLimit,
-          perDialTimeout: 30,
-          ...(c.hostKey ? { hostKey: c.hostKey } : {}),
-        },
+        connection,
         create,
         stdin: options.secret ? pulumi.secret(stdin) : stdin,
         triggers,
@@ -180,16 +207,17 @@ export abstract class HostStep extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [...args.after.map((s) => s.command), ...(args.waitFor ?? [])],
+        dependsOn: [...args.after.map((s) => s.command), ...(args.waitFor ?? []), ...copies],
         customTimeouts: { create: `${options.timeoutMinutes}m`, update: `${options.timeoutMinutes}m` },
         deletedWith: options.deletedWith,
       },
     );
     this.fingerprint = triggers.apply((t) => sha256(JSON.stringify(t)));
-    const connection = pulumi.all([c.host, c.port, c.user, c.privateKey, c.hostKey])
+    const specConnection = pulumi.all([c.host, c.port, c.user, c.privateKey, c.hostKey])
       .apply(([host, port, user, key, hostKey]) => ({ host, port, user, privateKey: sha256(key), dialErrorLimit, perDialTimeout: 30, hostKey }));
-    this.spec = pulumi.all([stdin, triggers, connection]).apply(([text, t, conn]) => ({
+    this.spec = pulumi.all([stdin, triggers, specConnection]).apply(([text, t, conn]) => ({
       name: this.stepName,
+      uploads,
       create,
       stdin: text,
       triggers: t,

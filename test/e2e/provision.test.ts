@@ -319,6 +319,9 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     // The migration ran before each of the two runs put it live, each after a local backup.
     expect((await psql(`SELECT count(*) FROM e2e_migrated WHERE token = '${token}'`)).trim()).toBe("2");
     expect(Number(await preDeploy())).toBe(backupsBefore + 2);
+    // Same lockfile as the first release: its node_modules were copied (times kept), not installed anew.
+    const mtime = (dir: string) => sshOk(host.target, `sudo -n stat -c %Y ${dir}/node_modules/pg/package.json`);
+    expect(await mtime(moved)).toBe(await mtime(firstRelease));
   });
 
   it("fails the up on a failing migration, its output masked, with the serving release untouched and not one request failed", async () => {
@@ -351,6 +354,88 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await web(https("/api/health"))).status).toBe(200);
     const r = await host.replay();
     expect(r.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+    expect((await web(https("/api/health"))).status).toBe(200);
+  });
+
+  it("runs a team's own app shape: a tsx server clustered on its own health path, a worker script, a websocket route with its idle timeout", async () => {
+    // The seeds' shape: TypeScript run by tsx (no build), two cluster workers on PORT, a worker
+    // started by an npm script, a Socket.io-like upgrade path, a health path that is not /api/health.
+    const dir = mkdtempSync(join(tmpdir(), "nodehost-team-app-"));
+    const token = `team-${Date.now()}`;
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "team-app", private: true, scripts: { jobs: "node jobs.js" }, dependencies: { tsx: "^4" } }, null, 2));
+    writeFileSync(join(dir, "server.ts"), `import * as http from "node:http";
+const port: number = Number(process.env.PORT);
+const release: string = ${JSON.stringify(token)};
+http.createServer((req, res) => {
+  if (req.url === "/healthz") return void res.end("ok");
+  if (req.url === "/api/whoami") return void res.end(JSON.stringify({ pid: process.pid, release }));
+  res.statusCode = 404;
+  res.end();
+}).on("upgrade", (_req, socket) => {
+  socket.write("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n");
+  socket.on("data", (d) => socket.write(d));
+}).listen(port, "127.0.0.1");
+`);
+    writeFileSync(join(dir, "jobs.js"), `require("fs").writeFileSync("jobs-ran-" + process.env.PORT, process.env.GREETING + " " + ${JSON.stringify(token)});\nsetInterval(() => {}, 60000);\n`);
+    await runOk("npm", ["install", "--package-lock-only", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: dir, timeoutMs: 180_000 });
+    const overrides = {
+      app: {
+        nodeSource: "npm-registry", source: "path", path: dir, env: APP_ENV, healthPath: "/healthz", memoryLimit: "256M",
+        processes: [
+          { name: "api", file: "server.ts", interpreter: "tsx", mode: "cluster", instances: 2, web: true },
+          { name: "jobs", npm: "jobs" },
+        ],
+      },
+      nginx: { basicAuthUser: BASIC_AUTH_USER, routes: [{ path: "/ws/", websocket: true, idleTimeoutSeconds: 5 }] },
+    };
+    const r = await host.replay({ overrides });
+    process.stderr.write(`team app release: ${r.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
+    expect(r.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+    // Its own health path is open through nginx; /api/health is now the app's (404), not special.
+    expect((await web(https("/healthz"))).body).toBe("ok");
+    // Two cluster workers answer on the one port (a new connection per request).
+    const pids = new Set<number>();
+    for (let i = 0; i < 30 && pids.size < 2; i++) {
+      const w = JSON.parse((await web(https("/api/whoami"))).body) as { pid: number; release: string };
+      expect(w.release).toBe(token);
+      pids.add(w.pid);
+    }
+    expect(pids.size).toBe(2);
+    const { names, upstream } = await slots();
+    const port = /:(\d+);/.exec(upstream)![1];
+    expect(names).toEqual([`app-api-${port}`, `app-api-${port}`, `app-jobs-${port}`]);
+    // The worker ran as the app user with the app's env, in the serving slot, from its release.
+    expect((await sshOk(host.target, `sudo -n sh -c 'stat -c %U /srv/app/current/jobs-ran-${port}; cat /srv/app/current/jobs-ran-${port}'`)).trim().split("\n"))
+      .toEqual(["nodeapp", `${APP_ENV.GREETING} ${token}`]);
+    // The websocket route: upgraded through TLS and nginx, echoes, and is closed once idle 5 s.
+    const ws = await new Promise<{ head: string; echo: string; idleMs: number }>((resolve, reject) => {
+      const sock = tls.connect({ host: "127.0.0.1", port: host.vm.ports.https, servername: SITE, ca: world.pebble.issuerRootPem }, () => {
+        sock.write(`GET /ws/chat HTTP/1.1\r\nHost: ${SITE}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+      });
+      let buf = "", head = "", echoedAt = 0;
+      const timer = setTimeout(() => { sock.destroy(); reject(new Error(`websocket: no close within 60 s; got ${JSON.stringify(buf)}`)); }, 60_000);
+      sock.setEncoding("utf8");
+      sock.on("data", (d: string) => {
+        buf += d;
+        if (!head && buf.includes("\r\n\r\n")) {
+          head = buf.slice(0, buf.indexOf("\r\n\r\n"));
+          buf = buf.slice(buf.indexOf("\r\n\r\n") + 4);
+          sock.write("ping-1");
+        } else if (head && buf === "ping-1") {
+          echoedAt = Date.now();
+        }
+      });
+      sock.on("close", () => { clearTimeout(timer); resolve({ head, echo: buf, idleMs: echoedAt ? Date.now() - echoedAt : -1 }); });
+      sock.on("error", reject);
+    });
+    expect(ws.head).toMatch(/^HTTP\/1\.1 101 /);
+    expect(ws.echo).toBe("ping-1");
+    expect(ws.idleMs).toBeGreaterThanOrEqual(4_000);
+    expect(ws.idleMs).toBeLessThan(30_000);
+    // Back to the stack's own app for the tests after this one.
+    const back = await host.replay();
+    expect(back.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+    expect((await slots()).names).toEqual([`app-web-${/:(\d+);/.exec((await slots()).upstream)![1]}`]);
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 

@@ -16,6 +16,7 @@ describe("hostMode existing", () => {
     expect(run.custom.filter((r) => r.type.startsWith("digitalocean:"))).toEqual([]);
     expect(countByType(run.custom)).toEqual({
       "command:remote:Command": 9,
+      "command:remote:CopyToRemote": 1,
       "random:index/randomPassword:RandomPassword": 4,
     });
     expect(run.result).toBe("ssh -p 2222 deploy@192.0.2.20");
@@ -33,8 +34,8 @@ describe("hostMode existing", () => {
       return undefined;
     });
     expect(run.error).toBeUndefined();
-    const conns = run.custom.filter((r) => r.type === "command:remote:Command").map((r) => r.inputs.connection);
-    expect(conns.length).toBe(9);
+    const conns = run.custom.filter((r) => r.type.startsWith("command:remote:")).map((r) => r.inputs.connection);
+    expect(conns.length).toBe(10);
     for (const c of conns) expect(c.hostKey).toBe(hostKey);
     const bad = { ...raw, "nodehost:existingHost": JSON.stringify({ ...existing, hostKey: "ssh-ed25519 AAAA$(reboot)" }) };
     expect(() => parseConfig(bad, secretKeys, { project: "nodehost", stack: "dev" })).toThrow(

@@ -1,4 +1,5 @@
 // The host steps as Pulumi sees them: script, parameters, triggers, order, logging and secrecy.
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
@@ -53,8 +54,34 @@ describe("host steps", () => {
     const byName = new Map(d.commands.map((c) => [c.name, c]));
     for (const s of d.specs.slice(1)) {
       const deps = (byName.get(`nodehost-production-${s.name}-run`)!.opts.dependsOn ?? []) as pulumi.Resource[];
-      expect(deps.length).toBe(DEPENDS[s.name].length);
+      // The app step also waits for its archive's copy.
+      expect(deps.length).toBe(DEPENDS[s.name].length + (s.name === "app" ? 1 : 0));
     }
+  });
+
+  test("the app travels as a file by CopyToRemote, not in the step's stdin: state keeps its path and hash, the host checks its sha256", () => {
+    const copies = d.run.resources.filter((r) => r.type === "command:remote:CopyToRemote");
+    expect(copies.map((c) => c.name)).toEqual(["nodehost-production-app-upload"]);
+    const copy = copies[0];
+    const app = d.specs.find((s) => s.name === "app")!;
+    const upload = app.uploads![0];
+    // A relative path in the project directory (the same in state on every machine) and under the
+    // connecting user's home on the host.
+    expect(upload.localPath).toMatch(/^\.nodehost\/archives\/app-[0-9a-f]{16}\.tgz$/);
+    expect(upload.remotePath).toBe(`.nodehost-incoming/${path.basename(upload.localPath)}`);
+    const bytes = fs.readFileSync(path.join(ROOT, upload.localPath));
+    expect(crypto.createHash("sha256").update(bytes).digest("hex")).toBe(upload.sha256);
+    expect(copy.inputs.remotePath).toBe(upload.remotePath);
+    // A FileAsset (the mocks record no path; step.ts builds it from the same upload as the spec).
+    expect(copy.inputs.source.__pulumiAsset).toBe(true);
+    expect(copy.inputs.connection).toEqual(d.commands.find((c) => c.name === "nodehost-production-app-run")!.inputs.connection);
+    // A new droplet gets the file again (triggers replace the copy).
+    expect(copy.inputs.triggers).toEqual([app.triggers[1]]);
+    // The step names the file and its hash; the archive's bytes are nowhere in its stdin.
+    expect(app.stdin).toContain(`APP_ARCHIVE_SHA256='${upload.sha256}'`);
+    expect(app.stdin).toContain(`APP_ARCHIVE_PATH='${upload.remotePath}'`);
+    expect(app.stdin).not.toContain(bytes.toString("base64").slice(0, 64));
+    expect(app.stdin.length).toBeLessThan(80_000);
   });
 
   test("the first step waits for the droplet, its volume (so a resize is done before base looks) and the reserved IP's assignment", async () => {

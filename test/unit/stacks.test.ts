@@ -37,6 +37,7 @@ const COMMON_CLOUD = {
   "digitalocean:index/volume:Volume": 1,
   "digitalocean:index/vpc:Vpc": 1,
   "command:remote:Command": 9,
+  "command:remote:CopyToRemote": 1,
   "random:index/randomId:RandomId": 1,
   "random:index/randomPassword:RandomPassword": 4,
 };

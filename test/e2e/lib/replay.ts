@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { ssh, waitForSsh, type SshTarget } from "./ssh";
+import { sftpPut, ssh, waitForSsh, type SshTarget } from "./ssh";
 import { tail } from "./exec";
 import { parseConfig } from "../../../components/config";
 import { createStack } from "../../../components/stack";
@@ -35,6 +35,8 @@ interface ReplayState {
   steps: Record<string, { triggers: string[]; inputs: string; ms: number; at: string; startedMs?: number }>;
   /** Random resources' results, kept like Pulumi state so passwords survive between replays. */
   random: Record<string, Record<string, unknown>>;
+  /** CopyToRemote resources: remotePath -> the sha256 last copied there. */
+  uploads?: Record<string, string>;
 }
 
 export interface ReplayOptions {
@@ -301,6 +303,18 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       const t0 = Date.now();
       // The step's own connection checks the host key the stack pins, as the provider would.
       const target = spec.hostKey ? { ...opts.target, hostKey: spec.hostKey } : opts.target;
+      // Its files first, each as its CopyToRemote sends it: SFTP as the connection's user, a
+      // relative path under that user's home, parents made; again only when the file's hash
+      // changed (copyController.go:148 at v1.2.1) or the host is new (its state file is).
+      for (const u of spec.uploads ?? []) {
+        state.uploads ??= {};
+        if (state.uploads[u.remotePath] === u.sha256) continue;
+        const u0 = Date.now();
+        await sftpPut(target, u.localPath, u.remotePath);
+        state.uploads[u.remotePath] = u.sha256;
+        saveState(opts.statePath, state);
+        log(`step ${spec.name}: copied ${u.remotePath} in ${((Date.now() - u0) / 1000).toFixed(1)} s`);
+      }
       const r = await ssh(target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
       const ms = Date.now() - t0;
       if (opts.logFile) {

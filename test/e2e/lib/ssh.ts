@@ -132,6 +132,20 @@ export async function copyIn(t: SshTarget, localPath: string, remotePath: string
   });
 }
 
+/**
+ * Copies a local file to `remotePath` over SFTP as the target's user, as pulumi-command's
+ * CopyToRemote does (github.com/pkg/sftp: parents made, the file created or overwritten; a relative
+ * path lands under the user's home), with the same connection options as ssh().
+ */
+export async function sftpPut(t: SshTarget, localPath: string, remotePath: string): Promise<void> {
+  if (/["\s\\]/.test(localPath + remotePath)) throw new Error(`sftpPut: a path with a quote, space or backslash: ${localPath} -> ${remotePath}`);
+  const args = sshArgs(t).map((a, i, all) => (a === "-p" && i < all.length - 1 ? "-P" : a));
+  const dirs = remotePath.split("/").slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join("/")).filter((d) => d && d !== ".");
+  // "-mkdir": an existing directory is not an error (batch mode stops on any other failure).
+  const batch = [...dirs.map((d) => `-mkdir "${d}"`), `put "${localPath}" "${remotePath}"`].join("\n") + "\n";
+  await runOk("sftp", ["-q", "-b", "-", ...args], { input: batch, timeoutMs: 30 * 60_000 });
+}
+
 export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
