@@ -29,6 +29,7 @@ export const SECRET_KEYS = [
   "backupPassphrase",
   "backupPreviousPassphrases",
   "appSecrets",
+  "appGitDeployKey",
 ] as const;
 
 /** Variables the stack sets for the app itself (app step): neither app.env nor appSecrets may set them. */
@@ -407,6 +408,9 @@ const appSchema = z
       .refine(isGitUrl, { error: "must be an https:// or SSH (git@host:path or ssh://...) git URL" })
       .optional(),
     gitRef: gitRef.default("main"),
+    // An SSH gitUrl's server keys (`ssh-keyscan -t ed25519 HOST`, checked against the fingerprints
+    // the host publishes): the only keys the fetch accepts. Never learnt on first use.
+    gitHostKeys: z.array(sshPublicKey).max(10).default([]),
     // Releases take turns between this port and the next (scripts/tools/nodehost-release): both
     // must be free, unprivileged, and not PostgreSQL's or Redis's.
     port: z.int().min(1024).max(65534)
@@ -641,6 +645,14 @@ function appProcessRules(
   });
 }
 
+/** A private key nothing can prompt a passphrase for (the SSH connection, a git deploy key). */
+const unencryptedPrivateKey = z
+  .string()
+  .regex(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, { error: "must be a PEM or OpenSSH private key", abort: true })
+  .refine((k) => !isPassphraseProtected(k), {
+    error: "must not be passphrase-protected: pulumi-command cannot prompt for it (make a dedicated deploy key without a passphrase)",
+  });
+
 /** Every key under the `nodehost:` namespace, without the prefix. */
 export const stackSchema = z
   .object({
@@ -661,12 +673,10 @@ export const stackSchema = z
     alerts: alertsSchema.prefault({}),
     updates: updatesSchema.prefault({}),
     // pulumi-command connects with this key and cannot prompt for a passphrase.
-    sshPrivateKey: z
-      .string()
-      .regex(/-----BEGIN [A-Z ]*PRIVATE KEY-----/, { error: "must be a PEM or OpenSSH private key", abort: true })
-      .refine((k) => !isPassphraseProtected(k), {
-        error: "must not be passphrase-protected: pulumi-command cannot prompt for it (make a dedicated deploy key without a passphrase)",
-      }),
+    sshPrivateKey: unencryptedPrivateKey,
+    // A private repository's deploy key (read-only, this stack's own): on the host only while
+    // root fetches, never readable by the app user.
+    appGitDeployKey: unencryptedPrivateKey.optional(),
     // Hashed from stdin on the host (openssl passwd reads one line).
     basicAuthPassword: z
       .string()
@@ -712,6 +722,14 @@ export const stackSchema = z
     const routePaths = c.nginx.routes.map((r) => r.path);
     routePaths.forEach((p, i) => need(routePaths.indexOf(p) !== i, ["nginx", "routes", String(i), "path"], "is listed twice"));
     need(c.app.source === "git" && !c.app.gitUrl, ["app", "gitUrl"], "is required when app.source is git");
+    if (c.app.source === "git" && c.app.gitUrl) {
+      const overSsh = !c.app.gitUrl.startsWith("https://");
+      need(overSsh && !c.appGitDeployKey, ["appGitDeployKey"],
+        "is required for an SSH app.gitUrl: a deploy key of this stack's with read access (pulumi config set --secret nodehost:appGitDeployKey < key)");
+      need(overSsh && c.app.gitHostKeys.length === 0, ["app", "gitHostKeys"],
+        "is required for an SSH app.gitUrl: the git server's keys (ssh-keyscan -t ed25519 HOST, checked against its published fingerprints)");
+      need(!overSsh && c.appGitDeployKey !== undefined, ["appGitDeployKey"], "is for an SSH app.gitUrl only (an https:// one is fetched without a key)");
+    }
     need(c.alerts.slackChannel !== "" && !c.slackWebhookUrl, ["slackWebhookUrl"], "is required when alerts.slackChannel is set");
     need(
       c.ssh.openToWorld && c.ssh.allowFrom.length > 0,
@@ -747,6 +765,7 @@ export type StackConfig = Omit<Parsed, SecretKey> & {
   backupPassphrase?: pulumi.Output<string>;
   backupPreviousPassphrases?: pulumi.Output<string[]>;
   appSecrets?: pulumi.Output<Record<string, string>>;
+  appGitDeployKey?: pulumi.Output<string>;
 };
 
 export class ConfigError extends Error {
@@ -879,6 +898,7 @@ export function parseConfig(
     backupPassphrase: secret(c.backupPassphrase),
     backupPreviousPassphrases: c.backupPreviousPassphrases === undefined ? undefined : pulumi.secret(c.backupPreviousPassphrases),
     appSecrets: c.appSecrets === undefined ? undefined : pulumi.secret(c.appSecrets),
+    appGitDeployKey: secret(c.appGitDeployKey),
   };
 }
 

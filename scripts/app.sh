@@ -12,7 +12,7 @@ declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
 require_nonempty APP_NAME DEPLOY_USER APP_USER APP_PORT APP_SOURCE NPM_REGISTRY DATABASE_URL REDIS_URL ROLLBACK_TOOL_B64 RELEASE_TOOL_B64 ECOSYSTEM_TOOL_B64
-require_vars APP_ARCHIVE_SHA256 APP_ARCHIVE_PATH CONNECT_USER APP_GIT_URL APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
+require_vars APP_ARCHIVE_SHA256 APP_ARCHIVE_PATH CONNECT_USER APP_GIT_URL APP_GIT_DEPLOY_KEY APP_GIT_HOST_KEYS GIT_FETCH_TOOL_B64 APP_GIT_REF APP_WORKER APP_BUILD APP_ENV_JSON
 APP_MIGRATE=${APP_MIGRATE:-}
 # app.healthPath, app.memoryLimit, app.processes (JSON list) and app.buildEnv (JSON object).
 HEALTH_PATH=${HEALTH_PATH:-/api/health}
@@ -165,13 +165,32 @@ case $APP_SOURCE in
     ;;
   git)
     [[ -n $APP_GIT_URL && -n $APP_GIT_REF ]] || die "APP_SOURCE=git needs APP_GIT_URL and APP_GIT_REF"
-    apt_install git ca-certificates
-    as_app git clone -q "$APP_GIT_URL" "$staging/src"
-    as_app git -C "$staging/src" -c advice.detachedHead=false checkout -q "$APP_GIT_REF"
-    release_id=$(as_app git -C "$staging/src" rev-parse --short=12 HEAD)
-    # The checkout's files move up one level, as the app user, inside its own tree.
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    as_app bash -c 'set -e; rm -rf "$1/src/.git"; shopt -s dotglob; mv "$1/src"/* "$1/"; rmdir "$1/src"' _ "$staging"
+    apt_install git ca-certificates openssh-client
+    install_b64 "$GIT_FETCH_TOOL_B64" /usr/local/sbin/nodehost-git-fetch 0755
+    # Root fetches (a private repository's deploy key is never readable by the app user, whose
+    # running release could read it), into a root-owned directory, then hands the tree over.
+    git_keys=$(mktemp -d)
+    # shellcheck disable=SC2064 # expand now
+    trap "app_rmtree '$staging'; app_rmtree '$staging.git'; rm -f '$staging.tgz'; rm -rf '$git_keys'" EXIT
+    git_env=()
+    if [[ -n $APP_GIT_DEPLOY_KEY ]]; then
+      printf '%s\n' "$APP_GIT_DEPLOY_KEY" >"$git_keys/key"
+      printf '%s\n' "$APP_GIT_HOST_KEYS" >"$git_keys/known"
+      chmod 0600 "$git_keys/key" "$git_keys/known"
+      git_env=(NODEHOST_GIT_KEY_FILE="$git_keys/key" NODEHOST_GIT_HOST_KEYS_FILE="$git_keys/known")
+    fi
+    commit=$(env "${git_env[@]}" /usr/local/sbin/nodehost-git-fetch "$APP_GIT_URL" "$APP_GIT_REF" "$staging.git") ||
+      die "could not fetch '$APP_GIT_REF' of $APP_GIT_URL (see above): nothing changed"
+    rm -rf "$git_keys"
+    release_id=${commit:0:12}
+    if ! built "$release_id"; then
+      chown -R --no-dereference "$APP_USER:$APP_USER" "$staging.git"
+      chmod 0755 "$staging.git"
+      # Renames inside root's releases/ directory: the empty staging dir goes, the tree takes its name.
+      rmdir "$staging"
+      mv -T "$staging.git" "$staging"
+    fi
+    log "git: $APP_GIT_REF of $APP_GIT_URL is commit $commit"
     ;;
   *) die "APP_SOURCE must be archive or git, got '$APP_SOURCE'" ;;
 esac
@@ -240,6 +259,7 @@ process.exit(r.status === null ? 1 : r.status);' || die "npm run build of releas
   changed "release $release_id built"
 fi
 app_rmtree "$staging"
+app_rmtree "$staging.git"
 rm -f "$staging.tgz"
 trap - EXIT
 

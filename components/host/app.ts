@@ -34,7 +34,8 @@ export function stageArchive(appName: string, dir: string): Upload {
 
 export type AppSource =
   | { kind: "archive"; dir: string }
-  | { kind: "git"; url: string; ref: string };
+  /** deployKey and hostKeys: an SSH URL's (a private repository). */
+  | { kind: "git"; url: string; ref: string; deployKey?: pulumi.Input<string>; hostKeys: string[] };
 
 export interface AppArgs extends HostStepArgs {
   appName: string;
@@ -79,6 +80,10 @@ export class App extends HostStep {
       CONNECT_USER: args.connection.user,
       APP_GIT_URL: src.kind === "git" ? src.url : "",
       APP_GIT_REF: src.kind === "git" ? src.ref : "",
+      APP_GIT_DEPLOY_KEY: (src.kind === "git" && src.deployKey) || "",
+      // "type base64" only: a key line's comment is not the host's business.
+      APP_GIT_HOST_KEYS: src.kind === "git" ? src.hostKeys.map((k) => k.split(" ").slice(0, 2).join(" ")).join("\n") : "",
+      GIT_FETCH_TOOL_B64: toolB64("nodehost-git-fetch"),
       APP_WORKER: args.worker,
       APP_BUILD: args.build ? "1" : "0",
       APP_BUILD_ENV_JSON: JSON.stringify(args.buildEnv),

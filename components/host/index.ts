@@ -43,14 +43,14 @@ export interface HostArgs {
   backup: BackupTarget;
 }
 
-function appSource(app: StackConfig["app"]): AppSource {
+function appSource(app: StackConfig["app"], deployKey: StackConfig["appGitDeployKey"]): AppSource {
   switch (app.source) {
     case "bundled":
       return { kind: "archive", dir: BUNDLED_APP_DIR };
     case "path":
       return { kind: "archive", dir: path.resolve(app.path!) };
     case "git":
-      return { kind: "git", url: app.gitUrl!, ref: app.gitRef };
+      return { kind: "git", url: app.gitUrl!, ref: app.gitRef, deployKey, hostKeys: app.gitHostKeys };
   }
 }
 
@@ -111,7 +111,7 @@ export class Host extends pulumi.ComponentResource {
     }, child);
     const app = new App(`${name}-app`, {
       ...common, after: [node, backups],
-      appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app),
+      appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app, cfg.appGitDeployKey),
       worker: cfg.app.worker, build: cfg.app.build, migrate: cfg.app.migrate, npmRegistry: cfg.app.npmRegistry,
       processes: cfg.app.processes, buildEnv: { ...cfg.app.env, ...cfg.app.buildEnv },
       healthPath: cfg.app.healthPath, memoryLimit: cfg.app.memoryLimit,

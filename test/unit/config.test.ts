@@ -200,7 +200,33 @@ const WEB = { name: "web", file: "server.js", web: true };
 const procs = (...p: object[]) => ({ "nodehost:app": JSON.stringify({ processes: p }) });
 const routes = (...r: object[]) => ({ "nodehost:nginx": JSON.stringify({ routes: r }) });
 
+const GIT_SSH = { source: "git", gitUrl: "git@github.com:acme/app.git" };
 const HOSTILE: Record<string, Bad> = {
+  "an SSH git URL without a deploy key or the server's keys": {
+    over: { "nodehost:app": JSON.stringify(GIT_SSH) },
+    expected: [
+      "nodehost:appGitDeployKey: is required for an SSH app.gitUrl: a deploy key of this stack's with read access (pulumi config set --secret nodehost:appGitDeployKey < key)",
+      "nodehost:app.gitHostKeys: is required for an SSH app.gitUrl: the git server's keys (ssh-keyscan -t ed25519 HOST, checked against its published fingerprints)",
+    ],
+  },
+  "a deploy key for an https:// git URL": {
+    over: { "nodehost:app": JSON.stringify({ source: "git", gitUrl: "https://github.com/acme/app.git" }), "nodehost:appGitDeployKey": opensshKey("none") },
+    extraSecrets: ["nodehost:appGitDeployKey"],
+    expected: ["nodehost:appGitDeployKey: is for an SSH app.gitUrl only (an https:// one is fetched without a key)"],
+  },
+  "a passphrase-protected deploy key": {
+    over: { "nodehost:app": JSON.stringify({ ...GIT_SSH, gitHostKeys: [TEST_PUBLIC_KEY] }), "nodehost:appGitDeployKey": opensshKey("aes256-ctr") },
+    extraSecrets: ["nodehost:appGitDeployKey"],
+    expected: [`nodehost:appGitDeployKey: ${PASSPHRASE}`],
+  },
+  "a deploy key in plain text": {
+    over: { "nodehost:app": JSON.stringify({ ...GIT_SSH, gitHostKeys: [TEST_PUBLIC_KEY] }), "nodehost:appGitDeployKey": opensshKey("none") },
+    expected: ["nodehost:appGitDeployKey: must be set as a secret (pulumi config set --secret nodehost:appGitDeployKey ...)"],
+  },
+  "a git host key with a command after a newline": {
+    over: { "nodehost:app": JSON.stringify({ gitHostKeys: [`${TEST_PUBLIC_KEY}\n* ssh-ed25519 AAAA`] }) },
+    expected: ["nodehost:app.gitHostKeys[0]: must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)"],
+  },
   "a process file with a command after it": { over: procs({ ...WEB, file: "server.js; reboot" }), expected: [`nodehost:app.processes[0].file: ${PROC_FILE}`] },
   "a process file outside the release": { over: procs({ ...WEB, file: "../shared/env.json" }), expected: [`nodehost:app.processes[0].file: ${PROC_FILE}`] },
   "a process file that is a node option": { over: procs({ ...WEB, file: "--require=/tmp/x.js" }), expected: [`nodehost:app.processes[0].file: ${PROC_FILE}`] },
@@ -571,8 +597,6 @@ describe("allowed forms pass", () => {
   test("app sources, refs, workers, pm2 versions, migrations and ports", () => {
     const apps = [
       { source: "git", gitUrl: "https://github.com/acme/app.git", gitRef: "v1.2.0" },
-      { source: "git", gitUrl: "git@github.com:acme/app.git", gitRef: "release/2026-11" },
-      { source: "git", gitUrl: "ssh://git@git.example.com:2222/acme/app.git", gitRef: "0123abcd" },
       { worker: "worker.js", pm2Version: "6.0" },
       { worker: "dist/worker.js", pm2Version: "6.0.1" },
       { worker: "worker", pm2Version: "6" },
@@ -591,6 +615,14 @@ describe("allowed forms pass", () => {
       { processes: [{ name: "backend", npm: "start", web: true }, { name: "jobs", file: "dist/worker.js", instances: 2 }], healthPath: "/api/v1/health.json" },
     ];
     for (const app of apps) expect([app, problems({ "nodehost:app": JSON.stringify(app) })]).toEqual([app, []]);
+  });
+
+  test("a private repository over SSH: a deploy key (secret) and the server's pinned keys", () => {
+    const secretKeys = [...base.secretKeys, "nodehost:appGitDeployKey"];
+    for (const gitUrl of ["git@github.com:acme/app.git", "ssh://git@git.example.com:2222/acme/app.git"]) {
+      const app = { source: "git", gitUrl, gitRef: "release/2026-11", gitHostKeys: [`${TEST_PUBLIC_KEY.split(" ").slice(0, 2).join(" ")} github.com`] };
+      expect([gitUrl, problems({ "nodehost:app": JSON.stringify(app), "nodehost:appGitDeployKey": opensshKey("none") }, secretKeys)]).toEqual([gitUrl, []]);
+    }
   });
 
   test("nginx routes: a websocket endpoint with a long idle timeout, a proxy path, body sizes", () => {

@@ -205,6 +205,23 @@ describe("host steps", () => {
     expect(none).toContain("\nBACKUP_PUBLIC_KEYS_B64=''\n");
   });
 
+  test("a private repository: the deploy key reaches the app step alone, in its secret stdin; the server keys without their comments; no upload", async () => {
+    const key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-deploy-key-of-this-stack\n-----END OPENSSH PRIVATE KEY-----\n";
+    const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPm6v3HMFHKhOTXyTgmtGVhbxxGCSDxWpJVtiYyFiKhR github.com";
+    const git = await declare({
+      "nodehost:app": JSON.stringify({ source: "git", gitUrl: "git@github.com:acme/app.git", gitRef: "v1.2.0", gitHostKeys: [hostKey] }),
+      "nodehost:appGitDeployKey": key,
+    }, ["nodehost:appGitDeployKey"]);
+    const app = git.specs.find((s) => s.name === "app")!;
+    expect(app.stdin).toContain(`\nAPP_GIT_DEPLOY_KEY='${key}'\n`);
+    expect(app.stdin).toContain("\nAPP_GIT_HOST_KEYS='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPm6v3HMFHKhOTXyTgmtGVhbxxGCSDxWpJVtiYyFiKhR'\n");
+    expect(git.specs.filter((s) => s.stdin.includes("deploy-key-of-this-stack")).map((s) => s.name)).toEqual(["app"]);
+    const cmd = git.commands.find((c) => c.name === "nodehost-production-app-run")!;
+    expect([await pulumi.isSecret(pulumi.output(cmd.props.stdin)), cmd.inputs.logging]).toEqual([true, "none"]);
+    expect(app.uploads).toEqual([]);
+    expect(git.run.resources.filter((r) => r.type === "command:remote:CopyToRemote")).toEqual([]);
+  });
+
   test("the first step dials SSH long enough for a droplet to boot; every step has a bounded timeout", () => {
     const first = d.commands.find((c) => c.name === "nodehost-production-wait-for-boot-run")!;
     const droplet = d.run.custom.find((r) => r.type === "digitalocean:index/droplet:Droplet")!;

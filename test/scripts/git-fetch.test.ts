@@ -1,0 +1,131 @@
+// scripts/tools/nodehost-git-fetch against a real OpenSSH server on loopback serving a private
+// repository: only the deploy key gets in, only the pinned server key is accepted, and a branch, a
+// tag or a commit comes out as a tree without .git and its commit id.
+import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, missing, run, SCRIPTS, tmpDir, waitFor } from "./helpers";
+
+const TOOL = path.join(SCRIPTS, "tools", "nodehost-git-fetch");
+const SSHD = "/usr/sbin/sshd";
+const need = [...missing("git", "ssh", "ssh-keygen", SSHD), ...(process.getuid?.() === 0 ? [] : ["root (sshd)"])];
+if (need.length) console.warn(`git fetch tests SKIPPED: missing ${need.join(", ")} (apt-get install openssh-server git)`);
+
+const git = (cwd: string, ...args: string[]) => {
+  const r = run("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd });
+  if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout.trim();
+};
+const keygen = (file: string) => {
+  const r = run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f", file]);
+  if (r.status !== 0) throw new Error(r.stderr);
+  return fs.readFileSync(`${file}.pub`, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+};
+
+describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over SSH", () => {
+  const dir = tmpDir("nodehost-git-");
+  let sshd: ChildProcess;
+  let url = "";
+  let hostKey = "";
+  let otherKey = "";
+  const commits: Record<string, string> = {};
+  const files = (name: string, body: string) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, body, { mode: 0o600 });
+    return f;
+  };
+  const fetch = (ref: string, env: Record<string, string> = {}, u = url) => {
+    const dest = path.join(tmpDir("nodehost-git-dest-"), "src");
+    const r = run(TOOL, [u, ref, dest], {
+      env: { NODEHOST_GIT_KEY_FILE: path.join(dir, "deploy"), NODEHOST_GIT_HOST_KEYS_FILE: files("pinned", `${hostKey}\n`), ...env },
+      timeoutMs: 60_000,
+    });
+    return { ...r, dest };
+  };
+
+  beforeAll(async () => {
+    hostKey = keygen(path.join(dir, "host"));
+    otherKey = keygen(path.join(dir, "other-host"));
+    const deploy = keygen(path.join(dir, "deploy"));
+    keygen(path.join(dir, "stranger"));
+    files("authorized_keys", `${deploy}\n`);
+    const port = await freePort();
+    files("sshd_config", [
+      `Port ${port}`, "ListenAddress 127.0.0.1", `HostKey ${path.join(dir, "host")}`,
+      `AuthorizedKeysFile ${path.join(dir, "authorized_keys")}`, "StrictModes no", "UsePAM no",
+      "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
+      `PidFile ${path.join(dir, "sshd.pid")}`,
+    ].join("\n") + "\n");
+    fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+    sshd = spawn(SSHD, ["-D", "-e", "-f", path.join(dir, "sshd_config")], { stdio: "ignore" });
+    await waitFor(() => new Promise<boolean>((res) => {
+      const s = net.connect(port, "127.0.0.1", () => { s.end(); res(true); }).on("error", () => res(false));
+    }), "sshd on loopback");
+    // The repository: main (two commits), a tag on the first, a branch with a slash.
+    const repo = path.join(dir, "repo.git");
+    git(dir, "init", "-q", "--bare", repo);
+    const work = path.join(dir, "work");
+    git(dir, "init", "-q", "-b", "main", work);
+    fs.writeFileSync(path.join(work, "package.json"), '{"name":"private-app"}\n');
+    git(work, "add", "-A");
+    git(work, "commit", "-q", "-m", "one");
+    commits.v1 = git(work, "rev-parse", "HEAD");
+    git(work, "tag", "v1.0.0");
+    fs.writeFileSync(path.join(work, "server.js"), "// two\n");
+    git(work, "add", "-A");
+    git(work, "commit", "-q", "-m", "two");
+    commits.main = git(work, "rev-parse", "HEAD");
+    git(work, "checkout", "-q", "-b", "release/2026-12");
+    fs.writeFileSync(path.join(work, "RELEASE"), "r\n");
+    git(work, "add", "-A");
+    git(work, "commit", "-q", "-m", "release");
+    commits.release = git(work, "rev-parse", "HEAD");
+    git(work, "push", "-q", repo, "main", "release/2026-12", "v1.0.0");
+    url = `ssh://root@127.0.0.1:${port}${repo}`;
+  }, 60_000);
+
+  afterAll(() => {
+    sshd?.kill();
+  });
+
+  it("checks out a branch, a branch with a slash, a tag and a commit, without .git, and prints the commit", () => {
+    for (const [ref, want, hasServer] of [
+      ["main", commits.main, true], ["release/2026-12", commits.release, true], ["v1.0.0", commits.v1, false], [commits.v1, commits.v1, false],
+    ] as const) {
+      const r = fetch(ref);
+      expect(r.status, `${ref}: ${r.stderr}`).toBe(0);
+      expect(r.stdout.trim()).toBe(want);
+      expect(fs.existsSync(path.join(r.dest, "package.json"))).toBe(true);
+      expect(fs.existsSync(path.join(r.dest, "server.js"))).toBe(hasServer);
+      expect(fs.existsSync(path.join(r.dest, ".git"))).toBe(false);
+    }
+  });
+
+  it("accepts no server key but the pinned one, and no key but the deploy key (nor an agent's)", () => {
+    const wrongHost = fetch("main", { NODEHOST_GIT_HOST_KEYS_FILE: files("pinned-other", `${otherKey}\n`) });
+    expect(wrongHost.status).not.toBe(0);
+    expect(wrongHost.stderr).toMatch(/Host key verification failed/);
+    expect(fs.readdirSync(wrongHost.dest).filter((f) => f !== ".git")).toEqual([]);
+    const stranger = fetch("main", { NODEHOST_GIT_KEY_FILE: path.join(dir, "stranger"), SSH_AUTH_SOCK: "/nonexistent/agent" });
+    expect(stranger.status).not.toBe(0);
+    expect(stranger.stderr).toMatch(/Permission denied/);
+    expect(fetch("main", { NODEHOST_GIT_KEY_FILE: "" }).stderr).toMatch(/needs the deploy key \(appGitDeployKey\)/);
+    expect(fetch("main", { NODEHOST_GIT_HOST_KEYS_FILE: "" }).stderr).toMatch(/needs the git server's keys \(app\.gitHostKeys\)/);
+  });
+
+  it("says which ref is missing, and refuses hostile refs and URLs before git runs", () => {
+    const none = fetch("no-such-branch");
+    expect(none.status).not.toBe(0);
+    expect(none.stderr).toMatch(/no branch, tag or commit 'no-such-branch'/);
+    for (const ref of ["--upload-pack=touch /tmp/p", "main..evil", "x;reboot", "release.lock", "a/"]) {
+      const r = fetch(ref);
+      expect([ref, r.status, r.stderr.trim()]).toEqual([ref, 1, `nodehost-git-fetch: bad ref '${ref}'`]);
+    }
+    for (const u of ["ext::sh -c touch% /tmp/p", "ssh://-oProxyCommand=touch%20p/x.git", "file:///etc", "http://example.com/x.git", `${url}$(id)`]) {
+      const r = fetch("main", {}, u);
+      expect([u, r.status, r.stderr]).toEqual([u, 1, expect.stringMatching(/^nodehost-git-fetch: bad URL/)]);
+    }
+  });
+});
