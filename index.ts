@@ -8,6 +8,7 @@ export const publicIp = stack.outputs.publicIp;
 export const url = stack.outputs.url;
 export const urls = stack.outputs.urls;
 export const healthUrl = stack.outputs.healthUrl;
+export const appRelease = stack.outputs.appRelease;
 export const sshCommand = stack.outputs.sshCommand;
 export const basicAuthUser = stack.outputs.basicAuthUser;
 export const basicAuthPassword = stack.outputs.basicAuthPassword;

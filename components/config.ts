@@ -411,6 +411,10 @@ const appSchema = z
     // An SSH gitUrl's server keys (`ssh-keyscan -t ed25519 HOST`, checked against the fingerprints
     // the host publishes): the only keys the fetch accepts. Never learnt on first use.
     gitHostKeys: z.array(sshPublicKey).max(10).default([]),
+    // true: gitRef is a branch (or tag) to follow: every preview and up asks the repository which
+    // commit it names now (from the machine running Pulumi) and deploys that one; the commit shows
+    // as the appGitCommit output. false: the host fetches gitRef when the app step runs.
+    gitFollow: z.boolean().default(false),
     // Releases take turns between this port and the next (scripts/tools/nodehost-release): both
     // must be free, unprivileged, and not PostgreSQL's or Redis's.
     port: z.int().min(1024).max(65534)

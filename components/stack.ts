@@ -152,6 +152,8 @@ export function createStack(cfg: StackConfig): Stack {
       url: pulumi.output(`https://${cfg.siteNames[0]}`),
       urls: pulumi.output(cfg.siteNames.map((n) => `https://${n}`)),
       healthUrl: pulumi.output(`https://${cfg.siteNames[0]}${cfg.app.healthPath}`),
+      // A moved branch (app.gitFollow) or a changed app shows here in the preview.
+      appRelease: host.appRelease,
       sshCommand: pulumi.interpolate`ssh${portFlag} ${c.user}@${target.publicIp}`,
       basicAuthUser: pulumi.output(cfg.nginx.basicAuthUser),
       basicAuthPassword: pulumi.secret(host.basicAuthPassword),

@@ -35,7 +35,7 @@ export function stageArchive(appName: string, dir: string): Upload {
 export type AppSource =
   | { kind: "archive"; dir: string }
   /** deployKey and hostKeys: an SSH URL's (a private repository). */
-  | { kind: "git"; url: string; ref: string; deployKey?: pulumi.Input<string>; hostKeys: string[] };
+  | { kind: "git"; url: string; ref: pulumi.Input<string>; deployKey?: pulumi.Input<string>; hostKeys: string[] };
 
 export interface AppArgs extends HostStepArgs {
   appName: string;
@@ -63,6 +63,12 @@ export interface AppArgs extends HostStepArgs {
 }
 
 export class App extends HostStep {
+  /**
+   * What this up deploys, for the preview to show: `archive:<sha256 prefix>` (the release id of a
+   * bundled or local app) or `<git URL>#<ref>` (the commit when app.gitFollow resolved one).
+   */
+  public readonly release: pulumi.Output<string>;
+
   constructor(name: string, args: AppArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:host:App", name, "app", args, opts);
     const src = args.source;
@@ -99,6 +105,7 @@ export class App extends HostStep {
       RELEASE_TOOL_B64: toolB64("nodehost-release"),
       ECOSYSTEM_TOOL_B64: toolB64("nodehost-ecosystem.js"),
     }, { secret: true, timeoutMinutes: 30, uploads: upload ? [upload] : [] });
-    this.registerOutputs({ fingerprint: this.fingerprint });
+    this.release = upload ? pulumi.output(`archive:${upload.sha256.slice(0, 12)}`) : pulumi.interpolate`${src.kind === "git" ? src.url : ""}#${src.kind === "git" ? src.ref : ""}`;
+    this.registerOutputs({ fingerprint: this.fingerprint, release: this.release });
   }
 }

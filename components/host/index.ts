@@ -7,6 +7,7 @@ import { App, AppSource } from "./app";
 import { Backups } from "./backups";
 import { Base } from "./base";
 import { DockerData } from "./docker-data";
+import { resolveGitRef } from "./git-ref";
 import { HealthGate } from "./health-gate";
 import { Nginx } from "./nginx";
 import { NodePm2 } from "./node-pm2";
@@ -50,7 +51,13 @@ function appSource(app: StackConfig["app"], deployKey: StackConfig["appGitDeploy
     case "path":
       return { kind: "archive", dir: path.resolve(app.path!) };
     case "git":
-      return { kind: "git", url: app.gitUrl!, ref: app.gitRef, deployKey, hostKeys: app.gitHostKeys };
+      if (!app.gitFollow) return { kind: "git", url: app.gitUrl!, ref: app.gitRef, deployKey, hostKeys: app.gitHostKeys };
+      // The commit the branch names now: a moved branch is a new release, seen in the preview.
+      return {
+        kind: "git", url: app.gitUrl!, deployKey, hostKeys: app.gitHostKeys,
+        ref: pulumi.unsecret(pulumi.output(deployKey ?? "").apply((key) =>
+          resolveGitRef({ url: app.gitUrl!, ref: app.gitRef, deployKey: key || undefined, hostKeys: app.gitHostKeys }))),
+      };
   }
 }
 
@@ -59,6 +66,8 @@ export class Host extends pulumi.ComponentResource {
   public readonly steps: HostStep[];
   public readonly basicAuthPassword: pulumi.Output<string>;
   public readonly backupPassphrase: pulumi.Output<string>;
+  /** The app release this up deploys (App.release). */
+  public readonly appRelease: pulumi.Output<string>;
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:host:Host", name, {}, opts);
@@ -140,6 +149,7 @@ export class Host extends pulumi.ComponentResource {
     }, child);
 
     this.steps = [boot, base, data, backups, node, app, nginx, tls, gate];
+    this.appRelease = app.release;
     this.registerOutputs({ steps: this.steps.map((s) => s.stepName) });
   }
 }

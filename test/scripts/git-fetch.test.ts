@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { resolveGitRef } from "../../components/host/git-ref";
 import { freePort, missing, run, SCRIPTS, tmpDir, waitFor } from "./helpers";
 
 const TOOL = path.join(SCRIPTS, "tools", "nodehost-git-fetch");
@@ -28,6 +29,8 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
   const dir = tmpDir("nodehost-git-");
   let sshd: ChildProcess;
   let url = "";
+  let work = "";
+  let repo = "";
   let hostKey = "";
   let otherKey = "";
   const commits: Record<string, string> = {};
@@ -64,15 +67,16 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
       const s = net.connect(port, "127.0.0.1", () => { s.end(); res(true); }).on("error", () => res(false));
     }), "sshd on loopback");
     // The repository: main (two commits), a tag on the first, a branch with a slash.
-    const repo = path.join(dir, "repo.git");
+    repo = path.join(dir, "repo.git");
     git(dir, "init", "-q", "--bare", repo);
-    const work = path.join(dir, "work");
+    work = path.join(dir, "work");
     git(dir, "init", "-q", "-b", "main", work);
     fs.writeFileSync(path.join(work, "package.json"), '{"name":"private-app"}\n');
     git(work, "add", "-A");
     git(work, "commit", "-q", "-m", "one");
     commits.v1 = git(work, "rev-parse", "HEAD");
     git(work, "tag", "v1.0.0");
+    git(work, "tag", "-a", "-m", "annotated", "v1.0.1");
     fs.writeFileSync(path.join(work, "server.js"), "// two\n");
     git(work, "add", "-A");
     git(work, "commit", "-q", "-m", "two");
@@ -82,7 +86,7 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
     git(work, "add", "-A");
     git(work, "commit", "-q", "-m", "release");
     commits.release = git(work, "rev-parse", "HEAD");
-    git(work, "push", "-q", repo, "main", "release/2026-12", "v1.0.0");
+    git(work, "push", "-q", repo, "main", "release/2026-12", "v1.0.0", "v1.0.1");
     url = `ssh://root@127.0.0.1:${port}${repo}`;
   }, 60_000);
 
@@ -113,6 +117,30 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
     expect(stranger.stderr).toMatch(/Permission denied/);
     expect(fetch("main", { NODEHOST_GIT_KEY_FILE: "" }).stderr).toMatch(/needs the deploy key \(appGitDeployKey\)/);
     expect(fetch("main", { NODEHOST_GIT_HOST_KEYS_FILE: "" }).stderr).toMatch(/needs the git server's keys \(app\.gitHostKeys\)/);
+  });
+
+  it("app.gitFollow: the program learns the commit a branch or tag names now, with the same keys, and the host fetches exactly it", () => {
+    const remote = (ref: string, hostKeys = [hostKey]) =>
+      ({ url, ref, deployKey: fs.readFileSync(path.join(dir, "deploy"), "utf8"), hostKeys });
+    expect(resolveGitRef(remote("main"))).toBe(commits.main);
+    expect(resolveGitRef(remote("release/2026-12"))).toBe(commits.release);
+    // An annotated tag: the commit it points at, not the tag object.
+    expect(resolveGitRef(remote("v1.0.1"))).toBe(commits.v1);
+    expect(() => resolveGitRef(remote("gone"))).toThrow(/nodehost:app\.gitRef: no branch or tag 'gone'/);
+    expect(() => resolveGitRef(remote("main", [otherKey]))).toThrow(/nodehost:app\.gitRef: cannot ask .* which commit 'main' is: .*Host key verification failed/);
+    // The branch moves: the next preview deploys the new commit, which the host fetches by its id.
+    git(work, "checkout", "-q", "main");
+    fs.writeFileSync(path.join(work, "three.js"), "// three\n");
+    git(work, "add", "-A");
+    git(work, "commit", "-q", "-m", "three");
+    git(work, "push", "-q", repo, "main");
+    const moved = resolveGitRef(remote("main"));
+    expect(moved).toBe(git(work, "rev-parse", "HEAD"));
+    expect(moved).not.toBe(commits.main);
+    const r = fetch(moved);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(moved);
+    expect(fs.existsSync(path.join(r.dest, "three.js"))).toBe(true);
   });
 
   it("says which ref is missing, and refuses hostile refs and URLs before git runs", () => {
