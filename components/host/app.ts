@@ -12,7 +12,7 @@ const sha256Of = (b: Buffer) => crypto.createHash("sha256").update(b).digest("he
 /**
  * Where a packed app waits to be copied: in the project directory (where `pulumi up` runs), by a
  * relative path, so the FileAsset's path in state is the same on every machine and its hash
- * alone decides whether the copy runs again. Git ignores it; older archives of the app go.
+ * alone decides whether the copy runs again. Git ignores it; archives unused for a day go.
  */
 export const ARCHIVE_DIR = path.join(".nodehost", "archives");
 /** Under the connecting user's home on the host (SFTP resolves a relative path there). */
@@ -25,10 +25,14 @@ export function stageArchive(appName: string, dir: string): Upload {
   const file = `${appName}-${sum.slice(0, 16)}.tgz`;
   const localPath = path.join(ARCHIVE_DIR, file);
   fs.mkdirSync(ARCHIVE_DIR, { recursive: true });
+  // Older archives go after a day unused: another stack's up in this directory may be copying one.
+  const dayAgo = Date.now() - 24 * 3600_000;
   for (const old of fs.readdirSync(ARCHIVE_DIR)) {
-    if (old !== file && old.startsWith(`${appName}-`) && old.endsWith(".tgz")) fs.rmSync(path.join(ARCHIVE_DIR, old), { force: true });
+    const f = path.join(ARCHIVE_DIR, old);
+    if (old !== file && old.endsWith(".tgz") && fs.statSync(f).mtimeMs < dayAgo) fs.rmSync(f, { force: true });
   }
   if (!fs.existsSync(localPath) || sha256Of(fs.readFileSync(localPath)) !== sum) fs.writeFileSync(localPath, bytes);
+  else fs.utimesSync(localPath, new Date(), new Date());
   return { localPath, remotePath: `${REMOTE_ARCHIVE_DIR}/${file}`, sha256: sum };
 }
 
