@@ -493,6 +493,9 @@ const nginxSchema = z
             // nginx closes a proxied connection idle this long (a websocket needs pings within it).
             idleTimeoutSeconds: z.int().min(1).max(86400).default(60),
             maxBodySize: bodySize.optional(),
+            // A service of the app's on a port of its own (127.0.0.1), instead of the web process's
+            // slot: more websocket services beside the web process, as the seeds run them.
+            port: z.int().min(1024).max(65535).optional(),
           })
           .strict(),
       )
@@ -725,6 +728,8 @@ export const stackSchema = z
     appProcessRules(c.app, need);
     const routePaths = c.nginx.routes.map((r) => r.path);
     routePaths.forEach((p, i) => need(routePaths.indexOf(p) !== i, ["nginx", "routes", String(i), "path"], "is listed twice"));
+    c.nginx.routes.forEach((r, i) => need(r.port !== undefined && [c.app.port, c.app.port + 1, 5432, 6379].includes(r.port),
+      ["nginx", "routes", String(i), "port"], `must not be one of the app's two slots (${c.app.port}, ${c.app.port + 1}), PostgreSQL's or Redis's`));
     need(c.app.source === "git" && !c.app.gitUrl, ["app", "gitUrl"], "is required when app.source is git");
     if (c.app.source === "git" && c.app.gitUrl) {
       const overSsh = !c.app.gitUrl.startsWith("https://");

@@ -15,7 +15,7 @@ export interface NginxArgs extends HostStepArgs {
   /** app.healthPath: open to all (the uptime check's target). */
   healthPath: string;
   maxBodySize: string;
-  routes: { path: string; websocket: boolean; idleTimeoutSeconds: number; maxBodySize?: string }[];
+  routes: { path: string; websocket: boolean; idleTimeoutSeconds: number; maxBodySize?: string; port?: number }[];
 }
 
 export class Nginx extends HostStep {
@@ -31,8 +31,8 @@ export class Nginx extends HostStep {
       API_PUBLIC: args.apiPublic ? 1 : 0,
       HEALTH_PATH: args.healthPath,
       MAX_BODY_SIZE: args.maxBodySize,
-      // PATH,WS,IDLE,BODY per route (nodehost-nginx-render checks each field again).
-      ROUTES: args.routes.map((r) => `${r.path},${r.websocket ? 1 : 0},${r.idleTimeoutSeconds},${r.maxBodySize ?? "-"}`).join(" "),
+      // PATH,WS,IDLE,BODY[,PORT] per route (nodehost-nginx-render checks each field again).
+      ROUTES: args.routes.map((r) => `${r.path},${r.websocket ? 1 : 0},${r.idleTimeoutSeconds},${r.maxBodySize ?? "-"}${r.port ? `,${r.port}` : ""}`).join(" "),
       NGINX_RENDER_B64: toolB64("nodehost-nginx-render"),
     }, { secret: true, timeoutMinutes: 20 });
     this.registerOutputs({ fingerprint: this.fingerprint });

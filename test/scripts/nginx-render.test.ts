@@ -404,6 +404,24 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     });
   });
 
+  it("a route with a PORT of its own reaches that service on 127.0.0.1, not the web process's slot", async () => {
+    const service = await startEchoApp();
+    try {
+      await withEchoApp(`ROUTES='/ws-svc/,1,30,-,${service.port} /plain/,0,30,-'\n`, async (app) => {
+        const { status: code, socket } = await upgrade("/ws-svc/chat");
+        expect(code).toBe(101);
+        expect(await exchange(socket!, "hi")).toBe("echo:hi");
+        socket!.destroy();
+        expect(status(https("example.test", "/plain/x"))).toBe("200");
+        expect(service.seen()).toContain("/ws-svc/chat upgraded");
+        expect(app.seen().some((l) => l.startsWith("/ws-svc/"))).toBe(false);
+        expect(app.seen()).toContain("/plain/x upgrade= bytes=0");
+      });
+    } finally {
+      service.stop();
+    }
+  });
+
   it("ROUTES: no basic auth, the allow-list unless API_PUBLIC=1 (as /api/)", async () => {
     const original = fs.readFileSync(envFile, "utf8");
     const elsewhere = original.replace("ALLOW_IPS='127.0.0.0/8 ::1'", "ALLOW_IPS='192.0.2.1/32'");
@@ -437,11 +455,12 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     };
     // The edges of what is allowed render, and real nginx takes them.
     const ok = render({ HEALTH_PATH: "/a.b/~c-d_e/" + "x".repeat(189), MAX_BODY_SIZE: "99999m",
-      ROUTES: " /api/socketio,1,86400,99999k  /__proxy/,0,1,- /api,0,60,1 " }, `nginx -t -q -p ${T} -c ${T}/checked-nginx.conf`);
+      ROUTES: " /api/socketio,1,86400,99999k  /__proxy/,0,1,- /api,0,60,1 /svc/,1,60,-,1024 " }, `nginx -t -q -p ${T} -c ${T}/checked-nginx.conf`);
     expect(ok.status, ok.stderr).toBe(0);
     const previous = fs.readFileSync(site, "utf8");
     expect(previous).toContain("location ^~ /api/socketio {");
     expect(previous).toContain("client_max_body_size 99999m;");
+    expect(previous).toContain("proxy_pass http://127.0.0.1:1024;");
     const hostile: [string, string][] = [
       ...["/api/health'", '/api/"health"', "/$(id)", "/`id`", "/api/health;", "/api/health{", "/api/health}", "/a\n/b", "/api/../admin",
         "/..", "/a//b", "http://x", "/a b", "api/health", "/" + "x".repeat(201), "/a\tb", "/a$host"].map((v): [string, string] => ["HEALTH_PATH", v]),
@@ -449,7 +468,8 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
       ...["/a',0,60,-", '/a",0,60,-', "/$(id),0,60,-", "/`id`,0,60,-", "/a;b,0,60,-", "/a{,0,60,-", "/a,0,60,-\n/b,0,60,-",
         "/a/../b,0,60,-", "/..,0,60,-", "http://x,0,60,-", "/a, 0,60,-", "/a,0,60,-\t/b,0,60,-", "/,0,60,-", "/api/,0,60,-",
         "/.well-known/acme-challenge/,0,60,-", "/a,0,60,- /b,1,60,- /a,1,60,-", "/a,0,0,-", "/a,0,86401,-", "/a,0,060,-",
-        "/a,2,60,-", "/a,0,60,0", "/a,0,60,1g", "/a,0,60", "/a,0,60,-,x", "/a//b,0,60,-", ",0,60,-", "a,0,60,-"].map((v): [string, string] => ["ROUTES", v]),
+        "/a,2,60,-", "/a,0,60,0", "/a,0,60,1g", "/a,0,60", "/a,0,60,-,x", "/a//b,0,60,-", ",0,60,-", "a,0,60,-",
+        "/a,0,60,-,80", "/a,0,60,-,70000", `/a,0,60,-,${appPort}`, `/a,0,60,-,${appPort + 1}`, "/a,0,60,-,3000,1"].map((v): [string, string] => ["ROUTES", v]),
     ];
     for (const [setting, value] of hostile) {
       const what = `${setting}=${JSON.stringify(value)}`;

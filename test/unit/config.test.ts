@@ -253,6 +253,8 @@ const HOSTILE: Record<string, Bad> = {
   "a route for the whole site": { over: routes({ path: "/" }), expected: ["nodehost:nginx.routes[0].path: must not be /, /api/ or under /.well-known/ (the site serves those itself)"] },
   "a route over the ACME challenges": { over: routes({ path: "/.well-known/acme-challenge/" }), expected: ["nodehost:nginx.routes[0].path: must not be /, /api/ or under /.well-known/ (the site serves those itself)"] },
   "a route listed twice": { over: routes({ path: "/ws/" }, { path: "/ws/", websocket: true }), expected: ["nodehost:nginx.routes[1].path: is listed twice"] },
+  "a route to the app's second slot": { over: routes({ path: "/ws/", port: 3082 }), expected: ["nodehost:nginx.routes[0].port: must not be one of the app's two slots (3081, 3082), PostgreSQL's or Redis's"] },
+  "a route to a privileged port": { over: routes({ path: "/ws/", port: 22 }), expected: ["nodehost:nginx.routes[0].port: Too small: expected number to be >=1024"] },
   "a route idle timeout of 0": { over: routes({ path: "/ws/", idleTimeoutSeconds: 0 }), expected: ["nodehost:nginx.routes[0].idleTimeoutSeconds: Too small: expected number to be >=1"] },
   "a body size with a directive": { over: { "nodehost:nginx": JSON.stringify({ maxBodySize: "10m; allow all" }) }, expected: [`nodehost:nginx.maxBodySize: ${BODY}`] },
   "a route body size in gigabytes": { over: routes({ path: "/upload/", maxBodySize: "1g" }), expected: [`nodehost:nginx.routes[0].maxBodySize: ${BODY}`] },
@@ -632,6 +634,7 @@ describe("allowed forms pass", () => {
         { path: "/api/socketio", websocket: true, idleTimeoutSeconds: 3600 },
         { path: "/__proxy/", maxBodySize: "512k" },
         { path: "/uploads~v2/", maxBodySize: "65536" },
+        { path: "/ws/prices", websocket: true, port: 3090 },
       ],
     };
     expect(problems({ "nodehost:nginx": JSON.stringify(nginx) })).toEqual([]);
