@@ -15,6 +15,7 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
+const { pathToFileURL } = require("url");
 
 function die(msg) {
   process.stderr.write(`nodehost-ecosystem: ${msg}\n`);
@@ -96,11 +97,18 @@ if (wanted.length === 0) {
     if (typeof p.file === "string") {
       run = nodeFile(p.file, what);
       if (p.interpreter === "tsx") {
-        // node resolves --import from the process's cwd, the release: tsx must be installed there.
-        if (!fs.existsSync(path.join(dir, "node_modules", "tsx", "package.json"))) {
+        // The release's own tsx, by its file URL: a bare `--import tsx` resolves from the cwd the
+        // process starts in, which in cluster mode is PM2's daemon's (/ under systemd), not the
+        // release (PM2 changes directory only later): each worker then died before its first log
+        // line (found on the VM; the release's tsx was not found from /).
+        let loader;
+        try {
+          loader = require.resolve("tsx", { paths: [dir] });
+        } catch {
           die(`${what}: interpreter tsx needs tsx among the app's dependencies (npm install tsx), and the release has none`);
         }
-        run.node_args = ["--import", "tsx"];
+        if (!loader.startsWith(dir + path.sep)) die(`${what}: tsx resolves outside the release (${loader})`);
+        run.node_args = ["--import", pathToFileURL(loader).href];
       }
     } else if (typeof p.npm === "string") {
       if (cluster) die(`${what}: cluster mode needs a file`);

@@ -66,7 +66,8 @@ describe("nodehost-ecosystem: what PM2 runs", () => {
   it("builds app.processes: the web process first, files, npm scripts, tsx, cluster mode and the memory limit", () => {
     const dir = release({
       "package.json": { scripts: { start: "tsx server/index.ts", "start:worker": "tsx worker/index.ts" } },
-      "server/index.ts": "", "node_modules/tsx/package.json": "{}",
+      "server/index.ts": "", "node_modules/tsx/package.json": JSON.stringify({ name: "tsx", exports: { ".": "./dist/loader.mjs" } }),
+      "node_modules/tsx/dist/loader.mjs": "",
     });
     const procs = [
       { name: "worker", npm: "start:worker", instances: 1, mode: "fork", interpreter: "node", web: false },
@@ -77,7 +78,8 @@ describe("nodehost-ecosystem: what PM2 runs", () => {
     const { apps } = loadEcosystem(r.stdout, 5000);
     // node named as the interpreter: PM2 6 would run a .ts file with bun.
     expect(apps.map((a) => [a.name, a.script, a.interpreter ?? a.args, a.node_args, a.exec_mode, a.instances, a.max_memory_restart])).toEqual([
-      ["app-api-5000", path.join(dir, "server/index.ts"), "node", ["--import", "tsx"], "cluster", 2, "1G"],
+      // The release's own tsx by its file URL, whatever directory PM2's daemon runs in.
+      ["app-api-5000", path.join(dir, "server/index.ts"), "node", ["--import", `file://${dir}/node_modules/tsx/dist/loader.mjs`], "cluster", 2, "1G"],
       ["app-worker-5000", "npm", ["run", "start:worker"], undefined, "fork", 1, "1G"],
     ]);
     expect(tool("names", dir, procs).stdout).toBe("app-api-__PORT__\napp-worker-__PORT__\n");
@@ -109,7 +111,9 @@ describe("nodehost-ecosystem: what PM2 runs", () => {
 describe("nodehost-ecosystem under a real PM2 6", () => {
   const pm2Dir = tmpDir("nodehost-pm2-");
   const pm2Home = tmpDir("nodehost-pm2-home-");
-  const pm2 = (...args: string[]) => runAsync(path.join(pm2Dir, "node_modules", ".bin", "pm2"), args, { env: { PM2_HOME: pm2Home }, timeoutMs: 60_000 });
+  // Started from / as the host's pm2-nodeapp unit starts PM2: a worker resolving anything from
+  // the daemon's cwd (this checkout has a tsx of its own) would pass here and fail there.
+  const pm2 = (...args: string[]) => runAsync(path.join(pm2Dir, "node_modules", ".bin", "pm2"), args, { env: { PM2_HOME: pm2Home }, timeoutMs: 60_000, cwd: "/" });
   let dir = "";
   let port = 0;
 
