@@ -383,7 +383,7 @@ const appProcess = z
         error: "must be a path inside the app such as server/index.ts (letters, digits, '.', '_', '-', '/'; no '..')",
       })
       .optional(),
-    // tsx: `node --import tsx <file>`, so TypeScript runs without a build step (the app must
+    // tsx: node with the release's own tsx loader (--import), so TypeScript runs without a build (the app must
     // depend on tsx; Node.js >= 20.6 takes --import).
     interpreter: z.enum(["node", "tsx"]).default("node"),
     instances: z.int().min(1).max(32).default(1),
@@ -413,7 +413,7 @@ const appSchema = z
     gitHostKeys: z.array(sshPublicKey).max(10).default([]),
     // true: gitRef is a branch (or tag) to follow: every preview and up asks the repository which
     // commit it names now (from the machine running Pulumi) and deploys that one; the commit shows
-    // as the appGitCommit output. false: the host fetches gitRef when the app step runs.
+    // in the appRelease output. false: the host fetches gitRef when the app step runs.
     gitFollow: z.boolean().default(false),
     // Releases take turns between this port and the next (scripts/tools/nodehost-release): both
     // must be free, unprivileged, and not PostgreSQL's or Redis's.
