@@ -97,10 +97,8 @@ install_b64 "$ECOSYSTEM_TOOL_B64" /usr/local/bin/nodehost-ecosystem 0755
 install -d -m 0700 /etc/nodehost
 write_env /etc/nodehost/app.env 0644 root:root APP_NAME APP_USER APP_PORT APP_WORKER HEALTH_PATH MEMORY_LIMIT
 # app.processes as the config gave it (nodehost-ecosystem checks it again against each release).
-printf '%s' "$APP_PROCESSES_JSON" | node -e '
-const l = JSON.parse(require("fs").readFileSync(0, "utf8"));
-if (!Array.isArray(l)) { console.error("APP_PROCESSES_JSON must be a JSON list"); process.exit(1); }
-process.stdout.write(JSON.stringify(l));' >/dev/null || die "APP_PROCESSES_JSON is not a JSON list"
+printf '%s' "$APP_PROCESSES_JSON" | node -e 'process.exit(Array.isArray(JSON.parse(require("fs").readFileSync(0, "utf8"))) ? 0 : 1)' ||
+  die "APP_PROCESSES_JSON is not a JSON list"
 write_file "/etc/nodehost/processes-$APP_NAME.json" 0644 root:root <<<"$APP_PROCESSES_JSON"
 
 # --- The environment the app runs with ----------------------------------------------------------

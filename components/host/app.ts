@@ -1,13 +1,11 @@
 // Step 6: the app released under /srv/<app>/releases/<id>, run by PM2 as the app user, given the
 // traffic only once its health check passes beside the serving release (nodehost-release).
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { packDirectory } from "./archive";
-import { HostStep, HostStepArgs, toolB64, Upload } from "./step";
-
-const sha256Of = (b: Buffer) => crypto.createHash("sha256").update(b).digest("hex");
+import { hostKeyLine } from "./git-ref";
+import { HostStep, HostStepArgs, sha256, toolB64, Upload } from "./step";
 
 /**
  * Where a packed app waits to be copied: in the project directory (where `pulumi up` runs), by a
@@ -21,7 +19,7 @@ export const REMOTE_ARCHIVE_DIR = ".nodehost-incoming";
 /** Packs the app once and writes it where its CopyToRemote reads it. */
 export function stageArchive(appName: string, dir: string): Upload {
   const bytes = packDirectory(dir);
-  const sum = sha256Of(bytes);
+  const sum = sha256(bytes);
   const file = `${appName}-${sum.slice(0, 16)}.tgz`;
   const localPath = path.join(ARCHIVE_DIR, file);
   fs.mkdirSync(ARCHIVE_DIR, { recursive: true });
@@ -31,7 +29,7 @@ export function stageArchive(appName: string, dir: string): Upload {
     const f = path.join(ARCHIVE_DIR, old);
     if (old !== file && old.endsWith(".tgz") && fs.statSync(f).mtimeMs < dayAgo) fs.rmSync(f, { force: true });
   }
-  if (!fs.existsSync(localPath) || sha256Of(fs.readFileSync(localPath)) !== sum) fs.writeFileSync(localPath, bytes);
+  if (!fs.existsSync(localPath) || sha256(fs.readFileSync(localPath)) !== sum) fs.writeFileSync(localPath, bytes);
   else fs.utimesSync(localPath, new Date(), new Date());
   return { localPath, remotePath: `${REMOTE_ARCHIVE_DIR}/${file}`, sha256: sum };
 }
@@ -92,7 +90,7 @@ export class App extends HostStep {
       APP_GIT_REF: src.kind === "git" ? src.ref : "",
       APP_GIT_DEPLOY_KEY: (src.kind === "git" && src.deployKey) || "",
       // "type base64" only: a key line's comment is not the host's business.
-      APP_GIT_HOST_KEYS: src.kind === "git" ? src.hostKeys.map((k) => k.split(" ").slice(0, 2).join(" ")).join("\n") : "",
+      APP_GIT_HOST_KEYS: src.kind === "git" ? src.hostKeys.map(hostKeyLine).join("\n") : "",
       GIT_FETCH_TOOL_B64: toolB64("nodehost-git-fetch"),
       APP_WORKER: args.worker,
       APP_BUILD: args.build ? "1" : "0",
@@ -109,7 +107,7 @@ export class App extends HostStep {
       RELEASE_TOOL_B64: toolB64("nodehost-release"),
       ECOSYSTEM_TOOL_B64: toolB64("nodehost-ecosystem.js"),
     }, { secret: true, timeoutMinutes: 30, uploads: upload ? [upload] : [] });
-    this.release = upload ? pulumi.output(`archive:${upload.sha256.slice(0, 12)}`) : pulumi.interpolate`${src.kind === "git" ? src.url : ""}#${src.kind === "git" ? src.ref : ""}`;
+    this.release = src.kind === "git" ? pulumi.interpolate`${src.url}#${src.ref}` : pulumi.output(`archive:${upload!.sha256.slice(0, 12)}`);
     this.registerOutputs({ fingerprint: this.fingerprint, release: this.release });
   }
 }

@@ -2,7 +2,7 @@
 // branch names, at every preview and up, from the machine running Pulumi, with the same rules as
 // the host's fetch (scripts/tools/nodehost-git-fetch: the deploy key only, no agent, the pinned
 // server keys only). The commit becomes the release the host fetches, so a moved branch shows in
-// the preview as a changed app step and a changed `appGitCommit` output.
+// the preview as a changed app step and a changed `appRelease` output.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -14,6 +14,11 @@ export interface GitRemote {
   /** An SSH URL's deploy key (OpenSSH private key) and the server's "type base64" key lines. */
   deployKey?: string;
   hostKeys: string[];
+}
+
+/** A server key line as ssh's known_hosts takes it: "type base64", without the comment. */
+export function hostKeyLine(k: string): string {
+  return k.split(" ").slice(0, 2).join(" ");
 }
 
 /** The commit `ref` (a branch or tag) names at `url` now; a 40-hex ref is returned as it is. */
@@ -34,7 +39,7 @@ export function resolveGitRef(remote: GitRemote, timeoutMs = 60_000): string {
       const key = path.join(work, "key");
       const known = path.join(work, "known_hosts");
       fs.writeFileSync(key, remote.deployKey.endsWith("\n") ? remote.deployKey : `${remote.deployKey}\n`, { mode: 0o600 });
-      fs.writeFileSync(known, remote.hostKeys.map((k) => `* ${k.split(" ").slice(0, 2).join(" ")}\n`).join(""), { mode: 0o600 });
+      fs.writeFileSync(known, remote.hostKeys.map((k) => `* ${hostKeyLine(k)}\n`).join(""), { mode: 0o600 });
       env.GIT_SSH_COMMAND = `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes ` +
         `-o StrictHostKeyChecking=yes -o UserKnownHostsFile=${known} -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=30`;
     }

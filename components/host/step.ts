@@ -96,8 +96,8 @@ export function shellQuote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
-export function sha256(text: string): string {
-  return crypto.createHash("sha256").update(text).digest("hex");
+export function sha256(data: string | Buffer): string {
+  return crypto.createHash("sha256").update(data).digest("hex");
 }
 
 export function readScript(file: string): string {
@@ -182,6 +182,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
       perDialTimeout: 30,
       ...(c.hostKey ? { hostKey: c.hostKey } : {}),
     };
+    const after = [...args.after.map((s) => s.command), ...(args.waitFor ?? [])];
     const uploads = options.uploads ?? [];
     // A FileAsset keeps only the file's path and hash in state, never its bytes. A new host
     // (hostId) gets the file again: triggers replace the copy.
@@ -192,7 +193,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
       triggers: [args.hostId],
     }, {
       parent: this,
-      dependsOn: [...args.after.map((s) => s.command), ...(args.waitFor ?? [])],
+      dependsOn: after,
       deletedWith: options.deletedWith,
     }));
 
@@ -207,7 +208,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [...args.after.map((s) => s.command), ...(args.waitFor ?? []), ...copies],
+        dependsOn: [...after, ...copies],
         customTimeouts: { create: `${options.timeoutMinutes}m`, update: `${options.timeoutMinutes}m` },
         deletedWith: options.deletedWith,
       },

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { findDaemon } from "./lib/daemon";
-import { APP_ENV, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, DEPLOY_USER, e2eConfig, SITE_NAMES, startWorld, type Host } from "./lib/harness";
+import { BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, bootHost, DEPLOY_USER, E2E_APP_AND_SITE, e2eConfig, SITE_NAMES, startWorld, type Host } from "./lib/harness";
 import { localStack } from "./lib/local-config";
 import { repoRoot } from "./lib/paths";
 import { cachePath } from "./lib/paths";
@@ -39,7 +39,7 @@ async function down(): Promise<void> {
 async function up(stack: string | undefined): Promise<void> {
   // Read first: a wrong stack name or file fails before anything starts.
   const local = stack
-    ? localStack(repoRoot, stack, { app: { nodeSource: "npm-registry", env: APP_ENV }, nginx: { basicAuthUser: BASIC_AUTH_USER } })
+    ? localStack(repoRoot, stack, E2E_APP_AND_SITE)
     : { overrides: {}, notes: [] };
   for (const n of local.notes) console.log(n);
   const o = local.overrides as { app?: { healthPath?: string }; nginx?: { basicAuthUser?: string } };

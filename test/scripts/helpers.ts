@@ -13,27 +13,9 @@ export function tmpDir(prefix = "nodehost-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** Ports this process has handed out: the kernel may offer a just-closed port again. */
-const handedOut = new Set<number>();
+import { freePort } from "../e2e/lib/ports";
 
-/** A loopback port nothing listens on, never one this process handed out before. */
-export async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer();
-      srv.listen(0, "127.0.0.1", () => {
-        const { port: p } = srv.address() as net.AddressInfo;
-        srv.close(() => resolve(p));
-      });
-      srv.on("error", reject);
-    });
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-  throw new Error("freePort: no port that was not handed out already in 50 tries");
-}
+export { freePort };
 
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string; timeoutMs?: number } = {}): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, {

