@@ -9,8 +9,9 @@ import { HostStep, HostStepArgs, sha256, toolB64, Upload } from "./step";
 
 /**
  * Where a packed app waits to be copied: in the project directory (where `pulumi up` runs), by a
- * relative path, so the FileAsset's path in state is the same on every machine and its hash
- * alone decides whether the copy runs again. Git ignores it; archives unused for a day go.
+ * relative path, so the FileAsset's path in state names no machine's directories; its hash alone
+ * decides whether it changed (asset.go:146-160 at 1b5949891b, see step.ts). Git ignores it;
+ * archives unused for a day go.
  */
 export const ARCHIVE_DIR = path.join(".nodehost", "archives");
 /** Under the connecting user's home on the host (SFTP resolves a relative path there). */

@@ -184,8 +184,10 @@ export abstract class HostStep extends pulumi.ComponentResource {
     };
     const after = [...args.after.map((s) => s.command), ...(args.waitFor ?? [])];
     const uploads = options.uploads ?? [];
-    // A FileAsset keeps only the file's path and hash in state, never its bytes. A new host
-    // (hostId) gets the file again: triggers replace the copy.
+    // A FileAsset keeps only the file's hash and path in state, never its bytes, and two assets
+    // are equal when their hashes are (pulumi sdk/go/common/resource/asset/asset.go:146-181 at
+    // 1b5949891b, Equals and Serialize). A new host (hostId) gets the file again: triggers
+    // replace the copy.
     const copies = uploads.map((u, i) => new remote.CopyToRemote(`${name}-upload${uploads.length > 1 ? `-${i}` : ""}`, {
       connection,
       source: new pulumi.asset.FileAsset(u.localPath),
