@@ -14,6 +14,7 @@ import { reboot, ssh, sshOk } from "./lib/ssh";
 import { pollDuring, web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
 import { stepWrapper } from "../../components/host/step";
+import { replayOnHost } from "./replay-on-host";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -572,6 +573,10 @@ http.createServer((req, res) => {
     await sshOk(host.target, "sudo -n fail2ban-client set nginx-http-auth unbanip 10.0.2.2");
     await healthy(host, 60_000);
   });
+
+  // The replay's own VM tests (stub program, broken config, host key, SSH narrowed, apt locks):
+  // they need a host, not a fresh one, so they use this one before it is lost below.
+  describe("the replay on this host", () => replayOnHost(() => ({ world, host })));
 
   // Both rebuilds run at once, as they are independent (each its own volume, the bucket only
   // read; the times are in test/e2e/README.md). The second gets a CA and an HTTP port of its own
