@@ -174,8 +174,9 @@ export function replayOnHost(ctx: () => { world: World; host: Host }): void {
 
   it("apt in a step waits for a package lock held elsewhere (apt-daily, a step beside it), where plain apt-get fails at once", async () => {
     const lib = readFileSync(join(repoRoot, "scripts", "lib.sh"), "utf8");
-    // Holds apt's lists lock for 60 s the way `apt-get update` (apt-daily) does: an fcntl lock.
-    const hold = `nohup python3 -c 'import fcntl,time; f=open("/var/lib/apt/lists/lock","a"); fcntl.lockf(f,fcntl.LOCK_EX); open("/run/nodehost-held","w").close(); time.sleep(60)' </dev/null >/dev/null 2>&1 &
+    // Holds apt's lists lock for 30 s the way `apt-get update` (apt-daily) does: an fcntl lock
+    // (long enough for the plain apt-get to fail and both steps to start waiting).
+    const hold = `nohup python3 -c 'import fcntl,time; f=open("/var/lib/apt/lists/lock","a"); fcntl.lockf(f,fcntl.LOCK_EX); open("/run/nodehost-held","w").close(); time.sleep(30)' </dev/null >/dev/null 2>&1 &
 until [ -e /run/nodehost-held ]; do sleep 0.2; done; rm -f /run/nodehost-held`;
     await sshOk(ctx().host.target, `sudo -n bash -c ${shellQuote(hold)}`);
     const plain = await ssh(ctx().host.target, "sudo -n apt-get -q -o DPkg::Lock::Timeout=60 update");
