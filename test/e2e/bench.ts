@@ -1,7 +1,9 @@
-// `npm run bench`: wall times of the VM test host and of a fresh provision, as a table and JSON.
+// `npm run bench`: wall times of the VM test host, a fresh provision and a release (with the requests
+// that failed during it), as a table and JSON.
 // Everything is measured in this run, the apt floor included, on this machine's accelerator.
 // Flags: --no-cold (skip the cold image build), --no-dr (skip the disaster-recovery rebuilds).
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { bootHost, copyDisk, SITE_NAMES, startWorld, type Host } from "./lib/harness";
@@ -9,7 +11,7 @@ import { ensureBaseImage } from "./lib/image";
 import { ensureServiceImages } from "./lib/service-images";
 import { cachePath, cacheDir, newRunDir, repoRoot } from "./lib/paths";
 import { ssh, sshOk } from "./lib/ssh";
-import { web, webUntil } from "./lib/web";
+import { pollDuring, web, webUntil } from "./lib/web";
 
 interface Row {
   what: string;
@@ -78,6 +80,20 @@ async function main(): Promise<void> {
     const again = await host.replay();
     add("no-change re-run", again.totalMs, `${again.ran.length} steps ran`);
 
+    // A release of new code with the same lockfile (the everyday deploy), while /api/health is
+    // polled through nginx four times a second: its time, and how many requests failed.
+    const next = mkdtempSync(join(tmpdir(), "nodehost-bench-release-"));
+    cpSync(join(repoRoot, "app"), next, { recursive: true, filter: (src) => !src.includes("node_modules") });
+    appendFileSync(join(next, "server.js"), `\n// bench release ${Date.now()}\n`);
+    const health = { name: SITE_NAMES[0], port: host.vm.ports.https, path: "/api/health", https: true, ca: world.pebble.issuerRootPem };
+    const release = await pollDuring(health, () => host.replay({ overrides: { app: { nodeSource: "npm-registry", source: "path", path: next } } }));
+    if (release.result instanceof Error) throw release.result;
+    const appStep = release.result.ran.find((s) => s.name === "app");
+    add("release: new code, same lockfile (up, all steps that ran)", release.result.totalMs,
+      `app step ${((appStep?.ms ?? 0) / 1000).toFixed(1)} s; ${release.failed.length} of ${release.requests} requests failed`);
+    rows.push({ what: "release: failed requests during it", seconds: release.failed.length, note: `a count, not seconds; of ${release.requests}${release.failed.length ? ` (${release.failed.slice(0, 3).join("; ")})` : ""}` });
+    rmSync(next, { recursive: true, force: true });
+
     if (!process.argv.includes("--no-dr")) {
       // Disaster recovery: rows written, a backup taken, the droplet lost.
       const site = SITE_NAMES[0];
@@ -130,7 +146,8 @@ async function main(): Promise<void> {
 
   const width = Math.max(...rows.map((r) => r.what.length));
   console.log(`${"what".padEnd(width)}  seconds`);
-  for (const r of rows) console.log(`${r.what.padEnd(width)}  ${r.seconds.toFixed(r.what.startsWith("ratio") ? 2 : 1).padStart(7)}`);
+  const plain = (r: Row) => r.what.startsWith("ratio") || r.what.startsWith("release: failed");
+  for (const r of rows) console.log(`${r.what.padEnd(width)}  ${(plain(r) ? String(r.seconds) : r.seconds.toFixed(1)).padStart(7)}`);
   const json = { at: new Date().toISOString(), rows };
   writeFileSync(cachePath(`bench-${Date.now()}.json`), JSON.stringify(json, null, 2));
   console.log(JSON.stringify(json));
