@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { freePort } from "../e2e/lib/ports";
 
 export const REPO = path.resolve(__dirname, "..", "..");
 export const SCRIPTS = path.join(REPO, "scripts");
@@ -12,8 +13,6 @@ export const SCRIPTS = path.join(REPO, "scripts");
 export function tmpDir(prefix = "nodehost-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
-
-import { freePort } from "../e2e/lib/ports";
 
 export { freePort };
 

@@ -6,6 +6,7 @@ import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { pidAlive, run, runOk, sleep } from "./exec";
 import type { BaseImage } from "./image";
+import { freePort } from "./ports";
 import { cachePath } from "./paths";
 import { waitForSsh, type SshTarget } from "./ssh";
 import { register } from "./registry";
@@ -75,8 +76,6 @@ function stopOnExit(pid: number): void {
     for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
   }
 }
-
-import { freePort } from "./ports";
 
 export { freePort };
 
