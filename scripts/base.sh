@@ -226,6 +226,13 @@ fi
 # --- Data volume: formatted only when blank, mounted by UUID ------------------------------------
 wait_until 120 "data volume $DATA_DEVICE" test -b "$DATA_DEVICE" || die "data volume $DATA_DEVICE not found"
 device=$(readlink -f "$DATA_DEVICE")
+# Another device already mounted here (a dataDevice naming the wrong volume) stops the step before
+# it formats anything or points fstab at that device: the next boot would mount it instead.
+if mountpoint -q "$DATA_MOUNT"; then
+  mounted=$(findmnt -n -o SOURCE --target "$DATA_MOUNT")
+  [[ $(readlink -f "$mounted") == "$device" ]] ||
+    die "$DATA_MOUNT is mounted from $mounted, not $DATA_DEVICE ($device): is nodehost:existingHost.dataDevice (or the volume's id) right?"
+fi
 fstype=$(blkid -p -o value -s TYPE "$device" 2>/dev/null || true)
 if [[ -z $fstype ]]; then
   # Never reformat: anything blkid recognises (a filesystem, a partition table, RAID) stops us.
@@ -249,11 +256,7 @@ if ! grep -qxF "$fstab_line" /etc/fstab; then
   systemctl daemon-reload
   changed "fstab: $DATA_MOUNT by UUID=$uuid"
 fi
-if mountpoint -q "$DATA_MOUNT"; then
-  mounted=$(findmnt -n -o SOURCE --target "$DATA_MOUNT")
-  [[ $(readlink -f "$mounted") == "$device" ]] ||
-    die "$DATA_MOUNT is mounted from $mounted, not $DATA_DEVICE ($device)"
-else
+if ! mountpoint -q "$DATA_MOUNT"; then
   mount "$DATA_MOUNT"
   changed "mounted $DATA_DEVICE at $DATA_MOUNT"
 fi

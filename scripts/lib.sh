@@ -58,7 +58,7 @@ require_nonempty() {
 # timer runs on its own, so: our steps queue on one flock, and a lock held by anyone else
 # (apt-daily, unattended-upgrades, an operator) is retried for up to NODEHOST_APT_WAIT_S.
 apt_get() {
-  local fd err rc=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
+  local fd err rc=0 repairs=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
   export DEBIAN_FRONTEND=noninteractive
   # needrestart (base) restarts services after unattended upgrades, not in the middle of a step.
   export NEEDRESTART_SUSPEND=1
@@ -73,6 +73,16 @@ apt_get() {
     rc=0
     apt-get -q -o DPkg::Lock::Timeout=600 "$@" 2>"$err" || rc=$?
     cat "$err" >&2
+    # A step killed while dpkg ran (a lost connection, a timeout, a reboot) leaves dpkg's journal
+    # half written, and every apt-get after it refuses with "dpkg was interrupted, you must
+    # manually run 'dpkg --configure -a'" (apt-pkg/deb/debsystem.cc): finish that here, as the
+    # message asks, so the next run converges without hand work. Old config files are kept, as
+    # every install here does.
+    if [[ $rc -ne 0 ]] && grep -q 'dpkg was interrupted' "$err" && ((repairs++ < 3)); then
+      log "apt: dpkg was interrupted by an earlier run; finishing it with dpkg --configure -a"
+      dpkg --force-confdef --force-confold --configure -a >&2 || sleep "$every"
+      continue
+    fi
     if [[ $rc -ne 0 ]] && grep -q -e 'Could not get lock' -e 'Unable to lock' "$err" && ((SECONDS - start < limit)); then
       log "apt: a package lock is held by another process; retrying in ${every} s"
       sleep "$every"

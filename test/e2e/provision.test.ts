@@ -15,6 +15,7 @@ import { pollDuring, web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
 import { stepWrapper } from "../../components/host/step";
 import { replayOnHost } from "./replay-on-host";
+import { git, startGitServer } from "./lib/git-server";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -433,6 +434,67 @@ http.createServer((req, res) => {
     expect(ws.echo).toBe("ping-1");
     expect(ws.idleMs).toBeGreaterThanOrEqual(4_000);
     expect(ws.idleMs).toBeLessThan(30_000);
+
+    // The same app from a private git repository on the test network: this machine's sshd, which
+    // the guest reaches at QEMU's 10.0.2.2, with a deploy key (a secret) and the server's key pinned.
+    // The first run is killed inside dpkg as it installs git (the step's first apt), its journal
+    // half written; the next run finishes dpkg's work and converges. The path release serves
+    // throughout.
+    const gitServer = await startGitServer(join(world.dir, "git-server"));
+    try {
+      writeFileSync(join(dir, "server.ts"), readFileSync(join(dir, "server.ts"), "utf8").replace(`"${token}"`, `"${token}-git"`));
+      git(dir, "init", "-q", "-b", "main");
+      git(dir, "add", "-A");
+      git(dir, "commit", "-q", "-m", "team app");
+      git(dir, "push", "-q", gitServer.repo, "main");
+      const deployKey = readFileSync(gitServer.deployKeyFile, "utf8");
+      const { path: _path, ...fromPath } = overrides.app;
+      const fromGit = {
+        ...overrides,
+        app: { ...fromPath, source: "git", gitUrl: gitServer.url("10.0.2.2"), gitRef: "main", gitHostKeys: [gitServer.hostKey] },
+        appGitDeployKey: deployKey,
+      };
+      expect((await ssh(host.target, "dpkg-query -W git")).code, "git is not installed before this release").not.toBe(0);
+      const apt = "    apt_install git ca-certificates openssh-client\n";
+      const { result: killed, failed: failedKilled } = await pollDuring(https("/healthz"), () => withEditedScripts((d) => {
+        const f = join(d, "app.sh");
+        const text = readFileSync(f, "utf8");
+        if (!text.includes(apt)) throw new Error("app.sh no longer installs git where this test kills it");
+        // dpkg runs dpkg-deb (by PATH) to unpack each package, once its journal notes the package
+        // half-installed: there dpkg, apt-get and the whole step die.
+        writeFileSync(f, text.replace(apt, () => `    install -d -m 0700 /run/nodehost-e2e-kill
+    printf '%s\\n' '#!/bin/bash' 'if [[ $1 == --fsys-tarfile ]]; then d=$PPID; a=$(ps -o ppid= -p "$d" | tr -d " "); kill -9 -- "$d" "$a" "-$NODEHOST_E2E_PGID"; fi' 'exec /usr/bin/dpkg-deb "$@"' > /run/nodehost-e2e-kill/dpkg-deb
+    chmod 0755 /run/nodehost-e2e-kill/dpkg-deb
+    PATH=/run/nodehost-e2e-kill:$PATH NODEHOST_E2E_PGID=$(ps -o pgid= -p $$ | tr -d ' ') apt_install git ca-certificates openssh-client
+`));
+      }, () => host.replay({ overrides: fromGit })));
+      expect(killed).toBeInstanceOf(StepFailedError);
+      expect([(killed as StepFailedError).step, (killed as StepFailedError).exitCode]).toEqual(["app", 137]);
+      expect(failedKilled).toEqual([]);
+      // What a step killed inside dpkg leaves: apt refuses everything until dpkg --configure -a.
+      expect((await ssh(host.target, "sudo -n apt-get check")).stderr).toContain("dpkg was interrupted");
+      await sshOk(host.target, "sudo -n rm -rf /run/nodehost-e2e-kill");
+
+      const { result: fetched, failed: failedFetched, requests } = await pollDuring(https("/healthz"), () => host.replay({ overrides: fromGit }));
+      expect(fetched).not.toBeInstanceOf(Error);
+      const g = fetched as ReplayResult;
+      process.stderr.write(`team app from git, after the kill: ${g.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
+      expect(g.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+      expect(failedFetched).toEqual([]);
+      expect(requests).toBeGreaterThan(20);
+      expect(g.outputs.appRelease).toBe(`${gitServer.url("10.0.2.2")}#main`);
+      expect((await sshOk(host.target, "dpkg-query -W -f='${db:Status-Status}' git; sudo -n apt-get check >/dev/null && echo apt-ok")).trim().split("\n")).toEqual(["installed", "apt-ok"]);
+      expect((JSON.parse((await web(https("/api/whoami"))).body) as { release: string }).release).toBe(`${token}-git`);
+      const served = (await sshOk(host.target, "readlink -f /srv/app/current")).trim();
+      expect((await sshOk(host.target, `sudo -n sh -c 'test -e ${served}/.git && echo has-git; stat -c %U ${served}/server.ts'`)).trim()).toBe("nodeapp");
+      // The deploy key is on the host only while the fetch runs: no file anywhere holds it after.
+      const keyLine = deployKey.split("\n").find((l) => l.length > 40 && !l.startsWith("-----"))!;
+      expect(await sshOk(host.target, `sudo -n grep -rlF -e ${keyLine} /srv /home /etc /var /tmp /run /opt /mnt /root 2>/dev/null; true`)).toBe("");
+      expect(g.secrets).toContain(deployKey);
+    } finally {
+      gitServer.stop();
+    }
+
     // Back to the stack's own app for the tests after this one.
     const back = await host.replay();
     expect(back.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);

@@ -113,13 +113,19 @@ export function replayOnHost(ctx: () => { world: World; host: Host }): void {
     });
 
     it("fails a step broken by config with its name and stderr, and no secret in the message", async () => {
-      const bogus = "/dev/disk/by-id/virtio-no-such-volume";
-      const existingHost = { address: "127.0.0.1", port: ctx().host.vm.ports.ssh, user: DEPLOY_USER, dataDevice: bogus };
+      // A dataDevice naming another disk that has a filesystem (the VM's cloud-init seed, as a
+      // wrong volume id would): refused before fstab points the next boot at it, or anything is
+      // formatted. (A path that never appears fails the same way after base's 120 s wait for it.)
+      const wrong = "/dev/disk/by-label/cidata";
+      const fstab = async () => sshOk(ctx().host.target, "cat /etc/fstab");
+      const before = await fstab();
+      const existingHost = { address: "127.0.0.1", port: ctx().host.vm.ports.ssh, user: DEPLOY_USER, dataDevice: wrong };
       const err = await ctx().host.replay({ only: ["base"], overrides: { existingHost } }).then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(StepFailedError);
       const e = err as StepFailedError;
       expect(e.step).toBe("base");
-      expect(e.message).toContain("no-such-volume");
+      expect(e.message).toMatch(new RegExp(`/mnt/data is mounted from /dev/vd[a-z]+, not ${wrong} \\(/dev/vd[a-z]+\\)`));
+      expect(await fstab()).toBe(before);
       const { secrets } = await ctx().host.replay({ only: ["wait-for-boot"] });
       expect(secrets.length).toBeGreaterThan(3);
       for (const s of secrets) expect(e.message).not.toContain(s);

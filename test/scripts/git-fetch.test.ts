@@ -1,33 +1,20 @@
 // scripts/tools/nodehost-git-fetch against a real OpenSSH server on loopback serving a private
 // repository: only the deploy key gets in, only the pinned server key is accepted, and a branch, a
 // tag or a commit comes out as a tree without .git and its commit id.
-import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
-import * as net from "net";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolveGitRef } from "../../components/host/git-ref";
-import { freePort, missing, run, SCRIPTS, tmpDir, waitFor } from "./helpers";
+import { git, keygen, SSHD, startGitServer, type GitServer } from "../e2e/lib/git-server";
+import { missing, run, SCRIPTS, tmpDir } from "./helpers";
 
 const TOOL = path.join(SCRIPTS, "tools", "nodehost-git-fetch");
-const SSHD = "/usr/sbin/sshd";
 const need = [...missing("git", "ssh", "ssh-keygen", SSHD), ...(process.getuid?.() === 0 ? [] : ["root (sshd)"])];
 if (need.length) console.warn(`git fetch tests SKIPPED: missing ${need.join(", ")} (apt-get install openssh-server git)`);
 
-const git = (cwd: string, ...args: string[]) => {
-  const r = run("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd });
-  if (r.status !== 0) throw new Error(`git ${args.join(" ")}: ${r.stderr}`);
-  return r.stdout.trim();
-};
-const keygen = (file: string) => {
-  const r = run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f", file]);
-  if (r.status !== 0) throw new Error(r.stderr);
-  return fs.readFileSync(`${file}.pub`, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
-};
-
 describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over SSH", () => {
   const dir = tmpDir("nodehost-git-");
-  let sshd: ChildProcess;
+  let server: GitServer;
   let url = "";
   let work = "";
   let repo = "";
@@ -42,33 +29,19 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
   const fetch = (ref: string, env: Record<string, string> = {}, u = url) => {
     const dest = path.join(tmpDir("nodehost-git-dest-"), "src");
     const r = run(TOOL, [u, ref, dest], {
-      env: { NODEHOST_GIT_KEY_FILE: path.join(dir, "deploy"), NODEHOST_GIT_HOST_KEYS_FILE: files("pinned", `${hostKey}\n`), ...env },
+      env: { NODEHOST_GIT_KEY_FILE: server.deployKeyFile, NODEHOST_GIT_HOST_KEYS_FILE: files("pinned", `${hostKey}\n`), ...env },
       timeoutMs: 60_000,
     });
     return { ...r, dest };
   };
 
   beforeAll(async () => {
-    hostKey = keygen(path.join(dir, "host"));
+    server = await startGitServer(path.join(dir, "server"));
+    hostKey = server.hostKey;
     otherKey = keygen(path.join(dir, "other-host"));
-    const deploy = keygen(path.join(dir, "deploy"));
     keygen(path.join(dir, "stranger"));
-    files("authorized_keys", `${deploy}\n`);
-    const port = await freePort();
-    files("sshd_config", [
-      `Port ${port}`, "ListenAddress 127.0.0.1", `HostKey ${path.join(dir, "host")}`,
-      `AuthorizedKeysFile ${path.join(dir, "authorized_keys")}`, "StrictModes no", "UsePAM no",
-      "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-      `PidFile ${path.join(dir, "sshd.pid")}`,
-    ].join("\n") + "\n");
-    fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
-    sshd = spawn(SSHD, ["-D", "-e", "-f", path.join(dir, "sshd_config")], { stdio: "ignore" });
-    await waitFor(() => new Promise<boolean>((res) => {
-      const s = net.connect(port, "127.0.0.1", () => { s.end(); res(true); }).on("error", () => res(false));
-    }), "sshd on loopback");
     // The repository: main (two commits), a tag on the first, a branch with a slash.
-    repo = path.join(dir, "repo.git");
-    git(dir, "init", "-q", "--bare", repo);
+    repo = server.repo;
     work = path.join(dir, "work");
     git(dir, "init", "-q", "-b", "main", work);
     fs.writeFileSync(path.join(work, "package.json"), '{"name":"private-app"}\n');
@@ -87,11 +60,11 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
     git(work, "commit", "-q", "-m", "release");
     commits.release = git(work, "rev-parse", "HEAD");
     git(work, "push", "-q", repo, "main", "release/2026-12", "v1.0.0", "v1.0.1");
-    url = `ssh://root@127.0.0.1:${port}${repo}`;
+    url = server.url("127.0.0.1");
   }, 60_000);
 
   afterAll(() => {
-    sshd?.kill();
+    server?.stop();
   });
 
   it("checks out a branch, a branch with a slash, a tag and a commit, without .git, and prints the commit", () => {
@@ -121,7 +94,7 @@ describe.skipIf(need.length > 0)("nodehost-git-fetch: a private repository over 
 
   it("app.gitFollow: the program learns the commit a branch or tag names now, with the same keys, and the host fetches exactly it", () => {
     const remote = (ref: string, hostKeys = [hostKey]) =>
-      ({ url, ref, deployKey: fs.readFileSync(path.join(dir, "deploy"), "utf8"), hostKeys });
+      ({ url, ref, deployKey: fs.readFileSync(server.deployKeyFile, "utf8"), hostKeys });
     expect(resolveGitRef(remote("main"))).toBe(commits.main);
     expect(resolveGitRef(remote("release/2026-12"))).toBe(commits.release);
     // An annotated tag: the commit it points at, not the tag object.

@@ -199,4 +199,39 @@ echo "apt-get $*"
     expect(r.status).toBe(100);
     expect(apt.calls()).toBe(1);
   });
+  // apt's own words (apt-pkg/deb/debsystem.cc) while dpkg's journal is unfinished; a stand-in
+  // dpkg finishes it. The real thing, a step killed inside dpkg, is test/e2e's git release.
+  const INTERRUPTED = "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem.";
+  const interruptedDpkg = (dpkgWorks: boolean) => {
+    const bin = tmpDir();
+    const dpkgLog = path.join(bin, "dpkg-calls");
+    fs.writeFileSync(path.join(bin, "journal"), "");
+    fs.writeFileSync(path.join(bin, "apt-get"), `#!/bin/sh
+if [ -e ${bin}/journal ]; then echo "${INTERRUPTED}" >&2; exit 100; fi
+echo "apt-get $*"
+`, { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, "dpkg"), `#!/bin/sh
+echo "$*" >> ${dpkgLog}
+${dpkgWorks ? `rm -f ${bin}/journal` : "exit 2"}
+`, { mode: 0o755 });
+    return {
+      env: { PATH: `${bin}:${process.env.PATH}`, NODEHOST_APT_RETRY_S: "0.1" },
+      dpkgCalls: () => fs.readFileSync(dpkgLog, "utf8").trim().split("\n"),
+    };
+  };
+  it("finishes an interrupted dpkg (dpkg --configure -a, old config kept), then runs the command", () => {
+    const apt = interruptedDpkg(true);
+    const r = bash("apt_get -y install git", apt.env);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("apt: dpkg was interrupted by an earlier run; finishing it with dpkg --configure -a");
+    expect(r.stdout).toContain("apt-get -q -o DPkg::Lock::Timeout=600 -y install git");
+    expect(apt.dpkgCalls()).toEqual(["--force-confdef --force-confold --configure -a"]);
+  });
+  it("gives up with apt's error when dpkg --configure -a cannot finish it, after three tries", () => {
+    const apt = interruptedDpkg(false);
+    const r = bash("apt_get -y install git", apt.env);
+    expect(r.status).toBe(100);
+    expect(r.stderr).toContain("dpkg was interrupted");
+    expect(apt.dpkgCalls()).toHaveLength(3);
+  });
 });

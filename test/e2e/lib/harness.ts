@@ -3,6 +3,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
+import { SECRET_KEYS } from "../../../components/config";
 import { ensureBaseImage, type BaseImage } from "./image";
 import { startPebble, type Pebble } from "./pebble";
 import { startS3, type S3Server } from "./s3";
@@ -146,7 +147,9 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
   const raw: Record<string, string> = {};
   const put = (k: string, v: unknown) => (raw[`nodehost:${k}`] = typeof v === "string" ? v : JSON.stringify(v));
   for (const [k, v] of Object.entries({ ...plain, ...secret, ...overrides })) if (v !== undefined) put(k, v);
-  const secretKeys = Object.keys(secret).map((k) => `nodehost:${k}`);
+  // An override of a secret key (appGitDeployKey, say) is a secret as the stack's own would be.
+  const secretKeys = [...new Set([...Object.keys(secret), ...Object.keys(overrides).filter((k) => (SECRET_KEYS as readonly string[]).includes(k))])]
+    .map((k) => `nodehost:${k}`);
   return { raw, secretKeys };
 }
 
