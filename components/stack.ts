@@ -1,5 +1,7 @@
 // The whole stack: cloud resources (or an existing host), then the host steps, then the outputs.
+import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
 import { StackConfig } from "./config";
 import { BackupBucket } from "./cloud/bucket";
 import { cloudInitUserData } from "./cloud/cloud-init";
@@ -37,12 +39,19 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
     sshOpenToWorld: cfg.ssh.openToWorld,
     ipRange: cfg.droplet.vpcIpRange,
   });
+  // The droplet's SSH host key, made here and handed to cloud-init in the user-data, so that every
+  // step checks the droplet it talks to (pulumi-command's connection.hostKey: ssh.FixedHostKey,
+  // offering only that key's type; provider/pkg/provider/remote/connection.go:86-97 at v1.2.1).
+  // The user-data is a secret: it holds the private key.
+  const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" });
+  const userData = pulumi.all([hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh]).apply(([privateOpenssh, publicOpenssh]) =>
+    cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: cfg.ssh.publicKeys, hostKey: { privateOpenssh, publicOpenssh } }));
   const server = new Server(name, {
     region: cfg.droplet.region,
     size: cfg.droplet.size,
     image: cfg.droplet.image,
     vpcId: network.vpcId,
-    userData: cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: cfg.ssh.publicKeys }),
+    userData: pulumi.secret(userData),
     sshPublicKey: cfg.ssh.publicKeys[0],
     registerKey: cfg.ssh.registerKey,
     volumeSizeGb: cfg.droplet.volumeSizeGb,
@@ -94,7 +103,7 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
   return {
     waitFor: server.ready,
     // The droplet's own address: the reserved IP may still be moving during a rebuild.
-    connection: { host: server.ipv4Address, port: 22, user: DEPLOY_USER, privateKey: cfg.sshPrivateKey },
+    connection: { host: server.ipv4Address, port: 22, user: DEPLOY_USER, privateKey: cfg.sshPrivateKey, hostKey: pinnedHostKey(name, server, userData, hostKey) },
     hostId: server.dropletId,
     dataDevice: server.dataDevice,
     dataSizeGb: cfg.droplet.volumeSizeGb,
@@ -108,6 +117,24 @@ function digitalOceanTarget(cfg: StackConfig, name: string): Target {
     publicIp: server.reservedIp,
     extraOutputs: { bucketName: bucket.bucketName, dropletId: server.dropletId },
   };
+}
+
+/**
+ * The host key to check the droplet by: the one made for it, when the droplet was created from this
+ * user-data. userData changes never rebuild a droplet (DROPLET_IGNORED_CHANGES), so a droplet made
+ * before the stack had a host key, or before ssh.publicKeys changed, has a key the program never
+ * saw: it is then not checked, and the up says so. The provider keeps only the SHA-1 of the
+ * user-data in state (terraform-provider-digitalocean v2.99.1 digitalocean/droplet/
+ * resource_droplet.go:242-251, util/hash.go HashString), or the text itself in older state.
+ */
+function pinnedHostKey(name: string, server: Server, userData: pulumi.Output<string>, key: tls.PrivateKey): pulumi.Output<string | undefined> {
+  return pulumi.all([server.droplet.userData, userData, key.publicKeyOpenssh]).apply(([stored, text, pub]) => {
+    if (stored === crypto.createHash("sha1").update(text).digest("hex") || stored === text) return pub.trim();
+    pulumi.log.warn(`${name}: the droplet's SSH host key is not checked: the droplet was created from other user-data ` +
+      "(before this stack made a host key, or before ssh.publicKeys changed); rebuild it to check its key " +
+      "(docs/runbooks/disaster-recovery.md: the volume and the backups carry the data over)");
+    return undefined;
+  });
 }
 
 function existingTarget(cfg: StackConfig): Target {

@@ -40,6 +40,48 @@ fi
 [[ $app_home == /* && $app_home != / ]] || die "user $APP_USER has no home directory"
 install -d -m 0700 -o "$APP_USER" -g "$APP_USER" "$app_home"
 
+# --- The app user cannot reach the droplet's metadata service: the user-data there holds the SSH
+# host key every step checks the droplet by (components/cloud/cloud-init.ts), and any local process
+# may read it (http://169.254.169.254/metadata/v1/user-data). Other users keep it (do-agent,
+# cloud-init). An nftables table of its own, which ufw and fail2ban leave alone, loaded at every
+# boot before the app starts; judged by the rule the kernel holds, not by whether the file changed.
+app_uid=$(id -u "$APP_USER")
+write_file /etc/nodehost/metadata-guard.nft 0600 root:root <<EOF
+table inet nodehost_metadata_guard
+delete table inet nodehost_metadata_guard
+table inet nodehost_metadata_guard {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    ip daddr 169.254.169.254 meta skuid $app_uid reject
+  }
+}
+EOF
+write_file /etc/systemd/system/nodehost-metadata-guard.service 0644 root:root <<EOF
+[Unit]
+Description=Keep the app user away from the cloud metadata service (nodehost)
+After=nftables.service
+Before=network-pre.target pm2-$APP_USER.service
+Wants=network-pre.target
+DefaultDependencies=no
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f /etc/nodehost/metadata-guard.nft
+
+[Install]
+WantedBy=multi-user.target
+EOF
+[[ $WRITE_CHANGED == 1 ]] && systemctl daemon-reload
+if ! nft list table inet nodehost_metadata_guard 2>/dev/null | grep -F 169.254.169.254 | grep -qw "skuid $app_uid"; then
+  nft -f /etc/nodehost/metadata-guard.nft
+  changed "metadata service closed to $APP_USER"
+fi
+if ! systemctl is-enabled --quiet nodehost-metadata-guard; then
+  systemctl enable --quiet nodehost-metadata-guard
+  changed "nodehost-metadata-guard enabled"
+fi
+
 installed_major() {
   local v
   v=$(/usr/local/bin/node --version 2>/dev/null || node --version 2>/dev/null) || return 1

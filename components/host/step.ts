@@ -74,9 +74,10 @@ export interface HostConnection {
   privateKey: pulumi.Input<string>;
   /**
    * The server's public key line: pulumi-command 1.2.1 then accepts that key only
-   * (ssh.FixedHostKey, provider/pkg/provider/remote/connection.go:86-98); unset, it accepts any.
+   * (ssh.FixedHostKey, provider/pkg/provider/remote/connection.go:86-98); unset (or resolving to
+   * undefined), it accepts any.
    */
-  hostKey?: pulumi.Input<string>;
+  hostKey?: pulumi.Input<string | undefined>;
 }
 
 /** Args every step takes besides its own. */
@@ -180,7 +181,8 @@ export abstract class HostStep extends pulumi.ComponentResource {
       privateKey: c.privateKey,
       dialErrorLimit,
       perDialTimeout: 30,
-      ...(c.hostKey ? { hostKey: c.hostKey } : {}),
+      // An Output that resolves to undefined leaves the property out, as if never set.
+      ...(c.hostKey ? { hostKey: c.hostKey as pulumi.Input<string> } : {}),
     };
     const after = [...args.after.map((s) => s.command), ...(args.waitFor ?? [])];
     const uploads = options.uploads ?? [];

@@ -9,7 +9,7 @@ import { checkCapability } from "./lib/capability";
 import { runOk } from "./lib/exec";
 import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
 import { newRunDir, repoRoot } from "./lib/paths";
-import { StepFailedError, type ReplayResult } from "./lib/replay";
+import { killStepAfter, StepFailedError, type ReplayResult } from "./lib/replay";
 import { reboot, ssh, sshOk } from "./lib/ssh";
 import { pollDuring, web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
@@ -171,7 +171,20 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await sshOk(host.target, "sudo -n stat -c %U \"$(readlink -f /srv/app/current)\"")).trim()).toBe("nodeapp");
     // The step wrapper's temp file, as the engine runs it: made by root, 0600 (not the deploy user's).
     expect((await sshOk(host.target, stepWrapper(1), { input: 'stat -c "%U %a" "$0"\n' })).trim()).toBe("root 600");
+    await expectMetadataClosedToApp();
   });
+
+  /**
+   * The metadata service (whose user-data holds the droplet's SSH host key) refuses the app user in
+   * the guest's own kernel. The rule is checked first: without it the request would leave the VM
+   * for a real 169.254.169.254, and tests send nothing off this machine.
+   */
+  const expectMetadataClosedToApp = async () => {
+    const uid = (await sshOk(host.target, "id -u nodeapp")).trim();
+    expect(await sshOk(host.target, "sudo -n nft list table inet nodehost_metadata_guard")).toMatch(new RegExp(`ip daddr 169\\.254\\.169\\.254 meta skuid ${uid} reject`));
+    const r = await ssh(host.target, "sudo -n -u nodeapp curl -sS -m 10 http://169.254.169.254/metadata/v1/user-data");
+    expect([r.code, r.stderr]).toEqual([7, expect.stringContaining("Couldn't connect to server")]);
+  };
 
   it("listens on nothing but 22, 80 and 443 beyond loopback", async () => {
     const tcp = await sshOk(host.target, "sudo -n ss -Htln");
@@ -286,13 +299,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     // The whole step (its process group: timeout, app.sh, nodehost-release) dies right after
     // nginx was switched to the new slot, as a lost connection or a timeout would stop it there.
     const switched = '  switch_upstream "$new"\n';
-    const { result: stopped, failed: failedStopped } = await pollDuring(https("/api/health"), () => withEditedScripts((dir) => {
-      const f = join(dir, "tools", "nodehost-release");
-      const text = readFileSync(f, "utf8");
-      if (!text.includes(switched)) throw new Error("nodehost-release no longer has the switch this test stops at");
-      // A function replacer: in a replacement string "$$" would be read as a single "$".
-      writeFileSync(f, text.replace(switched, () => `${switched}  kill -9 -- "-$(ps -o pgid= -p $$ | tr -d ' ')"\n`));
-    }, () => host.replay({ overrides })));
+    const { result: stopped, failed: failedStopped } = await pollDuring(https("/api/health"),
+      () => withEditedScripts((dir) => killStepAfter(dir, "tools/nodehost-release", switched), () => host.replay({ overrides })));
     expect(stopped).toBeInstanceOf(StepFailedError);
     expect([(stopped as StepFailedError).step, (stopped as StepFailedError).exitCode]).toEqual(["app", 137]);
     expect(failedStopped).toEqual([]);
@@ -506,6 +514,8 @@ http.createServer((req, res) => {
     const ms = await reboot(host.target, { timeoutMs: 10 * 60_000, check: () => host.vm.assertAlive() });
     await healthy(host, 5 * 60_000);
     process.stderr.write(`reboot to SSH ${(ms / 1000).toFixed(0)} s\n`);
+    // The metadata guard came back with the boot (its own unit), no step run.
+    await expectMetadataClosedToApp();
   });
 
   it("puts a backup in the bucket that lists as a valid dump", async () => {

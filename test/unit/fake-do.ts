@@ -324,6 +324,9 @@ export class FakeAccount {
           id,
           outputs: {
             dropletUrn: `do:droplet:${id}`, // godo droplets.go URN(): do:droplet:<id>
+            // State keeps the SHA-1 of the user-data, not the text (tfdo v2.99.1
+            // droplet/resource_droplet.go:242-251, util/hash.go HashString).
+            userData: i.userData === undefined ? undefined : crypto.createHash("sha1").update(String(i.userData)).digest("hex"),
             ipv4Address: `203.0.113.${n}`,
             ipv4AddressPrivate: `10.110.0.${n}`,
             ipv6Address: i.ipv6 ? `2001:db8::${n}` : "",

@@ -99,6 +99,12 @@ function computed(type: string, name: string): Record<string, unknown> {
       return { result: `generated-${name}-0123456789` };
     case "random:index/randomId:RandomId":
       return { hex: "a1b2c3" };
+    case "tls:index/privateKey:PrivateKey":
+      // The provider's OpenSSH forms (public with a trailing newline); not a usable key.
+      return {
+        privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nmock-${name}\n-----END OPENSSH PRIVATE KEY-----\n`,
+        publicKeyOpenssh: `${stackPublicKey(`host-${name}`).split(" ").slice(0, 2).join(" ")}\n`,
+      };
     default:
       return {};
   }

@@ -3,12 +3,13 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test, vi } from "vitest";
 import { parseConfig } from "../../components/config";
 import { StepSpec } from "../../components/host/step";
 import { stepWrapper, sha256 } from "../../components/host/step";
 import { createStack } from "../../components/stack";
-import { Recorded, resolve, Run, runProgram, ROOT, stackFileConfig, withEditedScripts, withUserValues } from "./harness";
+import { FakeAccount } from "./fake-do";
+import { one, Recorded, resolve, Run, runProgram, ROOT, stackFileConfig, stackPublicKey, upStack, withEditedScripts, withUserValues } from "./harness";
 
 const ORDER = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
 const DEPENDS: Record<string, string[]> = {
@@ -262,5 +263,40 @@ describe("host steps", () => {
     const changed = await declare({ "nodehost:images": JSON.stringify({ postgres: "registry.example.com/postgres:16" }) });
     const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
     expect(differs).toEqual(["docker-data", "backups", "app", "nginx", "tls", "health-gate"]);
+  });
+});
+
+describe("the droplet's SSH host key", () => {
+  const DROPLET = "digitalocean:index/droplet:Droplet";
+  const hostKeyOf = (userData: string) => /\n {2}ed25519_public: "(ssh-ed25519 [A-Za-z0-9+/=]+)"\n/.exec(userData)?.[1];
+  const connections = (run: Run) => run.resources.filter((r) => r.type.startsWith("command:remote:")).map((r) => r.inputs.connection as Record<string, unknown>);
+
+  test("is made by the program, handed to cloud-init in the user-data (a secret), and checked by every step and copy", async () => {
+    expect(one(d.run.custom, "tls:index/privateKey:PrivateKey").inputs).toEqual({ algorithm: "ED25519" });
+    const droplet = one(d.run.custom, DROPLET);
+    expect(await pulumi.isSecret(pulumi.output(droplet.props.userData))).toBe(true);
+    expect(droplet.inputs.userData).toContain("\nssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    mock-nodehost-production-host-key\n    -----END OPENSSH PRIVATE KEY-----\n  ed25519_public: \"ssh-ed25519 ");
+    const pub = hostKeyOf(droplet.inputs.userData)!;
+    expect(pub).toBeDefined();
+    const conns = connections(d.run);
+    expect(conns.length).toBe(ORDER.length + 1);
+    for (const c of conns) expect(c.hostKey).toBe(pub);
+    for (const s of d.specs) expect([s.name, s.hostKey]).toEqual([s.name, pub]);
+  });
+
+  test("a droplet made from other user-data (before the stack had a host key, or before ssh.publicKeys changed) is not checked, not rebuilt, and the up says so", async () => {
+    const account = new FakeAccount();
+    const first = await upStack(account, "production");
+    if (first.error) throw first.error;
+    const pub = hostKeyOf(one(first.custom, DROPLET).inputs.userData)!;
+    expect(connections(first).map((c) => c.hostKey)).toEqual(connections(first).map(() => pub));
+    const ssh = JSON.parse(stackFileConfig("production")["nodehost:ssh"]) as Record<string, unknown>;
+    const warn = vi.spyOn(pulumi.log, "warn");
+    const second = await upStack(account, "production", { "nodehost:ssh": JSON.stringify({ ...ssh, publicKeys: [stackPublicKey("production"), stackPublicKey("second-operator")] }) });
+    if (second.error) throw second.error;
+    expect(account.changes.filter((c) => c.type === DROPLET).map((c) => c.op)).toEqual(["create"]);
+    expect(connections(second).map((c) => c.hostKey)).toEqual(connections(second).map(() => undefined));
+    expect(warn.mock.calls.map((c) => String(c[0])).filter((m) => m.includes("host key is not checked"))).toHaveLength(1);
+    warn.mockRestore();
   });
 });

@@ -40,6 +40,7 @@ const COMMON_CLOUD = {
   "command:remote:CopyToRemote": 1,
   "random:index/randomId:RandomId": 1,
   "random:index/randomPassword:RandomPassword": 4,
+  "tls:index/privateKey:PrivateKey": 1,
 };
 
 function records(run: Run) {

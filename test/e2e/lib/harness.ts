@@ -39,6 +39,11 @@ export interface World {
   images: ServiceImage[];
   /** The operator's offline backup key (backup.publicKeys): its private half stays on this machine. */
   backupKey: BackupKey;
+  /**
+   * The stack's SSH host key, as the program makes it (tls.PrivateKey in components/stack.ts): every
+   * VM gets it in its user-data, and every step checks it (pinned as existingHost.hostKey).
+   */
+  hostKey: SshKey;
   /** Host port forwarded to the guest's 80 on every web VM of this world (Pebble validates there). */
   httpPort: number;
   stop(): Promise<void>;
@@ -51,11 +56,12 @@ export async function startWorld(opts: { dir: string; detached?: boolean; httpPo
   const images = await ensureServiceImages(opts.log);
   const key = await generateKey(opts.dir);
   const backupKey = await generateBackupKey(join(opts.dir, "backup-key"));
+  const hostKey = await generateKey(opts.dir, "ssh_host_ed25519_key");
   const httpPort = opts.httpPort ?? (await freePort());
   const pebble = await startPebble({ dir: join(opts.dir, "pebble"), httpPort, detached: opts.detached });
   const s3 = await startS3({ dir: join(opts.dir, "s3"), bucket: BUCKET, detached: opts.detached });
   return {
-    dir: opts.dir, image, key, backupKey, pebble, s3, images, httpPort,
+    dir: opts.dir, image, key, backupKey, hostKey, pebble, s3, images, httpPort,
     async stop() {
       await pebble.stop();
       await s3.stop();
@@ -110,8 +116,12 @@ export async function besideWorld(world: World, name: string): Promise<World> {
   return { ...world, pebble, httpPort, stop: () => pebble.stop() };
 }
 
-export function userData(world: Pick<World, "key">): string {
-  return cloudInitUserData({ deployUser: DEPLOY_USER, sshPublicKeys: [world.key.publicKey] });
+export function userData(world: Pick<World, "key" | "hostKey">): string {
+  return cloudInitUserData({
+    deployUser: DEPLOY_USER,
+    sshPublicKeys: [world.key.publicKey],
+    hostKey: { privateOpenssh: readFileSync(world.hostKey.privateKeyFile, "utf8"), publicOpenssh: world.hostKey.publicKey },
+  });
 }
 
 /** The e2e stack's app and nginx keys (what `npm run local --stack` lays a stack file's over). */
@@ -237,8 +247,9 @@ export async function bootHost(world: World, opts: { name: string; web?: boolean
     } } : {}),
   });
   await trustMachineCas(target);
-  // The key the VM made at its first boot: pinned in the stack config, so every step checks it.
-  const hostKey = (await sshOk(target, "cat /etc/ssh/ssh_host_ed25519_key.pub")).trim();
+  // The stack's host key, which cloud-init installed from the user-data: pinned in the stack config,
+  // so every step checks it (a VM that booted with another key fails its first step).
+  const hostKey = world.hostKey.publicKey.split(/\s+/).slice(0, 2).join(" ");
   const t0 = Date.now();
   if (opts.preload !== false) await preloadImages(target, world.images);
   const preloadMs = Date.now() - t0;

@@ -349,3 +349,18 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   if (failure) throw failure;
   return { ran, unchanged, totalMs: Date.now() - started, outputs, secrets };
 }
+
+/**
+ * Edits a copy of scripts/ (withEditedScripts's `dir`) so that the step running `file` dies right
+ * after `marker` (a whole line of it): the step's whole process group (the wrapper's timeout, the
+ * script and its children) gets SIGKILL there, as a lost connection, a timeout or a reboot would
+ * stop it. Throws when the marker is gone, so a test never kills at a point that no longer exists.
+ */
+export function killStepAfter(dir: string, file: string, marker: string): void {
+  const path = `${dir}/${file}`;
+  const text = readFileSync(path, "utf8");
+  if (!text.includes(marker)) throw new Error(`${file} no longer has the line this test kills its step after: ${JSON.stringify(marker)}`);
+  const indent = /^\s*/.exec(marker)![0];
+  // A function replacer: in a replacement string "$$" would be read as a single "$".
+  writeFileSync(path, text.replace(marker, () => `${marker}${indent}kill -9 -- "-$(ps -o pgid= -p $$ | tr -d ' ')"\n`));
+}
