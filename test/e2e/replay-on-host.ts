@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { stepWrapper } from "../../components/host/step";
-import { DATA_DEVICE, DEPLOY_USER, SITE_NAMES, type Host, type World } from "./lib/harness";
+import { BASIC_AUTH_USER, DATA_DEVICE, DEPLOY_USER, SITE_NAMES, type Host, type World } from "./lib/harness";
 import { web } from "./lib/web";
 import { run } from "./lib/exec";
 import { repoRoot } from "./lib/paths";
@@ -225,6 +225,23 @@ until [ -e /run/nodehost-held ]; do sleep 0.2; done; rm -f /run/nodehost-held`;
       // Back to the stack's size for the tests after this one.
       expect((await ctx().host.replay({ only: ["base"] })).ran.map((r) => r.name)).toEqual(["base"]);
       expect(await swap()).toEqual(["/swapfile", `/swapfile ${2048 << 20}`]);
+    });
+
+    it("nginx, adding a route, killed once the new site is written and before nginx reloads: the next run reloads it", async () => {
+      // Without auth, /extra/ is the UI's (basic auth, 401) until the route is loaded, then the app's (its own 404).
+      const extra = async () => (await web({ name: SITE_NAMES[0], port: ctx().host.vm.ports.https, path: "/extra/x", https: true, ca: ctx().world.pebble.issuerRootPem })).status;
+      const overrides = { nginx: { basicAuthUser: BASIC_AUTH_USER, routes: [{ path: "/extra/" }] } };
+      expect(await extra()).toBe(401);
+      const e = await killed("tools/nodehost-nginx-render", 'install -m 0644 "$new" "$site"\n', () => ctx().host.replay({ overrides }));
+      expect(e.step).toBe("nginx");
+      // The new site is on disk, and nginx still serves the old one.
+      expect(await sshOk(ctx().host.target, "sudo -n grep -c 'location ^~ /extra/' /etc/nginx/sites-available/nodehost-app.conf")).toBe("1\n");
+      expect(await extra()).toBe(401);
+      const again = await ctx().host.replay({ overrides });
+      expect(again.ran.map((r) => r.name)).toEqual(["nginx", "tls", "health-gate"]);
+      expect(await extra()).toBe(404);
+      expect((await ctx().host.replay()).ran.map((r) => r.name)).toEqual(["nginx", "tls", "health-gate"]);
+      expect(await extra()).toBe(401);
     });
 
     it("docker-data, rotating the PostgreSQL password, killed once the new password file is written: the next run sets it, and the app logs in with it", async () => {

@@ -488,6 +488,29 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     expect(r.stdout.trim()).toBe(`unchanged: ${T}/site.conf`);
   });
 
+  it("a run stopped after writing a new site and before nginx reloaded: the next run, finding the file new, still reloads", () => {
+    const site = path.join(T, "stopped-site.conf");
+    fs.copyFileSync(path.join(T, "site.conf"), site);
+    const changedEnv = path.join(T, "stopped.env");
+    fs.writeFileSync(changedEnv, `${fs.readFileSync(envFile, "utf8")}MAX_BODY_SIZE='77m'\n`);
+    // The reload is where the run dies (SIGKILL to the renderer, as a lost connection would end it).
+    const dies = path.join(T, "reload-dies");
+    fs.writeFileSync(dies, "#!/bin/sh\nkill -9 $PPID\n", { mode: 0o755 });
+    const logged = path.join(T, "reload-logged");
+    const reloads = path.join(T, "reloads");
+    fs.writeFileSync(logged, `#!/bin/sh\necho reload >> ${reloads}\n`, { mode: 0o755 });
+    const render = (reload: string) => run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_ENV: changedEnv, NODEHOST_NGINX_SITE: site, NODEHOST_NGINX_TEST: "true", NODEHOST_NGINX_RELOAD: reload } });
+    const stopped = render(dies);
+    expect(stopped.signal).toBe("SIGKILL");
+    expect(fs.readFileSync(site, "utf8")).toContain("client_max_body_size 77m;");
+    const again = render(logged);
+    expect([again.status, again.stdout.trim()]).toEqual([0, `changed: ${site} (https), nginx reloaded`]);
+    expect(fs.readFileSync(reloads, "utf8")).toBe("reload\n");
+    // Loaded now: the next run changes nothing.
+    expect(render(logged).stdout.trim()).toBe(`unchanged: ${site}`);
+    expect(fs.readFileSync(reloads, "utf8")).toBe("reload\n");
+  });
+
   it("puts the previous site back and fails when nginx -t rejects the new one", () => {
     const site = path.join(T, "site.conf");
     const before = fs.readFileSync(site, "utf8");
