@@ -50,6 +50,7 @@ CONF
 ensure_service unattended-upgrades
 
 # --- fail2ban: trixie logs sshd only to the journal, so the jail reads it there ---------------
+pending_begin fail2ban-jail
 write_file /etc/fail2ban/jail.d/nodehost.local 0644 root:root <<CONF
 [sshd]
 enabled = true
@@ -59,10 +60,11 @@ maxretry = 5
 findtime = 10m
 bantime = 1h
 CONF
-if [[ $WRITE_CHANGED == 1 ]] && systemctl is-active --quiet fail2ban; then
+if pending_due fail2ban-jail && systemctl is-active --quiet fail2ban; then
   systemctl restart fail2ban
 fi
 ensure_service fail2ban
+pending_end fail2ban-jail
 
 # --- UFW: deny inbound except SSH, HTTP, HTTPS (Docker publishes only on 127.0.0.1) ------------
 ufw_status=$(ufw status verbose)
@@ -206,8 +208,10 @@ if [[ $SWAP_MB -gt 0 ]]; then
     echo "$swapfile none swap sw 0 0" >>/etc/fstab
     changed "fstab: $swapfile"
   fi
+  pending_begin swappiness
   write_file /etc/sysctl.d/60-nodehost-swap.conf 0644 root:root <<<'vm.swappiness = 10'
-  [[ $WRITE_CHANGED == 1 ]] && sysctl -q -p /etc/sysctl.d/60-nodehost-swap.conf
+  if pending_due swappiness; then sysctl -q -p /etc/sysctl.d/60-nodehost-swap.conf; fi
+  pending_end swappiness
 elif [[ -f $swapfile ]] && grep -q "^$swapfile " /etc/fstab; then
   if swapon --show=NAME --noheadings | grep -qx "$swapfile"; then swapoff "$swapfile"; fi
   sed -i "\|^$swapfile |d" /etc/fstab

@@ -21,13 +21,15 @@ REDIS_NAME=nodehost-redis
 apt_install docker.io docker-cli apparmor
 
 # Container logs rotate; a change here needs a daemon restart (containers come back by policy).
+pending_begin docker-daemon
 write_file /etc/docker/daemon.json 0644 root:root <<'JSON'
 {
   "log-driver": "json-file",
   "log-opts": { "max-size": "10m", "max-file": "3" }
 }
 JSON
-daemon_changed=$WRITE_CHANGED
+daemon_changed=0
+if pending_due docker-daemon; then daemon_changed=1; fi
 # Docker, and with it PostgreSQL and Redis, starts only once the volume is mounted. The fstab line
 # is `nofail` (a late or lost volume must not stop the boot, or SSH with it); without this, such a
 # boot would start PostgreSQL on the empty mount point on the root disk, initialise a new cluster
@@ -37,12 +39,13 @@ write_file /etc/systemd/system/docker.service.d/nodehost-data.conf 0644 root:roo
 [Unit]
 RequiresMountsFor=$DATA_MOUNT
 UNIT
-if [[ $WRITE_CHANGED == 1 ]]; then systemctl daemon-reload; fi
+daemon_reload_for docker
 ensure_service docker
 if [[ $daemon_changed == 1 ]]; then
   systemctl restart docker
   changed "docker restarted for daemon.json"
 fi
+pending_end docker-daemon
 # Under emulation dockerd answers ~30 s after it is "active".
 wait_until 300 "the Docker daemon" docker info >/dev/null 2>&1 || die "the Docker daemon does not answer"
 

@@ -240,3 +240,30 @@ ensure_service() {
     changed "started $unit"
   fi
 }
+
+# A change written and not yet applied (a restart, a reload) survives the run that wrote it: a run
+# stopped between the write and the apply (a lost connection, a timeout, a reboot) would otherwise
+# find the file already new next time and never apply it. The mark is set before the write:
+#   pending_begin NAME; write_file ...; if pending_due NAME; then <apply>; fi; pending_end NAME
+NODEHOST_PENDING_DIR=${NODEHOST_PENDING_DIR:-/var/lib/nodehost/pending}
+declare -gA NODEHOST_PENDING_WAS=()
+pending_begin() {
+  [[ $1 =~ ^[a-z0-9-]+$ ]] || die "pending_begin: bad name '$1'"
+  install -d -m 0700 "$NODEHOST_PENDING_DIR"
+  if [[ -e $NODEHOST_PENDING_DIR/$1 ]]; then NODEHOST_PENDING_WAS[$1]=1; else NODEHOST_PENDING_WAS[$1]=0; fi
+  touch "$NODEHOST_PENDING_DIR/$1"
+}
+# True when the write_file just before rewrote its file, or an earlier run wrote and never applied.
+pending_due() {
+  [[ $WRITE_CHANGED == 1 || ${NODEHOST_PENDING_WAS[$1]:-0} == 1 ]]
+}
+pending_end() { rm -f "$NODEHOST_PENDING_DIR/$1"; }
+
+# daemon_reload_for UNIT: systemctl daemon-reload when systemd holds an older version of UNIT's
+# files (or drop-ins) than the disk: judged by systemd itself, so a run stopped between writing a
+# unit and reloading converges on the next one.
+daemon_reload_for() {
+  if [[ $(systemctl show -p NeedDaemonReload --value "$1" 2>/dev/null) == yes ]]; then
+    systemctl daemon-reload
+  fi
+}

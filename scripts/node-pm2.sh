@@ -72,7 +72,7 @@ ExecStart=/usr/sbin/nft -f /etc/nodehost/metadata-guard.nft
 [Install]
 WantedBy=multi-user.target
 EOF
-[[ $WRITE_CHANGED == 1 ]] && systemctl daemon-reload
+daemon_reload_for nodehost-metadata-guard
 if ! nft list table inet nodehost_metadata_guard 2>/dev/null | grep -F 169.254.169.254 | grep -qw "skuid $app_uid"; then
   nft -f /etc/nodehost/metadata-guard.nft
   changed "metadata service closed to $APP_USER"
@@ -272,7 +272,7 @@ ExecStop=$pm2_bin kill
 [Install]
 WantedBy=multi-user.target
 UNIT
-[[ $WRITE_CHANGED == 1 ]] && systemctl daemon-reload
+daemon_reload_for "$unit"
 # Inside the app user's home, as the app user: root following a link planted there would chown or
 # chmod whatever it points at.
 runuser -u "$APP_USER" -- install -d -m 0700 "$app_home/.pm2" "$app_home/.pm2/logs"

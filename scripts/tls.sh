@@ -26,7 +26,7 @@ if [[ -n $ACME_CA_PEM ]]; then
 [Service]
 Environment=REQUESTS_CA_BUNDLE=$bundle
 CONF
-  [[ $WRITE_CHANGED == 1 ]] && systemctl daemon-reload
+  daemon_reload_for certbot.service
   certbot_env=(env "REQUESTS_CA_BUNDLE=$bundle")
 else
   for f in "$dropin" "$bundle" "$ca_pem"; do remove_file "$f"; done

@@ -235,3 +235,50 @@ ${dpkgWorks ? `rm -f ${bin}/journal` : "exit 2"}
     expect(apt.dpkgCalls()).toHaveLength(3);
   });
 });
+
+describe("pending_begin / pending_due / pending_end", () => {
+  // The apply (a restart) is logged; `die-before-apply` stops the run between the write and it.
+  const step = (dir: string, content: string, dieBeforeApply = false) => bash(`
+pending_begin svc
+write_file ${dir}/svc.conf 0644 "$(id -u)" <<<${JSON.stringify(content)}
+${dieBeforeApply ? "exit 137" : ""}
+if pending_due svc; then echo applied >> ${dir}/applies; fi
+pending_end svc`, { NODEHOST_PENDING_DIR: path.join(dir, "pending") });
+  const applies = (dir: string) => (fs.existsSync(path.join(dir, "applies")) ? fs.readFileSync(path.join(dir, "applies"), "utf8").trim().split("\n").length : 0);
+
+  it("applies a change once, and nothing when nothing changed", () => {
+    const dir = tmpDir();
+    expect(step(dir, "a").status).toBe(0);
+    expect(applies(dir)).toBe(1);
+    expect(step(dir, "a").status).toBe(0);
+    expect(applies(dir)).toBe(1);
+    expect(step(dir, "b").status).toBe(0);
+    expect(applies(dir)).toBe(2);
+  });
+  it("a run stopped between the write and the apply: the next run, finding the file already new, applies it", () => {
+    const dir = tmpDir();
+    expect(step(dir, "a").status).toBe(0);
+    expect(step(dir, "b", true).status).toBe(137);
+    expect([fs.readFileSync(path.join(dir, "svc.conf"), "utf8"), applies(dir)]).toEqual(["b\n", 1]);
+    expect(step(dir, "b").status).toBe(0);
+    expect(applies(dir)).toBe(2);
+    expect(step(dir, "b").status).toBe(0);
+    expect(applies(dir)).toBe(2);
+  });
+});
+
+describe("daemon_reload_for", () => {
+  const shim = (need: string) => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, "systemctl"), `#!/bin/sh\ncase "$1" in show) echo ${need};; *) echo "$*" >> ${dir}/calls;; esac\n`, { mode: 0o755 });
+    return { env: { PATH: `${dir}:${process.env.PATH}` }, calls: () => (fs.existsSync(path.join(dir, "calls")) ? fs.readFileSync(path.join(dir, "calls"), "utf8") : "") };
+  };
+  it("reloads systemd only when it holds an older version of the unit than the disk", () => {
+    const stale = shim("yes");
+    expect(bash("daemon_reload_for docker", stale.env).status).toBe(0);
+    expect(stale.calls()).toBe("daemon-reload\n");
+    const fresh = shim("no");
+    expect(bash("daemon_reload_for docker", fresh.env).status).toBe(0);
+    expect(fresh.calls()).toBe("");
+  });
+});
