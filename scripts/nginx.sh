@@ -60,6 +60,7 @@ CONF
   fi
 fi
 
+pending_begin nginx-reload
 if [[ -e /etc/nginx/sites-enabled/default ]]; then
   rm -f /etc/nginx/sites-enabled/default
   changed "removed nginx default site"
@@ -70,9 +71,11 @@ case $render_out in
   changed:*) changed "${render_out#changed: }" ;;
   *) log "$render_out" ;;
 esac
-# Removing the default site alone also needs a reload (the renderer saw its own file unchanged).
-if [[ $NODEHOST_CHANGES -gt 0 ]]; then
+# Removing the default site alone also needs a reload (the renderer saw its own file unchanged), as
+# does an earlier run stopped before its reload.
+if [[ $NODEHOST_CHANGES -gt 0 || ${NODEHOST_PENDING_WAS[nginx-reload]} == 1 ]]; then
   nginx -t -q
   systemctl reload nginx
 fi
+pending_end nginx-reload
 step_done nginx
