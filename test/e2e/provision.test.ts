@@ -462,7 +462,8 @@ http.createServer((req, res) => {
         app: { ...fromPath, source: "git", gitUrl: gitServer.url("10.0.2.2"), gitRef: "main", gitHostKeys: [gitServer.hostKey] },
         appGitDeployKey: deployKey,
       };
-      expect((await ssh(host.target, "dpkg-query -W git")).code, "git is not installed before this release").not.toBe(0);
+      // (dpkg knows of git once apt has listed it as a recommendation: only its status tells.)
+      expect((await ssh(host.target, "dpkg-query -W -f='${db:Status-Status}' git")).stdout, "git is not installed before this release").not.toBe("installed");
       const apt = "    apt_install git ca-certificates openssh-client\n";
       const { result: killed, failed: failedKilled } = await pollDuring(https("/healthz"), () => withEditedScripts((d) => {
         const f = join(d, "app.sh");
