@@ -185,18 +185,19 @@ write_file /etc/security/limits.d/60-nodehost.conf 0644 root:root <<<'* hard cor
 swapfile=/swapfile
 if [[ $SWAP_MB -gt 0 ]]; then
   # Judged by what is on disk, not by whether the file exists: a run stopped between fallocate
-  # and mkswap leaves a file swapon refuses. Built beside it and moved into place.
+  # and mkswap leaves a file swapon refuses. Built beside it while the old swap stays on (a stop
+  # while it is built leaves the host's swap whole), then swapped in.
   swap_ok() {
     [[ -f $swapfile && $(stat -c %s "$swapfile") -eq $((SWAP_MB * 1024 * 1024)) &&
       $(blkid -p -o value -s TYPE "$swapfile" 2>/dev/null) == swap ]]
   }
   if ! swap_ok; then
-    if swapon --show=NAME --noheadings | grep -qx "$swapfile"; then swapoff "$swapfile"; fi
     rm -f "$swapfile.new"
     fallocate -l "${SWAP_MB}M" "$swapfile.new" 2>/dev/null ||
       dd if=/dev/zero of="$swapfile.new" bs=1M count="$SWAP_MB" status=none
     chmod 600 "$swapfile.new"
     mkswap "$swapfile.new" >/dev/null
+    if swapon --show=NAME --noheadings | grep -qx "$swapfile"; then swapoff "$swapfile"; fi
     mv -f "$swapfile.new" "$swapfile"
     changed "created ${SWAP_MB} MiB $swapfile"
   fi

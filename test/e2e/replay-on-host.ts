@@ -218,13 +218,13 @@ until [ -e /run/nodehost-held ]; do sleep 0.2; done; rm -f /run/nodehost-held`;
         () => ctx().host.replay({ only: ["base"], overrides: { droplet } }));
       expect(e.step).toBe("base");
       // The old 2 GiB swap is still on; the new file lies beside it, allocated and never formatted.
-      expect(await swap()).toEqual(["/swapfile", `/swapfile ${2048 << 20}`, `/swapfile.new ${1024 << 20}`]);
+      expect(await swap()).toEqual(["/swapfile", `/swapfile ${2048 * 1024 * 1024}`, `/swapfile.new ${1024 * 1024 * 1024}`]);
       const again = await ctx().host.replay({ only: ["base"], overrides: { droplet } });
       expect(again.ran.map((r) => r.name)).toEqual(["base"]);
-      expect(await swap()).toEqual(["/swapfile", `/swapfile ${1024 << 20}`]);
+      expect(await swap()).toEqual(["/swapfile", `/swapfile ${1024 * 1024 * 1024}`]);
       // Back to the stack's size for the tests after this one.
       expect((await ctx().host.replay({ only: ["base"] })).ran.map((r) => r.name)).toEqual(["base"]);
-      expect(await swap()).toEqual(["/swapfile", `/swapfile ${2048 << 20}`]);
+      expect(await swap()).toEqual(["/swapfile", `/swapfile ${2048 * 1024 * 1024}`]);
     });
 
     it("nginx, adding a route, killed once the new site is written and before nginx reloads: the next run reloads it", async () => {
