@@ -212,7 +212,7 @@ until [ -e /run/nodehost-held ]; do sleep 0.2; done; rm -f /run/nodehost-held`;
     };
 
     it("base, resizing the swap, killed between fallocate and mkswap: the swap in use stays whole, the next run resizes it", async () => {
-      const swap = async () => (await sshOk(ctx().host.target, "swapon --show=NAME --noheadings; sudo -n stat -c '%n %s' /swapfile /swapfile.new 2>/dev/null; true")).trim().split("\n");
+      const swap = async () => (await sshOk(ctx().host.target, "sudo -n swapon --show=NAME --noheadings; sudo -n stat -c '%n %s' /swapfile /swapfile.new 2>/dev/null; true")).trim().split("\n");
       const droplet = { swapMb: 1024 };
       const e = await killed("base.sh", '      dd if=/dev/zero of="$swapfile.new" bs=1M count="$SWAP_MB" status=none\n',
         () => ctx().host.replay({ only: ["base"], overrides: { droplet } }));
