@@ -506,7 +506,7 @@ http.createServer((req, res) => {
       expect(failedFetched).toEqual([]);
       expect(requests).toBeGreaterThan(20);
       expect(g.outputs.appRelease).toBe(`${gitServer.url("10.0.2.2")}#main`);
-      expect((await sshOk(host.target, "dpkg-query -W -f='${db:Status-Status}' git; sudo -n apt-get check >/dev/null && echo apt-ok")).trim().split("\n")).toEqual(["installed", "apt-ok"]);
+      expect((await sshOk(host.target, "dpkg-query -W -f='${db:Status-Status}\\n' git; sudo -n apt-get check >/dev/null && echo apt-ok")).trim().split("\n")).toEqual(["installed", "apt-ok"]);
       expect((JSON.parse((await web(https("/api/whoami"))).body) as { release: string }).release).toBe(`${token}-git`);
       const served = (await sshOk(host.target, "readlink -f /srv/app/current")).trim();
       expect((await sshOk(host.target, `sudo -n sh -c 'test -e ${served}/.git && echo has-git; stat -c %U ${served}/server.ts'`)).trim()).toBe("nodeapp");
