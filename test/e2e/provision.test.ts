@@ -368,11 +368,14 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
+  /** Where the team-app test's dpkg-deb wrapper lives on the guest (not /run: it is noexec there). */
+  const KILL_DIR = "/var/lib/nodehost-e2e-kill";
+
   it("runs a team's own app shape: a tsx server clustered on its own health path, a worker script, a websocket route with its idle timeout", async ({ onTestFailed }) => {
     // A failure part way leaves the team's app serving (its health path, not /api/health): the
     // stack's own app goes back, so the tests after this one fail only for their own reasons.
     onTestFailed(async () => {
-      await ssh(host.target, "sudo -n rm -rf /var/lib/nodehost-e2e-kill");
+      await ssh(host.target, `sudo -n rm -rf ${KILL_DIR}`);
       await host.replay().then(
         () => process.stderr.write("team app test failed: the stack's own app is back\n"),
         (e: unknown) => process.stderr.write(`team app test failed, and putting the stack's own app back failed too: ${String(e)}\n`));
@@ -484,11 +487,11 @@ http.createServer((req, res) => {
         // setenv("PATH", DPkg::Path)), so the wrapper's directory goes there, through APT_CONFIG.
         // Not under /run: initramfs-tools mounts it noexec, and dpkg's execlp then passes over
         // the wrapper to /usr/bin/dpkg-deb without a word.
-        writeFileSync(f, text.replace(apt, () => `    install -d -m 0700 /var/lib/nodehost-e2e-kill
-    printf '%s\\n' '#!/bin/bash' 'if [[ $1 == --fsys-tarfile ]]; then d=$PPID; a=$(ps -o ppid= -p "$d" | tr -d " "); kill -9 -- "$d" "$a" "-$NODEHOST_E2E_PGID"; fi' 'exec /usr/bin/dpkg-deb "$@"' > /var/lib/nodehost-e2e-kill/dpkg-deb
-    chmod 0755 /var/lib/nodehost-e2e-kill/dpkg-deb
-    echo 'DPkg::Path "/var/lib/nodehost-e2e-kill:/usr/sbin:/usr/bin:/sbin:/bin";' > /var/lib/nodehost-e2e-kill/apt.conf
-    APT_CONFIG=/var/lib/nodehost-e2e-kill/apt.conf NODEHOST_E2E_PGID=$(ps -o pgid= -p $$ | tr -d ' ') apt_install git ca-certificates openssh-client
+        writeFileSync(f, text.replace(apt, () => `    install -d -m 0700 ${KILL_DIR}
+    printf '%s\\n' '#!/bin/bash' 'if [[ $1 == --fsys-tarfile ]]; then d=$PPID; a=$(ps -o ppid= -p "$d" | tr -d " "); kill -9 -- "$d" "$a" "-$NODEHOST_E2E_PGID"; fi' 'exec /usr/bin/dpkg-deb "$@"' > ${KILL_DIR}/dpkg-deb
+    chmod 0755 ${KILL_DIR}/dpkg-deb
+    echo 'DPkg::Path "${KILL_DIR}:/usr/sbin:/usr/bin:/sbin:/bin";' > ${KILL_DIR}/apt.conf
+    APT_CONFIG=${KILL_DIR}/apt.conf NODEHOST_E2E_PGID=$(ps -o pgid= -p $$ | tr -d ' ') apt_install git ca-certificates openssh-client
 `));
       }, () => host.replay({ overrides: fromGit })));
       expect(killed).toBeInstanceOf(StepFailedError);
@@ -496,7 +499,7 @@ http.createServer((req, res) => {
       expect(failedKilled).toEqual([]);
       // What a step killed inside dpkg leaves: apt refuses everything until dpkg --configure -a.
       expect((await ssh(host.target, "sudo -n apt-get check")).stderr).toContain("dpkg was interrupted");
-      await sshOk(host.target, "sudo -n rm -rf /var/lib/nodehost-e2e-kill");
+      await sshOk(host.target, `sudo -n rm -rf ${KILL_DIR}`);
 
       const { result: fetched, failed: failedFetched, requests } = await pollDuring(https("/healthz"), () => host.replay({ overrides: fromGit }));
       expect(fetched).not.toBeInstanceOf(Error);
