@@ -17,8 +17,13 @@ ETC=/etc/nodehost
 PG_NAME=nodehost-postgres
 REDIS_NAME=nodehost-redis
 
-# Debian 13's docker.io only recommends docker-cli; without recommends there is no `docker`.
-apt_install docker.io docker-cli apparmor
+# Docker's configuration is written before its package is installed: on a fresh host the daemon the
+# package starts is already the configured one, and is not restarted at once (a start costs 10-15 s
+# under emulation, and on any host takes the containers down with it). Neither file is one of the
+# package's conffiles (/var/lib/dpkg/info/docker.io.conffiles: /etc/default/docker and
+# /etc/init.d/docker), so dpkg leaves them be.
+docker_was_installed=0
+if [[ $(dpkg-query -W -f='${db:Status-Status}' docker.io 2>/dev/null) == installed ]]; then docker_was_installed=1; fi
 
 # Container logs rotate; a change here needs a daemon restart (containers come back by policy).
 pending_begin docker-daemon
@@ -39,9 +44,14 @@ write_file /etc/systemd/system/docker.service.d/nodehost-data.conf 0644 root:roo
 [Unit]
 RequiresMountsFor=$DATA_MOUNT
 UNIT
+# Debian 13's docker.io only recommends docker-cli; without recommends there is no `docker`.
+# The package's postinst reloads systemd (so the drop-in above applies) and starts the daemon.
+apt_install docker.io docker-cli apparmor
 daemon_reload_for docker
 ensure_service docker
-if [[ $daemon_changed == 1 ]]; then
+# A daemon that was running before this run reads daemon.json only when restarted; one the package
+# started in this run read it already.
+if [[ $daemon_changed == 1 && $docker_was_installed == 1 ]]; then
   systemctl restart docker
   changed "docker restarted for daemon.json"
 fi
@@ -72,7 +82,16 @@ ensure_image "$REDIS_IMAGE"
 # (`docker inspect` shows the environment to anyone in the docker group). The images read them
 # themselves: postgres through POSTGRES_PASSWORD_FILE, redis-server from its conf.
 install -d -m 0700 -o root -g root "$ETC"
-pg_ids=$(docker run --rm --entrypoint id "$POSTGRES_IMAGE" -u postgres):$(docker run --rm --entrypoint id "$POSTGRES_IMAGE" -g postgres)
+# A user's uid:gid inside an image, from one container (a `docker run` costs seconds under
+# emulation): `id NAME` prints "uid=999(postgres) gid=999(postgres) groups=...", with coreutils
+# (Debian images) and BusyBox (Alpine images) alike.
+image_user_ids() {
+  local out
+  out=$(docker run --rm --entrypoint id "$1" "$2") || die "no user $2 in the image $1"
+  [[ $out =~ ^uid=([0-9]+)\([^\)]*\)\ gid=([0-9]+) ]] || die "id $2 in the image $1 printed '$out'"
+  printf '%s:%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+}
+pg_ids=$(image_user_ids "$POSTGRES_IMAGE" postgres)
 install -d -m 0700 -o root -g root "$ETC/postgres"
 write_file "$ETC/postgres/password" 0400 "$pg_ids" <<<"$POSTGRES_PASSWORD"
 write_file "$ETC/postgres.env" 0600 root:root <<ENV
@@ -82,7 +101,7 @@ POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password
 ENV
 
 # Redis runs as the image's own redis user, which must read its conf and own its data dir.
-redis_ids=$(docker run --rm --entrypoint id "$REDIS_IMAGE" -u redis):$(docker run --rm --entrypoint id "$REDIS_IMAGE" -g redis)
+redis_ids=$(image_user_ids "$REDIS_IMAGE" redis)
 install -d -m 0700 -o root -g root "$ETC/redis"
 write_file "$ETC/redis/redis.conf" 0600 "$redis_ids" <<CONF
 # Written by nodehost (docker-data step). Published on the host's 127.0.0.1 only.
