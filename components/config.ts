@@ -626,6 +626,14 @@ const updatesSchema = z
       .string()
       .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a time such as "04:30" (host clock, UTC on a droplet), or "never"' })
       .default("04:30"),
+    // Node.js (when app.nodeSource is npm-registry) and PM2 are brought to the newest release of
+    // their line (app.nodeMajor, app.pm2Version) each day at this time ("HH:MM", host clock), and
+    // PM2 is restarted on them when either changed (the apps are down for the seconds that takes);
+    // or "never". NodeSource's and Debian's Node.js come with the security updates instead.
+    runtimeAt: z
+      .string()
+      .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a time such as "04:00" (host clock, UTC on a droplet), or "never"' })
+      .default("04:00"),
   })
   .strict();
 

