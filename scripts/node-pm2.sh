@@ -244,7 +244,8 @@ if [[ $RUNTIME_UPDATE_AT == never ]]; then
     changed "nodehost-runtime-update.timer disabled (updates.runtimeAt never)"
   fi
   remove_file /etc/systemd/system/nodehost-runtime-update.timer
-  # A unit whose file is gone reads NeedDaemonReload=yes while systemd still holds it.
+  # A unit whose file is gone reads NeedDaemonReload=yes while systemd still holds it (systemd's
+  # src/core/unit.c, fragment_mtime_newer: a fragment it cannot stat is out of date).
   daemon_reload_for nodehost-runtime-update.timer
 else
   write_file /etc/systemd/system/nodehost-runtime-update.timer 0644 root:root <<UNIT
