@@ -616,24 +616,25 @@ const alertsSchema = z
   })
   .strict();
 
+/** "HH:MM" on the host's clock (UTC on a droplet), or "never"; `example` is also the default. */
+const timeOfDayOrNever = (example: string) =>
+  z
+    .string()
+    .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: `must be a time such as "${example}" (host clock, UTC on a droplet), or "never"` })
+    .default(example);
+
 /** Security updates: unattended-upgrades installs them daily; these keys say how they take effect. */
 const updatesSchema = z
   .object({
     // When a security update needs a reboot (a kernel, libc), the host reboots at this time
     // ("HH:MM", the host's clock: UTC on a droplet), or "never" (the reboot is then yours to do;
     // /var/run/reboot-required says so). unattended-upgrades passes it to `shutdown -r`.
-    rebootAt: z
-      .string()
-      .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a time such as "04:30" (host clock, UTC on a droplet), or "never"' })
-      .default("04:30"),
+    rebootAt: timeOfDayOrNever("04:30"),
     // Node.js (when app.nodeSource is npm-registry) and PM2 are brought to the newest release of
     // their line (app.nodeMajor, app.pm2Version) each day at this time ("HH:MM", host clock), and
     // PM2 is restarted on them when either changed (the apps are down for the seconds that takes);
     // or "never". NodeSource's and Debian's Node.js come with the security updates instead.
-    runtimeAt: z
-      .string()
-      .regex(/^(never|([01][0-9]|2[0-3]):[0-5][0-9])$/, { error: 'must be a time such as "04:00" (host clock, UTC on a droplet), or "never"' })
-      .default("04:00"),
+    runtimeAt: timeOfDayOrNever("04:00"),
   })
   .strict();
 

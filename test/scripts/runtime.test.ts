@@ -5,22 +5,11 @@
 import * as fs from "fs";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { missing, runAsync, SCRIPTS, tmpDir } from "./helpers";
+import { missing, registryReleases as releases, runAsync, SCRIPTS, tmpDir } from "./helpers";
 
 const TOOL = path.join(SCRIPTS, "tools", "nodehost-runtime");
 const REGISTRY = "https://registry.npmjs.org";
 const need = missing("curl", "python3", "tar");
-
-const byVersion = (a: string, b: string) => {
-  const [x, y] = [a, b].map((v) => v.split(".").map(Number));
-  return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
-};
-/** The releases of `pkg` in the registry whose version is `prefix` or starts with `prefix.`, oldest first. */
-async function releases(pkg: string, prefix: string): Promise<string[]> {
-  const res = await fetch(`${REGISTRY}/${pkg}`, { headers: { accept: "application/vnd.npm.install-v1+json" }, signal: AbortSignal.timeout(60_000) });
-  const doc = (await res.json()) as { versions: Record<string, unknown> };
-  return Object.keys(doc.versions).filter((v) => /^\d+\.\d+\.\d+$/.test(v) && (v === prefix || v.startsWith(`${prefix}.`))).sort(byVersion);
-}
 
 function world() {
   const dir = tmpDir("nodehost-runtime-");
