@@ -156,6 +156,11 @@ AllowTcpForwarding no
 AllowStreamLocalForwarding no
 PermitTunnel no
 PermitUserEnvironment no
+MaxSessions 2
+LogLevel VERBOSE
+ClientAliveInterval 300
+ClientAliveCountMax 2
+TCPKeepAlive no
 CONF
 if [[ $WRITE_CHANGED == 1 ]]; then
   if ! sshd_err=$(sshd -t 2>&1); then
@@ -171,15 +176,77 @@ fi
 # is harmless to open sessions.
 systemctl reload ssh
 
-# --- No core dumps: a crashed process's memory holds its secrets (database URL, keys) -----------
-# core_pattern is not namespaced, so this covers the containers too.
+# --- Kernel hardening and no core dumps -----------------------------------------------------------
+# A crashed process's memory holds its secrets (database URL, keys): no core dumps, and
+# core_pattern is not namespaced, so this covers the containers too. The rest is the kernel
+# side of lynis' scan profile (KRNL-6000, `config-data=sysctl` lines of its default.prf), less
+# what this host needs otherwise: net.ipv4.conf.all.forwarding stays 1 (Docker's published
+# ports), rp_filter stays as systemd sets it (strict mode drops replies on a droplet whose
+# public, anchor and VPC addresses sit on two interfaces), kernel.modules_disabled stays 0
+# (UFW and Docker load netfilter modules as rules appear). The list of what stays is
+# docs/host-steps.md's.
 write_file /etc/sysctl.d/60-nodehost-hardening.conf 0644 root:root <<'CONF'
+# Written by nodehost (base step).
 fs.suid_dumpable = 0
 kernel.core_pattern = |/bin/false
+kernel.core_uses_pid = 1
+fs.protected_fifos = 2
+fs.protected_regular = 2
+kernel.kptr_restrict = 2
+kernel.sysrq = 0
+kernel.yama.ptrace_scope = 1
+kernel.unprivileged_bpf_disabled = 1
+net.core.bpf_jit_harden = 2
+dev.tty.ldisc_autoload = 0
+net.ipv4.conf.all.send_redirects = 0
+net.ipv4.conf.default.send_redirects = 0
+net.ipv4.conf.all.accept_redirects = 0
+net.ipv4.conf.default.accept_redirects = 0
+net.ipv6.conf.all.accept_redirects = 0
+net.ipv6.conf.default.accept_redirects = 0
+net.ipv4.conf.default.accept_source_route = 0
+net.ipv4.conf.all.log_martians = 1
+net.ipv4.conf.default.log_martians = 1
 CONF
 # Applied on every run (cheap): a run stopped after the write must not leave it for the next boot.
-sysctl -q -p /etc/sysctl.d/60-nodehost-hardening.conf
+# -e: a kernel without one of the keys (Yama not built in) skips it rather than failing the step.
+sysctl -q -e -p /etc/sysctl.d/60-nodehost-hardening.conf
 write_file /etc/security/limits.d/60-nodehost.conf 0644 root:root <<<'* hard core 0'
+write_file /etc/systemd/coredump.conf.d/60-nodehost.conf 0644 root:root <<'CONF'
+# Written by nodehost (base step): the kernel hands no core to systemd-coredump either.
+[Coredump]
+Storage=none
+ProcessSizeMax=0
+CONF
+# Login shells (an operator's SSH session): no core files, and an idle root shell left open
+# logs out after 15 minutes. Non-interactive commands (the steps, pulumi-command) read neither.
+write_file /etc/profile.d/60-nodehost-hardening.sh 0644 root:root <<'CONF'
+# Written by nodehost (base step).
+ulimit -c 0
+TMOUT=900
+readonly TMOUT
+export TMOUT
+CONF
+# Kernel modules this host never needs: filesystems nobody mounts on a droplet, USB and FireWire
+# storage, and network protocols with a history of remotely reachable bugs (DCCP, SCTP, RDS,
+# TIPC). `install X /bin/false` also stops a load by alias, which `blacklist` does not.
+write_file /etc/modprobe.d/60-nodehost-hardening.conf 0644 root:root <<'CONF'
+# Written by nodehost (base step).
+install cramfs /bin/false
+install freevxfs /bin/false
+install hfs /bin/false
+install hfsplus /bin/false
+install jffs2 /bin/false
+install squashfs /bin/false
+install udf /bin/false
+install usb-storage /bin/false
+install firewire-core /bin/false
+install firewire-ohci /bin/false
+install dccp /bin/false
+install sctp /bin/false
+install rds /bin/false
+install tipc /bin/false
+CONF
 
 # --- Swap ---------------------------------------------------------------------------------------
 swapfile=/swapfile

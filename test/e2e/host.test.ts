@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { ensureBaseImage } from "./lib/image";
+import { documentedLynisFindings, parseLynisReport } from "./lib/lynis";
 import { pruneOldRuns } from "./lib/paths";
 import { assertNoSecret, maskSecrets, orderSteps, providerErrorText, secretLeaves, type StepSpec } from "./lib/replay";
 
@@ -19,6 +20,21 @@ describe("replay helpers (no VM)", () => {
   it("orders steps after their dependencies, keeping program order otherwise", () => {
     const order = orderSteps([spec("app", ["node", "data"]), spec("boot"), spec("node", ["boot"]), spec("data", ["boot"])]);
     expect(order.map((s) => s.name)).toEqual(["boot", "node", "data", "app"]);
+  });
+
+  it("reads lynis' report file: the index, and each finding once by test id", () => {
+    const a = parseLynisReport([
+      "lynis_version=3.1.4", "suggestion[]=SSH-7408|Consider hardening SSH configuration|Port|-|",
+      "suggestion[]=SSH-7408|Consider hardening SSH configuration|MaxSessions|-|", "warning[]=PKGS-7392|Found one or more vulnerable packages.|-|-|",
+      "hardening_index=81", "",
+    ].join("\n"));
+    expect([a.version, a.index, [...a.suggestions.keys()], [...a.warnings.keys()]]).toEqual(["3.1.4", 81, ["SSH-7408"], ["PKGS-7392"]]);
+    expect(() => parseLynisReport("lynis_version=3.1.4\n")).toThrow(/no hardening_index/);
+    // The docs' table is what the audit's findings are held to: each row a test id and a reason.
+    const documented = documentedLynisFindings();
+    expect(documented.get("FINT-4350")).toMatch(/^A file-integrity tool \(AIDE\)/);
+    expect(documented.get("LYNIS")).toBeDefined();
+    for (const [id, why] of documented) expect([id, why.length > 20]).toEqual([id, true]);
   });
 
   it("rejects a dependency on a step that does not exist", () => {
