@@ -285,6 +285,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await sshOk(target, "node --version")).trim()).toBe(`v${newest}`);
     await healthy(host, 3 * 60_000);
     expect(await runningOn()).toBe(`/opt/node-v${newest}/bin/node`);
+    // The release in use and the one before it stay unpacked; nothing older.
+    expect((await sshOk(target, "ls /opt")).split("\n").filter((d) => d.startsWith("node-v")).sort()).toEqual([`node-v${older}`, `node-v${newest}`].sort());
 
     // The next day there is nothing to do, and PM2 is left running.
     const daemon = (await sshOk(target, "systemctl show -p MainPID --value pm2-nodeapp")).trim();

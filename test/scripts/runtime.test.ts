@@ -61,8 +61,15 @@ describe.skipIf(need.length > 0)("nodehost-runtime", () => {
     const npm = await runAsync(path.join(w.env.NODEHOST_RUNTIME_BIN, "npm"), ["--version"], { env: { PATH: `${w.env.NODEHOST_RUNTIME_BIN}:/usr/bin:/bin` } });
     expect(npm.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
 
+    // Releases an earlier run left, and a directory of someone else's that only looks like one.
+    const opt = w.env.NODEHOST_RUNTIME_OPT;
+    for (const d of ["node-v18.20.8", "node-v22.0.0", "node-v22-custom"]) fs.mkdirSync(path.join(opt, d, "bin"), { recursive: true });
     const update = await w.tool("install-node", "22", REGISTRY);
     expect(update.status, update.stderr).toBe(0);
+    // Kept: the release in use, the one before it (by version), and what is not a release.
+    expect(fs.readdirSync(opt).sort()).toEqual(["node-v22-custom", `node-v${older}`, `node-v${newest}`].sort());
+    expect(update.stdout.split("\n").filter((l) => l.startsWith("removed: ")).sort()).toEqual(
+      ["node-v18.20.8", "node-v22.0.0"].map((d) => `removed: ${opt}/${d} (neither the release in use nor the one before it)`));
     expect(changes(update.stdout)).toEqual([
       expect.stringMatching(new RegExp(`^changed: node v${newest} in `)),
       ...["node", "npm", "npx"].map((t) => `changed: ${w.env.NODEHOST_RUNTIME_BIN}/${t} -> ${w.env.NODEHOST_RUNTIME_OPT}/node-v${newest}/bin/${t}`),
