@@ -138,6 +138,13 @@ sudo -l -U "$DEPLOY_USER" 2>/dev/null | grep -q '(ALL' ||
 
 # sshd keeps the first value it reads and includes sshd_config.d/*.conf in lexical order, so this
 # file sorts before cloud-init's 50-cloud-init.conf (which may say PasswordAuthentication yes).
+# A session that stops answering is dropped after 2 x 300 s of silence (ClientAlive*, inside the
+# encrypted channel, instead of TCPKeepAlive's spoofable probes). The provider's Go client answers
+# them during a long step: golang.org/x/crypto ssh/session.go, (*Session).wait, replies to every
+# request that wants a reply ("This handles keepalives and matches OpenSSH's behaviour").
+# MaxSessions counts sessions multiplexed on one connection; pulumi-command 1.2.1 dials a
+# connection per command and opens one session on it (remote/commandOutputs.go:31-36, and one
+# SFTP session in copyController.go:169-179), as the VM suite's OpenSSH does.
 hardening=/etc/ssh/sshd_config.d/01-nodehost.conf
 previous=$(cat "$hardening" 2>/dev/null || true)
 write_file "$hardening" 0644 root:root <<CONF
@@ -180,8 +187,8 @@ systemctl reload ssh
 # A crashed process's memory holds its secrets (database URL, keys): no core dumps, and
 # core_pattern is not namespaced, so this covers the containers too. The rest is the kernel
 # side of lynis' scan profile (KRNL-6000, `config-data=sysctl` lines of its default.prf), less
-# what this host needs otherwise: net.ipv4.conf.all.forwarding stays 1 (Docker's published
-# ports), rp_filter stays as systemd sets it (strict mode drops replies on a droplet whose
+# what this host needs otherwise: net.ipv4.conf.all.forwarding stays 1 (Docker routes its
+# containers' traffic), rp_filter stays as systemd sets it (strict mode drops replies on a droplet whose
 # public, anchor and VPC addresses sit on two interfaces), kernel.modules_disabled stays 0
 # (UFW and Docker load netfilter modules as rules appear). The list of what stays is
 # docs/host-steps.md's.
@@ -218,8 +225,8 @@ write_file /etc/systemd/coredump.conf.d/60-nodehost.conf 0644 root:root <<'CONF'
 Storage=none
 ProcessSizeMax=0
 CONF
-# Login shells (an operator's SSH session): no core files, and an idle root shell left open
-# logs out after 15 minutes. Non-interactive commands (the steps, pulumi-command) read neither.
+# Login shells (an operator's SSH session): no core files, and an idle shell left open logs
+# out after 15 minutes. Non-interactive commands (the steps, pulumi-command) read neither.
 write_file /etc/profile.d/60-nodehost-hardening.sh 0644 root:root <<'CONF'
 # Written by nodehost (base step).
 ulimit -c 0
