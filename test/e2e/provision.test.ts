@@ -218,7 +218,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     "fs.protected_fifos": "2", "fs.protected_regular": "2", "kernel.kptr_restrict": "2", "kernel.sysrq": "0",
     "kernel.yama.ptrace_scope": "1", "kernel.unprivileged_bpf_disabled": "1", "net.core.bpf_jit_harden": "2",
     "dev.tty.ldisc_autoload": "0", "net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.all.accept_redirects": "0",
-    "net.ipv6.conf.all.accept_redirects": "0", "net.ipv4.conf.default.accept_source_route": "0", "net.ipv4.conf.all.log_martians": "1",
+    "net.ipv6.conf.all.accept_redirects": "0", "net.ipv4.conf.default.accept_source_route": "0",
   };
   const liveSysctl = async (h: Host) =>
     Object.fromEntries((await sshOk(h.target, `sudo -n sysctl ${Object.keys(HARDENED_SYSCTL).join(" ")}`)).trim().split("\n").map((l) => l.split(" = ")));
