@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { repoRoot } from "./paths";
 import { sshOk, type SshTarget } from "./ssh";
 
+/** Issue 12's bar for the hardening index. */
+export const LYNIS_MIN_INDEX = 80;
+
 export interface LynisAudit {
   index: number;
   version: string;
