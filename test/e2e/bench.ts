@@ -2,12 +2,12 @@
 // that failed during it), as a table and JSON.
 // Everything is measured in this run, the apt floor included, on this machine's accelerator.
 // Flags: --no-cold (skip the cold image build), --no-dr (skip the disaster-recovery rebuilds).
-import { appendFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkCapability, skipBanner } from "./lib/capability";
 import { bootHost, copyDisk, SITE_NAMES, startWorld, type Host } from "./lib/harness";
-import { ensureBaseImage } from "./lib/image";
+import { ensureBaseImage, stepPackages } from "./lib/image";
 import { ensureServiceImages } from "./lib/service-images";
 import { cachePath, cacheDir, newRunDir, repoRoot } from "./lib/paths";
 import { ssh, sshOk } from "./lib/ssh";
@@ -17,23 +17,6 @@ interface Row {
   what: string;
   seconds: number;
   note?: string;
-}
-
-/**
- * The packages the steps install with apt_install, read from scripts/ (node-pm2's nodejs/npm are
- * left out: the e2e stack takes Node from the npm registry).
- */
-export function stepPackages(): string[] {
-  const pkgs = new Set<string>();
-  const dir = join(repoRoot, "scripts");
-  for (const f of readdirSync(dir).filter((n) => n.endsWith(".sh") && n !== "lib.sh")) {
-    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/^\s*apt_install\s+([^#\n]+)/gm)) {
-      for (const p of m[1].trim().split(/\s+/)) if (/^[a-z0-9][a-z0-9.+-]+$/.test(p)) pkgs.add(p);
-    }
-  }
-  pkgs.delete("nodejs");
-  pkgs.delete("npm");
-  return [...pkgs].sort();
 }
 
 async function main(): Promise<void> {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the VM test host's base disk (a DigitalOcean-like Debian 13) without mounting anything.
-# Usage: build-base-image.sh <out-dir> <work-dir> <package,list>
-# Writes <out-dir>/disk.qcow2, vmlinuz, initrd.img. Runs as root (debootstrap, chroot).
+# Usage: build-base-image.sh <out-dir> <work-dir> <package,list> [<warm,package,list>]
+# Writes <out-dir>/disk.qcow2, vmlinuz, initrd.img, and with a warm list also warm.qcow2: the same
+# root with those packages installed (see image.ts). Runs as root (debootstrap, chroot).
 set -euo pipefail
 
-out=$1 work=$2 packages=$3
+out=$1 work=$2 packages=$3 warm_packages=${4:-}
 suite=trixie mirror=http://deb.debian.org/debian
 root=$work/rootfs
 mkdir -p "$out" "$work"
@@ -100,8 +101,29 @@ cp -L "$root/initrd.img" "$out/initrd.img"
 chroot_finish
 
 # 12 GiB sparse: room for Docker, images and apt caches; the qcow2 keeps only written blocks.
-truncate -s 12G "$work/disk.raw"
-mkfs.ext4 -q -F -L nodehost-root -d "$root" "$work/disk.raw"
-qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$out/disk.qcow2"
-rm -f "$work/disk.raw"
+write_disk() {
+  truncate -s 12G "$work/disk.raw"
+  mkfs.ext4 -q -F -L nodehost-root -d "$root" "$work/disk.raw"
+  qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$1"
+  rm -f "$work/disk.raw"
+}
+write_disk "$out/disk.qcow2"
+
+# The warm disk: the same root with the steps' packages already installed, as on a host that had
+# them before its first `up` (an `existing` host, a team's own snapshot image). apt runs natively
+# here, which under emulation takes minutes of a provision. The same kernel and initrd boot it.
+if [[ -n $warm_packages ]]; then
+  chroot_mount
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+  in_root apt-get update -q
+  chroot_install "$warm_packages"
+  in_root apt-get clean
+  echo 'nameserver 10.0.2.3' > "$root/etc/resolv.conf"
+  # What the installs may have created that each clone must make its own.
+  rm -f "$root"/etc/ssh/ssh_host_*
+  : > "$root/etc/machine-id"
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+  chroot_finish
+  write_disk "$out/warm.qcow2"
+fi
 echo "built $out"

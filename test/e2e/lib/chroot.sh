@@ -18,6 +18,13 @@ chroot_bootstrap() {
   trap chroot_unmount EXIT
   echo "debootstrap $suite (minbase)"
   debootstrap --variant=minbase "$suite" "$root" "$mirror"
+  chroot_mount
+}
+
+# Mounts what apt and maintainer scripts need under $root and forbids service starts until
+# chroot_finish (also to open a finished root again).
+chroot_mount() {
+  trap chroot_unmount EXIT
   mount -t proc proc "$root/proc"
   mount -t sysfs sysfs "$root/sys"
   mount --bind /dev "$root/dev"

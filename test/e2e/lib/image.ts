@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cacheDir, cachePath } from "./paths";
+import { cacheDir, cachePath, repoRoot } from "./paths";
 import { pidAlive, runOk } from "./exec";
 
 /** What a DigitalOcean Debian 13 image has that provisioning relies on, and no more. */
@@ -12,6 +12,24 @@ export const BASE_PACKAGES = [
   "iproute2", "procps", "e2fsprogs", "netbase", "less",
 ];
 
+/**
+ * The packages the steps install with apt_install, read from scripts/ (node-pm2's nodejs/npm are
+ * left out: the e2e stack takes Node from the npm registry). The apt floor of `npm run bench`
+ * installs them in one go; the warm disk has them installed.
+ */
+export function stepPackages(): string[] {
+  const pkgs = new Set<string>();
+  const dir = join(repoRoot, "scripts");
+  for (const f of readdirSync(dir).filter((n) => n.endsWith(".sh") && n !== "lib.sh")) {
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/^\s*apt_install\s+([^#\n]+)/gm)) {
+      for (const p of m[1].trim().split(/\s+/)) if (/^[a-z0-9][a-z0-9.+-]+$/.test(p)) pkgs.add(p);
+    }
+  }
+  pkgs.delete("nodejs");
+  pkgs.delete("npm");
+  return [...pkgs].sort();
+}
+
 const SCRIPT = join(__dirname, "build-base-image.sh");
 /** Sourced by both image builders; part of both recipes. */
 export const CHROOT_LIB = join(__dirname, "chroot.sh");
@@ -19,6 +37,12 @@ export const CHROOT_LIB = join(__dirname, "chroot.sh");
 export interface BaseImage {
   dir: string;
   disk: string;
+  /**
+   * The same root with stepPackages() installed: for a rebuild test that proves the data's path
+   * onto a new root disk, not the packages' (disaster recovery (a); a fresh provision and DR (b)
+   * start from `disk`, as a droplet does).
+   */
+  warmDisk: string;
   kernel: string;
   initrd: string;
   hash: string;
@@ -30,6 +54,8 @@ export interface BaseImage {
 export function baseImageRecipeHash(): string {
   return createHash("sha256")
     .update(BASE_PACKAGES.join(","))
+    .update("\0")
+    .update(stepPackages().join(","))
     .update("\0")
     .update(readFileSync(SCRIPT))
     .update(readFileSync(CHROOT_LIB))
@@ -44,9 +70,9 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
   const dir = cachePath(`base-trixie-${hash}`);
   const image = (cached: boolean, buildMs: number): BaseImage => ({
     dir, hash, cached, buildMs,
-    disk: join(dir, "disk.qcow2"), kernel: join(dir, "vmlinuz"), initrd: join(dir, "initrd.img"),
+    disk: join(dir, "disk.qcow2"), warmDisk: join(dir, "warm.qcow2"), kernel: join(dir, "vmlinuz"), initrd: join(dir, "initrd.img"),
   });
-  if (existsSync(join(dir, "disk.qcow2"))) return image(true, 0);
+  if (existsSync(join(dir, "disk.qcow2")) && existsSync(join(dir, "warm.qcow2"))) return image(true, 0);
 
   // Leftovers of builds whose process died (a kept failure, a killed run) only take space.
   for (const name of readdirSync(cacheDir())) {
@@ -58,7 +84,7 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
   rmSync(tmp, { recursive: true, force: true });
   log(`building base image ${hash} (debootstrap trixie; about 2-3 min)`);
   try {
-    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(",")], {
+    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(","), stepPackages().join(",")], {
       timeoutMs: 20 * 60_000,
       echo: process.env.NODEHOST_E2E_VERBOSE === "1",
     });
@@ -67,7 +93,7 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
       renameSync(join(tmp, "out"), dir);
     } catch (e) {
       // Another run finished the same recipe first: its image is as good as ours.
-      if (!existsSync(join(dir, "disk.qcow2"))) throw e;
+      if (!existsSync(join(dir, "warm.qcow2"))) throw e;
     }
   } catch (e) {
     throw new Error(`base image build failed (work files kept in ${tmp}): ${(e as Error).message}`);
