@@ -125,10 +125,61 @@ install -d -m 0700 "$DATA_MOUNT/postgres"
 install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
 
 # --- Containers: recreated only when their desired spec (a hash label) changes -----------------
-# ensure_container NAME IMAGE HASH_INPUT DOCKER_RUN_ARGS... -- IMAGE_ARGS...
+# A replacement (a new image, a refreshed tag, a changed setting) is proven before the old
+# container is let go: the old one is stopped and set aside as NAME-previous, and removed only once
+# the new one is healthy. A new one that exits, restarts or stays unhealthy is removed, the old one
+# started again, and the step fails saying so. Both use the same data directory, so only one runs
+# at a time: PostgreSQL is down from the old server's stop until the new one answers (or, on a
+# failure, the old one again). A run stopped part way leaves NAME-previous; the next run finishes
+# that switch or undoes it before anything else.
+
+# "<status> <health> <restarts>" of a container, e.g. "running healthy 0" (health "none" without a
+# health check); fails when there is no such container.
+container_state() {
+  docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}' "$1" 2>/dev/null
+}
+container_exists() { docker inspect "$1" >/dev/null 2>&1; }
+
+# wait_healthy NAME SECONDS: 0 once healthy; 1 at once when it exits or docker restarts it (a
+# server that fails to start does not become healthy later), or when SECONDS pass.
+wait_healthy() {
+  local name=$1 limit=$2 start=$SECONDS status health restarts first
+  read -r _ _ first < <(container_state "$name") || return 1
+  while ((SECONDS - start < limit)); do
+    read -r status health restarts < <(container_state "$name") || return 1
+    [[ $status == running && ($health == healthy || $health == none) ]] && return 0
+    [[ $status == running || $status == created ]] && [[ $restarts == "$first" ]] || return 1
+    sleep 2
+  done
+  return 1
+}
+
+# prove_container NAME IMAGE SECONDS: the new NAME healthy, then NAME-previous removed; else NAME
+# removed, NAME-previous back, and the step fails.
+prove_container() {
+  local name=$1 image=$2 limit=$3 prev=$1-previous
+  if wait_healthy "$name" "$limit"; then
+    if container_exists "$prev"; then
+      docker rm -f "$prev" >/dev/null
+      changed "container $name healthy on its new spec; the previous one removed"
+    fi
+    return 0
+  fi
+  warn "container $name (image $image) did not become healthy: $(container_state "$name" || echo gone)"
+  docker logs --tail 30 "$name" >&2 || true
+  container_exists "$prev" || die "$name (image $image) is not healthy"
+  docker rm -f "$name" >/dev/null
+  docker rename "$prev" "$name"
+  docker start "$name" >/dev/null
+  changed "container $name: the previous one started again"
+  wait_healthy "$name" "$limit" || die "$name (image $image) is not healthy, and the previous container, started again, is not healthy either"
+  die "$name (image $image) is not healthy; the previous container serves again (its logs are above)"
+}
+
+# ensure_container NAME IMAGE HASH_INPUT HEALTH_SECONDS DOCKER_RUN_ARGS... -- IMAGE_ARGS...
 ensure_container() {
-  local name=$1 image=$2 extra=$3 spec current run_args=() cmd_args=()
-  shift 3
+  local name=$1 image=$2 extra=$3 limit=$4 spec current run_args=() cmd_args=() prev=$1-previous
+  shift 4
   while [[ $# -gt 0 && $1 != -- ]]; do
     run_args+=("$1")
     shift
@@ -137,21 +188,32 @@ ensure_container() {
   cmd_args=("$@")
   spec=$(printf '%s\n' "$image" "$(docker image inspect -f '{{.Id}}' "$image")" "$extra" \
     "${run_args[@]}" -- "${cmd_args[@]}" | sha256sum | cut -c1-32)
+  # A switch an earlier run stopped between setting the old container aside and starting the new.
+  if container_exists "$prev" && ! container_exists "$name"; then
+    docker rename "$prev" "$name"
+    changed "container $name: the one a stopped switch set aside is back"
+  fi
   current=$(docker inspect -f '{{index .Config.Labels "nodehost.spec"}}' "$name" 2>/dev/null || true)
   if [[ $current == "$spec" ]]; then
     if [[ $(docker inspect -f '{{.State.Running}}' "$name") != true ]]; then
       docker start "$name" >/dev/null
       changed "started $name"
     fi
+    # A new container that a stopped run did not get to prove.
+    if container_exists "$prev"; then prove_container "$name" "$image" "$limit"; fi
     return 0
   fi
-  if docker inspect "$name" >/dev/null 2>&1; then
+  if container_exists "$name"; then
+    # An older NAME-previous than this switch's own would hold the name (a switch proven but
+    # stopped before the removal, then changed again): the container now in service is the one to keep.
+    if container_exists "$prev"; then docker rm -f "$prev" >/dev/null; fi
     docker stop -t 60 "$name" >/dev/null
-    docker rm "$name" >/dev/null
+    docker rename "$name" "$prev"
   fi
   docker run -d --name "$name" --label "nodehost.spec=$spec" --restart unless-stopped \
     --log-opt max-size=10m --log-opt max-file=3 "${run_args[@]}" "$image" "${cmd_args[@]}" >/dev/null
   changed "container $name (re)created"
+  if container_exists "$prev"; then prove_container "$name" "$image" "$limit"; fi
 }
 
 # shellcheck disable=SC2016 # $POSTGRES_* expand inside the container, from its env file.
@@ -166,7 +228,7 @@ pg_run=(
   --health-cmd 'pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
   --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 120s
 )
-ensure_container "$PG_NAME" "$POSTGRES_IMAGE" "$(sha256sum "$ETC/postgres.env")" "${pg_run[@]}" --
+ensure_container "$PG_NAME" "$POSTGRES_IMAGE" "$(sha256sum "$ETC/postgres.env")" 600 "${pg_run[@]}" --
 # A password change does not recreate the container: the entrypoint reads the file on first init
 # only, and an existing database gets ALTER USER below.
 
@@ -183,7 +245,7 @@ redis_run=(
   --health-cmd 'nodehost-redis-cli ping | grep -q PONG'
   --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 30s
 )
-ensure_container "$REDIS_NAME" "$REDIS_IMAGE" "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" \
+ensure_container "$REDIS_NAME" "$REDIS_IMAGE" "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" 300 \
   "${redis_run[@]}" -- /etc/nodehost-redis.conf
 
 healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null) == healthy ]]; }

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkCapability } from "./lib/capability";
 import { runOk } from "./lib/exec";
-import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
+import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, IMAGE_PRELOAD_DIR, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
+import { POSTGRES, REDIS } from "./lib/service-images";
 import { newRunDir, repoRoot } from "./lib/paths";
 import { LYNIS_MIN_INDEX, lynisAudit, undocumentedFindings } from "./lib/lynis";
 import { killStepAfter, StepFailedError, type ReplayResult } from "./lib/replay";
@@ -750,6 +751,42 @@ http.createServer((req, res) => {
   // The replay's own VM tests (stub program, broken config, host key, SSH narrowed, apt locks):
   // they need a host, not a fresh one, so they use this one before it is lost below.
   describe("the replay on this host", () => replayOnHost(() => ({ world, host })));
+
+  // Last on this host before the disasters: it leaves PostgreSQL on another image (same
+  // server), which the rebuilds below do not use and no test after them replays.
+  it("switches PostgreSQL to a new image only once it is healthy: a new one that fails gives way to the old one, the rows untouched", async () => {
+    // Two images made from the stack's PostgreSQL image on the host (a droplet would pull them):
+    // "next" is the same server under a new image id, as a refreshed tag or a new minor release is;
+    // "broken" cannot start, as a wrong tag or a newer major on old data cannot.
+    const pg = POSTGRES.tag.replace(/:[^:/]+$/, "");
+    await sshOk(host.target, `sudo -n sh -c 'docker rm -f e2e-mk >/dev/null 2>&1; docker create --name e2e-mk ${POSTGRES.tag} >/dev/null
+      && docker commit --change "LABEL nodehost.e2e=next" e2e-mk ${pg}:e2e-next >/dev/null
+      && docker commit --change "ENTRYPOINT [\\"/bin/false\\"]" e2e-mk ${pg}:e2e-broken >/dev/null; docker rm e2e-mk >/dev/null'`.replace(/\n\s+/g, " "));
+    const imageOf = async () => (await sshOk(host.target, "sudo -n docker inspect -f '{{.Image}}' nodehost-postgres")).trim();
+    const idOf = async (ref: string) => (await sshOk(host.target, `sudo -n docker image inspect -f '{{.Id}}' ${ref}`)).trim();
+    const containers = async () => (await sshOk(host.target, "sudo -n docker ps -a --format '{{.Names}}'")).trim().split("\n").sort();
+    const withPostgres = (ref: string) => ({ images: { postgres: ref, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR } });
+    const rows = await summary(host);
+    const before = await imageOf();
+    expect(before).toBe(await idOf(POSTGRES.tag));
+
+    const failed = await host.replay({ overrides: withPostgres(`${pg}:e2e-broken`) }).then(() => undefined, (e: unknown) => e);
+    expect(failed).toBeInstanceOf(StepFailedError);
+    expect((failed as StepFailedError).step).toBe("docker-data");
+    expect((failed as StepFailedError).message).toContain("the previous container serves again");
+    expect(await imageOf()).toBe(before);
+    expect(await containers()).toEqual(["nodehost-postgres", "nodehost-redis"]);
+    await healthy(host, 3 * 60_000);
+    expect(await summary(host)).toEqual(rows);
+
+    const switched = await host.replay({ overrides: withPostgres(`${pg}:e2e-next`) });
+    expect(switched.ran.map((s) => s.name)).toContain("docker-data");
+    expect(await imageOf()).toBe(await idOf(`${pg}:e2e-next`));
+    expect(await imageOf()).not.toBe(before);
+    expect(await containers()).toEqual(["nodehost-postgres", "nodehost-redis"]);
+    await healthy(host, 3 * 60_000);
+    expect(await summary(host)).toEqual(rows);
+  });
 
   // Both rebuilds run at once, as they are independent (each its own volume, the bucket only
   // read; the times are in test/e2e/README.md). The second gets a CA and an HTTP port of its own
