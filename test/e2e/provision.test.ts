@@ -799,13 +799,9 @@ http.createServer((req, res) => {
     let worldB: World;
 
     // Boots, replays and reads back a rebuilt host; the VM is destroyed whatever happens.
-    const rebuild = async (w: World, name: string, opts: { dataDisk?: string; fromDisk?: string }, check?: (h: Host) => Promise<Partial<Rebuild>>): Promise<Rebuild> => {
+    const rebuild = async (w: World, name: string, opts: { dataDisk?: string; fromDisk?: string; cpus: number }, check?: (h: Host) => Promise<Partial<Rebuild>>): Promise<Rebuild> => {
       const started = Date.now();
-      // One vCPU each: two VMs of two vCPUs would be four emulated CPUs on this machine's two
-      // cores, and software emulation handles that badly (its vCPU threads wait on each other). An
-      // apt install of the steps' packages on two VMs at once took 393-399 s at two vCPUs each and
-      // 249-260 s at one each (test/e2e/README.md).
-      const h = await bootHost(w, { name, cpus: 1, ...opts });
+      const h = await bootHost(w, { name, ...opts });
       try {
         await h.replay();
         await webUntil({ name: SITE, port: h.vm.ports.https, path: "/api/health", https: true, ca: w.pebble.issuerRootPem }, (r) => r.status === 200, 2 * 60_000);
@@ -833,7 +829,13 @@ http.createServer((req, res) => {
       // path from a stock image is proven by the fresh provision above and by (b). It also runs
       // the steps on a host that had Docker, nginx and fail2ban running before its first `up`
       // (an `existing` host). It saves (b) the CPU of a second apt install under emulation.
-      drA = rebuild(world, "e2e-dr-a", { dataDisk: volume, fromDisk: world.image.warmDisk }, async (h) => {
+      //
+      // vCPUs: (a) one, (b) two. Two VMs of two vCPUs would be four emulated CPUs on this machine's
+      // two cores, which software emulation handles badly (its vCPU threads wait on each other: an
+      // apt install on two VMs at once took 393-399 s at two vCPUs each, 249-260 s at one each).
+      // But at one vCPU, (b)'s steps that run side by side (docker-data, node-pm2) share it, and
+      // (b) stays that slow after (a) is done: its app step took 122 s at one vCPU, 74 s at two.
+      drA = rebuild(world, "e2e-dr-a", { dataDisk: volume, fromDisk: world.image.warmDisk, cpus: 1 }, async (h) => {
         const sb = await sshOk(h.target, "sudo -n dumpe2fs -h \"$(findmnt -n -o SOURCE /mnt/data)\" 2>/dev/null");
         const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)$`, "m").exec(sb)?.[1]);
         return { fsBytes: field("Block count") * field("Block size"), grown };
@@ -841,7 +843,7 @@ http.createServer((req, res) => {
       // Each test awaits its own; neither may go unhandled while the other is awaited.
       drA.catch(() => undefined);
       worldB = await besideWorld(world, "dr-b");
-      drB = rebuild(worldB, "e2e-dr-b", {});
+      drB = rebuild(worldB, "e2e-dr-b", { cpus: 2 });
       drB.catch(() => undefined);
     });
 
