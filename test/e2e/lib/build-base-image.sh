@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the VM test host's base disk (a DigitalOcean-like Debian 13) without mounting anything.
-# Usage: build-base-image.sh <out-dir> <work-dir> <package,list> [<warm,package,list>]
+# Usage: build-base-image.sh <out-dir> <work-dir> <package,list> [<warm,package,list> [<ca-dir>]]
 # Writes <out-dir>/disk.qcow2, vmlinuz, initrd.img, and with a warm list also warm.qcow2: the same
-# root with those packages installed (see image.ts). Runs as root (debootstrap, chroot).
+# root with those packages installed (see image.ts). The *.crt files of <ca-dir> are trusted (this
+# machine's egress proxy, which the guest goes through too). Runs as root (debootstrap, chroot).
 set -euo pipefail
 
-out=$1 work=$2 packages=$3 warm_packages=${4:-}
+out=$1 work=$2 packages=$3 warm_packages=${4:-} ca_dir=${5:-}
 suite=trixie mirror=http://deb.debian.org/debian
 root=$work/rootfs
 mkdir -p "$out" "$work"
@@ -16,6 +17,12 @@ mkdir -p "$out" "$work"
 # packages fails to configure them). Nothing may start as a service inside the chroot.
 chroot_bootstrap "$suite" "$mirror"
 chroot_install "$packages"
+
+if [[ -n $ca_dir ]] && compgen -G "$ca_dir/*.crt" >/dev/null; then
+  install -d "$root/usr/local/share/ca-certificates"
+  cp "$ca_dir"/*.crt "$root/usr/local/share/ca-certificates/"
+  in_root update-ca-certificates >/dev/null
+fi
 
 cat > "$root/etc/apt/sources.list.d/debian.sources" <<SRC
 Types: deb

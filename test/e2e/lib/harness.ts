@@ -1,10 +1,10 @@
 // The VM test host put together: the outside world on loopback (Pebble, S3, images), the e2e
 // stack config pointing at a VM, and fresh or snapshot hosts ready for replay.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
 import { SECRET_KEYS } from "../../../components/config";
-import { ensureBaseImage, type BaseImage } from "./image";
+import { ensureBaseImage, machineCaFiles, type BaseImage } from "./image";
 import { startPebble, type Pebble } from "./pebble";
 import { startS3, type S3Server } from "./s3";
 import { ensureServiceImages, POSTGRES, REDIS, type ServiceImage } from "./service-images";
@@ -167,24 +167,26 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
  * This machine reaches the npm registry through a TLS-intercepting egress proxy whose CA sits in
  * /usr/local/share/ca-certificates; the guest's traffic goes the same way, so the guest trusts the
  * same local CAs (system store, and npm's cafile since Node keeps its own CA list). A droplet on
- * the open internet needs none of this; with no local CAs this does nothing.
+ * the open internet needs none of this; with no local CAs this does nothing. The base image has
+ * them already (image.ts, natively at build time): here `update-ca-certificates`, about 30 s
+ * under emulation, runs only when a file differs.
  */
 export async function trustMachineCas(target: SshTarget, dir = process.env.NODEHOST_E2E_EXTRA_CA_DIR ?? "/usr/local/share/ca-certificates"): Promise<number> {
-  if (!existsSync(dir)) return 0;
-  const pems = readdirSync(dir).filter((f) => f.endsWith(".crt")).map((f) => readFileSync(join(dir, f), "utf8").trim());
-  if (pems.length === 0) return 0;
+  const files = machineCaFiles(dir);
+  if (files.length === 0) return 0;
   const script = [
     "set -euo pipefail",
     "install -d /usr/local/share/ca-certificates",
-    ...pems.map((pem, i) => `cat > /usr/local/share/ca-certificates/nodehost-e2e-machine-${i}.crt <<'PEM'\n${pem}\nPEM`),
-    "update-ca-certificates >/dev/null",
+    "changed=0",
+    ...files.map((f) => `cat > /tmp/${f.name} <<'PEM'\n${f.content}PEM\nif cmp -s /tmp/${f.name} /usr/local/share/ca-certificates/${f.name}; then rm /tmp/${f.name}; else mv /tmp/${f.name} /usr/local/share/ca-certificates/${f.name}; changed=1; fi`),
+    "if [[ $changed == 1 ]]; then update-ca-certificates >/dev/null; fi",
     // /etc/skel: the app user, whose npm ci this is, is made by the node-pm2 step (useradd -m).
     `for h in /root /home/${DEPLOY_USER} /etc/skel; do printf 'cafile=/etc/ssl/certs/ca-certificates.crt\\n' > "$h/.npmrc"; done`,
     `chown ${DEPLOY_USER}: /home/${DEPLOY_USER}/.npmrc`,
     "grep -q '^NODE_EXTRA_CA_CERTS=' /etc/environment || echo 'NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' >> /etc/environment",
   ].join("\n");
   await sshOk(target, "sudo -n bash -s", { input: script });
-  return pems.length;
+  return files.length;
 }
 
 /** Copies the service image archives to where docker-data looks before pulling. */

@@ -1,6 +1,6 @@
 // The base disk of the VM test host: Debian 13 from debootstrap, cached by a hash of its recipe.
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cacheDir, cachePath, repoRoot } from "./paths";
 import { pidAlive, runOk } from "./exec";
@@ -30,6 +30,16 @@ export function stepPackages(): string[] {
   return [...pkgs].sort();
 }
 
+/**
+ * The CAs of this machine's TLS-intercepting egress proxy (harness.ts trustMachineCas), as files
+ * for the guest's /usr/local/share/ca-certificates: the image has them (a droplet needs none).
+ */
+export function machineCaFiles(dir = process.env.NODEHOST_E2E_EXTRA_CA_DIR ?? "/usr/local/share/ca-certificates"): { name: string; content: string }[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith(".crt")).sort()
+    .map((f, i) => ({ name: `nodehost-e2e-machine-${i}.crt`, content: `${readFileSync(join(dir, f), "utf8").trim()}\n` }));
+}
+
 const SCRIPT = join(__dirname, "build-base-image.sh");
 /** Sourced by both image builders; part of both recipes. */
 export const CHROOT_LIB = join(__dirname, "chroot.sh");
@@ -56,6 +66,8 @@ export function baseImageRecipeHash(): string {
     .update(BASE_PACKAGES.join(","))
     .update("\0")
     .update(stepPackages().join(","))
+    .update("\0")
+    .update(JSON.stringify(machineCaFiles()))
     .update("\0")
     .update(readFileSync(SCRIPT))
     .update(readFileSync(CHROOT_LIB))
@@ -84,7 +96,10 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
   rmSync(tmp, { recursive: true, force: true });
   log(`building base image ${hash} (debootstrap trixie; about 2-3 min)`);
   try {
-    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(","), stepPackages().join(",")], {
+    const cas = join(tmp, "cas");
+    mkdirSync(cas, { recursive: true });
+    for (const f of machineCaFiles()) writeFileSync(join(cas, f.name), f.content);
+    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(","), stepPackages().join(","), cas], {
       timeoutMs: 20 * 60_000,
       echo: process.env.NODEHOST_E2E_VERBOSE === "1",
     });
