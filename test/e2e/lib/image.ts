@@ -48,9 +48,9 @@ export interface BaseImage {
   dir: string;
   disk: string;
   /**
-   * The same root with stepPackages() installed: for a rebuild test that proves the data's path
-   * onto a new root disk, not the packages' (disaster recovery (a); a fresh provision and DR (b)
-   * start from `disk`, as a droplet does).
+   * The same root with stepPackages() installed: for the rebuild tests, which prove the data's
+   * path onto a new root disk, not the packages' (the disaster-recovery rebuilds; the fresh
+   * provision and `npm run bench` start from `disk`, as a droplet does).
    */
   warmDisk: string;
   kernel: string;
