@@ -75,9 +75,8 @@ network: {config: disabled}
 manage_etc_hosts: true
 CFG
 
-# Every clone must get its own SSH host keys and machine-id: cloud-init's ssh module generates
-# keys on an instance's first boot; the unit below is a fallback should it not.
-rm -f "$root"/etc/ssh/ssh_host_*
+# Every clone must get its own SSH host keys and machine-id (clean_for_clones): cloud-init's ssh
+# module generates keys on an instance's first boot; the unit below is a fallback should it not.
 cat > "$root/etc/systemd/system/ssh-hostkeys.service" <<UNIT
 [Unit]
 Description=Generate SSH host keys missing from the image
@@ -93,14 +92,20 @@ ExecStart=/usr/bin/ssh-keygen -A
 WantedBy=multi-user.target
 UNIT
 in_root systemctl enable ssh-hostkeys.service
-: > "$root/etc/machine-id"
-rm -f "$root/var/lib/dbus/machine-id"
 
 # apt-daily and apt-daily-upgrade stay enabled, as on a droplet's Debian image: they take apt's
 # locks at their own times, and the steps must wait for them (lib.sh apt_get), not be spared them.
 in_root systemctl enable apt-daily.timer apt-daily-upgrade.timer
-in_root apt-get clean
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+
+# What each clone must make its own (host keys, machine-id), and what only the build used.
+clean_for_clones() {
+  rm -f "$root"/etc/ssh/ssh_host_*
+  : > "$root/etc/machine-id"
+  rm -f "$root/var/lib/dbus/machine-id"
+  in_root apt-get clean
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+}
+clean_for_clones
 
 cp -L "$root/vmlinuz" "$out/vmlinuz"
 cp -L "$root/initrd.img" "$out/initrd.img"
@@ -124,12 +129,8 @@ if [[ -n $warm_packages ]]; then
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"
   in_root apt-get update -q
   chroot_install "$warm_packages"
-  in_root apt-get clean
   echo 'nameserver 10.0.2.3' > "$root/etc/resolv.conf"
-  # What the installs may have created that each clone must make its own.
-  rm -f "$root"/etc/ssh/ssh_host_*
-  : > "$root/etc/machine-id"
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+  clean_for_clones
   chroot_finish
   write_disk "$out/warm.qcow2"
 fi

@@ -171,7 +171,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
  * them already (image.ts, natively at build time): here `update-ca-certificates`, about 30 s
  * under emulation, runs only when a file differs.
  */
-export async function trustMachineCas(target: SshTarget, dir = process.env.NODEHOST_E2E_EXTRA_CA_DIR ?? "/usr/local/share/ca-certificates"): Promise<number> {
+export async function trustMachineCas(target: SshTarget, dir?: string): Promise<number> {
   const files = machineCaFiles(dir);
   if (files.length === 0) return 0;
   const script = [
