@@ -1,0 +1,234 @@
+// nodehost-pitr runs for real: a local PostgreSQL archives its WAL with Debian's pgBackRest into
+// s3rver over TLS (pgBackRest speaks S3 over HTTPS only), base backups and restores go through the
+// same pgBackRest. `docker` is the stand-in (fixtures/docker): `docker exec nodehost-postgres
+// pgbackrest` and the restore's one-off container run pgbackrest as the local postgres user, and
+// `docker stop/start nodehost-postgres` stop and start the local server. The container wiring
+// itself (the image with pgBackRest, archive_command, the mounted configuration) is the VM's.
+import * as fs from "fs";
+import * as path from "path";
+import { spawn, spawnSync, type ChildProcess } from "child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort, missing, pgBinDir, run, runAsync, s3rverBin, SCRIPTS, tmpDir, waitFor } from "./helpers";
+
+const TOOL = path.join(SCRIPTS, "tools", "nodehost-pitr");
+const need = missing("pgbackrest", "psql", "runuser", "openssl", "s3cmd", "python3");
+if (need.length) console.warn(`nodehost-pitr tests SKIPPED: missing ${need.join(", ")} (apt-get install pgbackrest postgresql s3cmd)`);
+
+describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and point-in-time restore with pgBackRest", () => {
+  const root = tmpDir("nodehost-pitr-");
+  fs.chmodSync(root, 0o755);
+  const etc = path.join(root, "etc");
+  const data = path.join(root, "data");
+  const pgData = path.join(data, "postgres");
+  const sock = path.join(root, "sock");
+  const shimConf = path.join(root, "shim-pgbackrest.conf");
+  const bucket = "nodehost-backups";
+  const CIPHER = "pitr-cipher-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  const MARKER = "plaintext-row-marker-7f3a";
+  let s3: ChildProcess;
+  let s3Port = 0;
+  let pgPort = 0;
+  let env: NodeJS.ProcessEnv;
+  const bin = pgBinDir();
+
+  const psql = (q: string) => {
+    const r = spawnSync("psql", ["-qAtX", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p", String(pgPort), "-U", "app", "-d", "app"], { encoding: "utf8", input: q });
+    if (r.status !== 0) throw new Error(`psql: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const tool = (args: string[]) => runAsync(TOOL, args, { env, timeoutMs: 300_000 });
+  const s3cmd = (...args: string[]) => run("s3cmd", ["-c", path.join(etc, "s3cfg"), "--no-progress", ...args]);
+  /** Every object under the bucket, as [key, local file] (s3rver keeps each object's body in `<key>._S3rver_object`). */
+  const objects = () => {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith("._S3rver_object")) out.push(p);
+      }
+    };
+    walk(path.join(root, "s3", bucket));
+    return out;
+  };
+  /** The WAL segment now being written is switched out and archived (pg_stat_archiver says so). */
+  const archiveNow = async () => {
+    const seg = psql("SELECT pg_walfile_name(pg_switch_wal())");
+    await waitFor(() => psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= seg, `WAL ${seg} archived`, 60_000);
+  };
+
+  beforeAll(async () => {
+    // A CA and a certificate for localhost: pgBackRest checks the name, and reads the CA from
+    // repo1-storage-ca-file, which nodehost-pitr takes from the s3cfg's ca_certs_file.
+    const tls = path.join(root, "tls");
+    fs.mkdirSync(tls);
+    const ssl = (...a: string[]) => expect(run("openssl", a, { cwd: tls }).status).toBe(0);
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=nodehost test CA");
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "s3.key", "-out", "s3.csr", "-subj", "/CN=localhost");
+    fs.writeFileSync(path.join(tls, "ext"), "subjectAltName=DNS:localhost\n");
+    ssl("x509", "-req", "-in", "s3.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "s3.pem", "-days", "2", "-extfile", "ext");
+    fs.chmodSync(path.join(tls, "ca.pem"), 0o644);
+    s3Port = await freePort();
+    fs.mkdirSync(path.join(root, "s3"));
+    s3 = spawn(s3rverBin(), ["-d", path.join(root, "s3"), "-a", "127.0.0.1", "-p", String(s3Port), "--key", path.join(tls, "s3.key"),
+      "--cert", path.join(tls, "s3.pem"), "--no-vhost-buckets", "--configure-bucket", bucket, "--silent"], { stdio: "ignore" });
+
+    // A server laid out as the container's: data on the volume, owned by postgres, the app's
+    // user a superuser trusted on the local socket (the official image's defaults), archiving
+    // through pgBackRest with the configuration the container mounts.
+    pgPort = await freePort();
+    fs.mkdirSync(data);
+    fs.mkdirSync(sock);
+    spawnSync("chown", ["postgres:postgres", sock]);
+    fs.mkdirSync(pgData, { mode: 0o700 });
+    spawnSync("chown", ["postgres:postgres", pgData]);
+    const asPg = (args: string[]) => {
+      const r = spawnSync("runuser", ["-u", "postgres", "--", ...args], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`${args.join(" ")}: ${r.stderr}`);
+    };
+    asPg([`${bin}/initdb`, "-D", pgData, "-U", "app", "-A", "trust"]);
+    fs.appendFileSync(path.join(pgData, "postgresql.conf"), [
+      `port = ${pgPort}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${sock}'`,
+      "archive_mode = on", `archive_command = 'PGBACKREST_CONFIG=${shimConf} pgbackrest --stanza=nodehost archive-push %p'`, "",
+    ].join("\n"));
+    asPg([`${bin}/pg_ctl`, "-D", pgData, "-l", path.join(sock, "pg.log"), "-w", "start"]);
+    spawnSync("createdb", ["-h", sock, "-p", String(pgPort), "-U", "app", "app"]);
+
+    fs.mkdirSync(etc, { mode: 0o700 });
+    fs.writeFileSync(path.join(etc, "backup.env"), [
+      "APP_NAME='app'", "STACK='production'", `DATA_MOUNT='${data}'`, "POSTGRES_USER='app'", "POSTGRES_DB='app'",
+      `S3_BUCKET='${bucket}'`, "S3_PREFIX='/prod/'", "PITR_RETENTION_FULL='2'", "PITR_FULL_EVERY_DAYS='7'", "",
+    ].join("\n"));
+    fs.writeFileSync(path.join(etc, "s3cfg"), [
+      "[default]", "access_key = S3RVER", "secret_key = S3RVER", `host_base = localhost:${s3Port}`, `host_bucket = localhost:${s3Port}`,
+      "bucket_location = fra1", "use_https = True", `ca_certs_file = ${path.join(tls, "ca.pem")}`, "signature_v2 = False", "",
+    ].join("\n"), { mode: 0o600 });
+    fs.writeFileSync(path.join(etc, "pitr.cipher"), CIPHER + "\n", { mode: 0o600 });
+    fs.writeFileSync(path.join(data, ".nodehost-initialized"), "initialized=2026-01-01T00:00:00Z\nrestored=none\n");
+    env = {
+      PATH: `${path.join(__dirname, "fixtures")}:${process.env.PATH}`,
+      NODEHOST_ETC: etc, NODEHOST_LOG: path.join(root, "backup.log"), NODEHOST_LOCK: path.join(root, "run", "backup.lock"),
+      NODEHOST_PG_PATH: pgData, NODEHOST_PG_SOCKET: sock, NODEHOST_PG_PORT: String(pgPort), NODEHOST_RECOVERY_LIMIT: "120",
+      PGHOST: sock, PGPORT: String(pgPort),
+      SHIM_PG_BIN: bin, SHIM_PG_DATA: pgData, SHIM_PG_LOG: path.join(sock, "pg.log"), SHIM_PITR_CONF: shimConf, SHIM_MOUNTED: data,
+    };
+    await waitFor(() => s3cmd("ls", `s3://${bucket}/`).status === 0, "s3rver over TLS", 30_000);
+  }, 120_000);
+
+  afterAll(() => {
+    spawnSync("runuser", ["-u", "postgres", "--", `${bin}/pg_ctl`, "-D", pgData, "-m", "immediate", "stop"]);
+    s3?.kill();
+  });
+
+  it("writes pgbackrest.conf for this stack's own path, encrypted, readable by the server's user alone", async () => {
+    const first = await tool(["configure"]);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).toContain("changed:");
+    const conf = path.join(etc, "pgbackrest", "pgbackrest.conf");
+    const text = fs.readFileSync(conf, "utf8");
+    expect(text).toContain("repo1-path=/prod/pgbackrest/app-production\n");
+    expect(text).toContain("repo1-cipher-type=aes-256-cbc\n");
+    expect(text).toContain(`repo1-cipher-pass=${CIPHER}\n`);
+    expect(text).toContain(`repo1-s3-endpoint=localhost\nrepo1-storage-port=${s3Port}\n`);
+    const st = fs.statSync(conf);
+    expect((st.mode & 0o777).toString(8)).toBe("400");
+    expect(st.uid).toBe(fs.statSync(pgData).uid);
+    const again = await tool(["configure"]);
+    expect(again.status).toBe(0);
+    expect(again.stdout).not.toContain("changed:");
+  });
+
+  it("refuses a plain-HTTP endpoint, naming why", async () => {
+    const cfg = path.join(etc, "s3cfg");
+    const orig = fs.readFileSync(cfg, "utf8");
+    fs.writeFileSync(cfg, orig.replace("use_https = True", "use_https = False"));
+    try {
+      const r = await tool(["configure"]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("pgBackRest talks to S3 over HTTPS only");
+    } finally { fs.writeFileSync(cfg, orig); }
+  });
+
+  let beforeT = "";
+  let t = "";
+  it("archives WAL and takes base backups into the bucket, all of it ciphertext", async () => {
+    const setup = await tool(["setup"]);
+    expect(setup.status, setup.stderr).toBe(0);
+    expect(await tool(["has-backup"]).then((r) => r.status)).toBe(1);
+    psql(`CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, '${MARKER} ' || g FROM generate_series(1, 5) g;`);
+    const full = await tool(["backup"]);
+    expect(full.status, full.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(root, "backup.log"), "utf8")).toMatch(/full base backup done/);
+    const diff = await tool(["backup"]);
+    expect(diff.status, diff.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(root, "backup.log"), "utf8")).toMatch(/diff base backup done/);
+    expect((await tool(["has-backup"])).status).toBe(0);
+
+    psql("INSERT INTO orders SELECT g, 'later ' || g FROM generate_series(6, 10) g;");
+    beforeT = psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM orders");
+    t = psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+    await new Promise((r) => setTimeout(r, 1100));
+    psql("INSERT INTO orders SELECT g, 'after T ' || g FROM generate_series(11, 15) g;");
+    await archiveNow();
+
+    const files = objects();
+    const keys = files.map((f) => path.relative(path.join(root, "s3", bucket), f));
+    expect(keys.some((k) => k.startsWith("prod/pgbackrest/app-production/archive/nodehost/"))).toBe(true);
+    expect(keys.some((k) => k.startsWith("prod/pgbackrest/app-production/backup/nodehost/"))).toBe(true);
+    expect(keys.every((k) => k.startsWith("prod/pgbackrest/app-production/"))).toBe(true);
+    // With the bucket's key alone the rows do not show: no object holds the marker or a known
+    // catalog string (pg_class, which every base backup and WAL stream carries) in clear.
+    for (const f of files) {
+      const body = fs.readFileSync(f);
+      expect(body.includes(MARKER), f).toBe(false);
+      expect(body.includes("pg_class"), f).toBe(false);
+    }
+  }, 300_000);
+
+  it("restores to the last archived point: every row the server archived, none lost to the base backup's age", async () => {
+    const r = await tool(["restore", "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe("pitr:the last archived point");
+    expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe("15:15");
+    expect(fs.existsSync(path.join(data, "postgres.before-restore", "PG_VERSION"))).toBe(true);
+    expect(psql("SELECT pg_is_in_recovery()")).toBe("f");
+  }, 300_000);
+
+  it("restores to a chosen time exactly the rows written before it", async () => {
+    const r = await tool(["restore", "--to", t, "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(psql("SELECT count(*) || ':' || md5(string_agg(id || note, ',' ORDER BY id)) FROM orders")).toBe(beforeT);
+    expect(psql("SELECT max(id) FROM orders")).toBe("10");
+    psql("INSERT INTO orders VALUES (200, 'on the new timeline')");
+    await archiveNow();
+  }, 300_000);
+
+  it("puts the data back and starts the server on it when the target cannot be reached", async () => {
+    const before = psql("SELECT count(*) || ':' || max(id) FROM orders");
+    const future = new Date(Date.now() + 3600e3).toISOString().replace("T", " ").replace("Z", "+00");
+    const r = await tool(["restore", "--to", future, "--yes"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("the data from before the restore is back");
+    await waitFor(() => { try { return psql("SELECT pg_is_in_recovery()") === "f"; } catch { return false; } }, "the server back", 60_000);
+    expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe(before);
+  }, 300_000);
+
+  it("keeps hostile input off every command line and file", async () => {
+    for (const bad of ["$(touch /tmp/pwned)", "2026-12-05 13:04:05", "2026-12-05 13:04:05+00'; DROP TABLE orders; --", "2026-12-05 13:04:05+00\nrecovery_target_action = 'shutdown'"]) {
+      const r = await tool(["restore", "--to", bad, "--yes"]);
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toContain("--to takes a time with its zone");
+    }
+    expect(fs.existsSync("/tmp/pwned")).toBe(false);
+    expect(psql("SELECT count(*) > 0 FROM orders")).toBe("t");
+  });
+
+  it("takes no base backup of a volume never initialised or restored", async () => {
+    fs.renameSync(path.join(data, ".nodehost-initialized"), path.join(root, "marker"));
+    try {
+      const r = await tool(["backup"]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("never initialised or restored");
+    } finally { fs.renameSync(path.join(root, "marker"), path.join(data, ".nodehost-initialized")); }
+  });
+});
