@@ -28,6 +28,7 @@ export const SECRET_KEYS = [
   "backupSecretKey",
   "backupPassphrase",
   "backupPreviousPassphrases",
+  "backupPitrCipherPass",
   "appSecrets",
   "appGitDeployKey",
 ] as const;
@@ -559,6 +560,30 @@ const passphrase = z
   .min(20, { error: "must be at least 20 characters" })
   .refine((s) => !/[\x00-\x1f\x7f]/.test(s), { error: "must not contain line breaks or control characters" });
 
+/**
+ * Point-in-time recovery (scripts/tools/nodehost-pitr, pgBackRest): PostgreSQL archives its WAL to
+ * the bucket continuously and base backups are taken on a schedule, so a rebuild restores to the
+ * last archived point (seconds to archiveTimeoutSeconds behind) instead of the last dump, and
+ * `nodehost-pitr restore --to TIME` goes back to any moment the archive covers. The dumps stay as
+ * the second, portable format (and the only one for Redis).
+ */
+const pointInTimeSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /**
+     * PostgreSQL's archive_timeout: a WAL segment with any write in it goes to the bucket at the
+     * latest this long after it was begun, so a lost host loses at most about this much. Each
+     * forced segment is 16 MB before compression: PostgreSQL's docs call a minute or so reasonable.
+     */
+    archiveTimeoutSeconds: z.int().min(10).max(3600).default(30),
+    /** Base backups (differential; full when the newest full one is fullEveryDays old). */
+    schedule: cronSchedule.default("30 1 * * *"),
+    fullEveryDays: z.int().min(1).max(90).default(7),
+    /** Full backups kept (and the WAL back to the oldest of them): how far back a restore can go. */
+    retentionFull: z.int().min(1).max(52).default(2),
+  })
+  .strict();
+
 const backupSchema = z
   .object({
     schedule: cronSchedule.default("0 */4 * * *"),
@@ -590,6 +615,15 @@ const backupSchema = z
     createBucket: z.boolean().default(true),
     // http:// only to this machine or a private network (the VM suite's S3 server at 10.0.2.2).
     endpoint: webUrl("must be an https:// URL (http:// only to a loopback or private address)", isLoopbackOrPrivate).optional(),
+    /**
+     * The CA (PEM certificates) an https endpoint with a private CA (a self-hosted S3) is checked
+     * against, by s3cmd and pgBackRest alike; "" trusts the host's CAs (Spaces).
+     */
+    endpointCaPem: z
+      .string()
+      .refine((s) => s === "" || PEM_CERTIFICATES.test(s), { error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)" })
+      .default(""),
+    pointInTime: pointInTimeSchema.prefault({}),
     // Written into /etc/nodehost/backup.env (sourced by root's backup tools) and object keys.
     prefix: z
       .string()
@@ -710,6 +744,10 @@ export const stackSchema = z
     // restores and drills try the current one first, then these in order. Remove one once the
     // backups made with it are past backup.retentionRemoteDays.
     backupPreviousPassphrases: z.array(passphrase).max(10).optional(),
+    // Encrypts the point-in-time archive (pgBackRest's repo1-cipher-pass); unset, the stack
+    // generates one and keeps it in state. It cannot change for an archive that exists: set it
+    // (from `pulumi stack output pitrCipherPass --show-secrets`) to rebuild a lost stack.
+    backupPitrCipherPass: passphrase.optional(),
     // The app's secrets (API keys): `pulumi config set --secret --path 'appSecrets.NAME' value`.
     // The engine lists an object key as secret when any value in it is (pulumi
     // sdk/go/common/resource/config/object.go:51-72 @1b5949891b), so a value set without --secret
@@ -764,6 +802,12 @@ export const stackSchema = z
       need(!c.backupAccessKey, ["backupAccessKey"], "is required when hostMode is existing");
       need(!c.backupSecretKey, ["backupSecretKey"], "is required when hostMode is existing");
     }
+    // pgBackRest speaks S3 over HTTPS only (no plain-HTTP option among its repo-s3 options).
+    need(
+      c.backup.pointInTime.enabled && !!c.backup.endpoint?.startsWith("http://") && isLoopbackOrPrivate(new URL(c.backup.endpoint).hostname),
+      ["backup", "pointInTime", "enabled"],
+      "needs an https:// backup.endpoint (pgBackRest talks to S3 over HTTPS only): set the endpoint's https URL, or false",
+    );
   });
 
 type Parsed = z.infer<typeof stackSchema>;
@@ -782,6 +826,7 @@ export type StackConfig = Omit<Parsed, SecretKey> & {
   backupSecretKey?: pulumi.Output<string>;
   backupPassphrase?: pulumi.Output<string>;
   backupPreviousPassphrases?: pulumi.Output<string[]>;
+  backupPitrCipherPass?: pulumi.Output<string>;
   appSecrets?: pulumi.Output<Record<string, string>>;
   appGitDeployKey?: pulumi.Output<string>;
 };
@@ -915,6 +960,7 @@ export function parseConfig(
     backupSecretKey: secret(c.backupSecretKey),
     backupPassphrase: secret(c.backupPassphrase),
     backupPreviousPassphrases: c.backupPreviousPassphrases === undefined ? undefined : pulumi.secret(c.backupPreviousPassphrases),
+    backupPitrCipherPass: secret(c.backupPitrCipherPass),
     appSecrets: c.appSecrets === undefined ? undefined : pulumi.secret(c.appSecrets),
     appGitDeployKey: secret(c.appGitDeployKey),
   };

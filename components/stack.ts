@@ -186,6 +186,8 @@ export function createStack(cfg: StackConfig): Stack {
       basicAuthPassword: pulumi.secret(host.basicAuthPassword),
       // Without it no backup can be read: keep a copy outside Pulumi (a password manager).
       backupPassphrase: pulumi.secret(host.backupPassphrase),
+      // Without it the point-in-time archive cannot be read: keep it beside the passphrase.
+      pitrCipherPass: pulumi.secret(host.pitrCipherPass),
       ...target.extraOutputs,
     },
   };

@@ -9,7 +9,9 @@ set -euo pipefail
 require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE DRILL_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
   BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 KEYS_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
-require_vars S3_PREFIX BACKUP_PREVIOUS_PASSPHRASES BACKUP_PUBLIC_KEYS_B64
+require_vars S3_PREFIX BACKUP_PREVIOUS_PASSPHRASES BACKUP_PUBLIC_KEYS_B64 S3_CA_PEM_B64
+require_nonempty PITR_ENABLED PITR_TOOL_B64 PITR_FULL_EVERY_DAYS PITR_RETENTION_FULL
+require_vars PITR_SCHEDULE PITR_CIPHER_PASS
 # Pulumi's own rule for stack names (pulumi sdk/go/common/tokens/stack_name.go:60-84 @1b5949891b).
 [[ $STACK =~ ^[A-Za-z0-9._-]+$ ]] || die "STACK must be a stack name (letters, digits, '.', '_', '-'), got '$STACK'"
 [[ $BACKUP_PASSPHRASE != *$'\n'* && ${#BACKUP_PASSPHRASE} -ge 20 ]] || die "BACKUP_PASSPHRASE must be one line of at least 20 characters"
@@ -28,6 +30,14 @@ done
 [[ $RETENTION_LOCAL_DAYS =~ ^[0-9]+$ && $RETENTION_REMOTE_DAYS =~ ^[0-9]+$ ]] || die "retention must be whole days"
 [[ $LOCAL_COPIES =~ ^[1-9][0-9]*$ ]] || die "LOCAL_COPIES must be a positive count, got '$LOCAL_COPIES'"
 [[ $ALLOW_EMPTY_START == true || $ALLOW_EMPTY_START == false ]] || die "ALLOW_EMPTY_START must be true or false"
+[[ $PITR_ENABLED == true || $PITR_ENABLED == false ]] || die "PITR_ENABLED must be true or false"
+[[ $S3_CA_PEM_B64 =~ ^[A-Za-z0-9+/=]*$ ]] || die "S3_CA_PEM_B64 must be base64"
+if [[ $PITR_ENABLED == true ]]; then
+  [[ $PITR_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] || die "PITR_SCHEDULE must be five cron fields, got '$PITR_SCHEDULE'"
+  [[ $PITR_FULL_EVERY_DAYS =~ ^[1-9][0-9]*$ && $PITR_RETENTION_FULL =~ ^[1-9][0-9]*$ ]] || die "PITR_FULL_EVERY_DAYS and PITR_RETENTION_FULL must be positive counts"
+  [[ $PITR_CIPHER_PASS != *$'\n'* && $PITR_CIPHER_PASS != *' '* && ${#PITR_CIPHER_PASS} -ge 20 ]] ||
+    die "PITR_CIPHER_PASS must be one line without spaces, at least 20 characters"
+fi
 for v in S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_REGION S3_PREFIX; do
   [[ ${!v} != *[[:space:]]* ]] || die "$v must not contain whitespace"
 done
@@ -69,6 +79,14 @@ elif [[ -e $ETC/backup.passphrases.previous ]]; then
   rm -f "$ETC/backup.passphrases.previous"
   changed "removed $ETC/backup.passphrases.previous"
 fi
+# A private CA of the endpoint (backup.endpointCaPem): s3cmd and pgBackRest check against it alone.
+ca_line=""
+if [[ -n $S3_CA_PEM_B64 ]]; then
+  write_file "$ETC/s3-ca.pem" 0644 root:root < <(base64 -d <<<"$S3_CA_PEM_B64")
+  ca_line="ca_certs_file = $ETC/s3-ca.pem"
+else
+  remove_file "$ETC/s3-ca.pem"
+fi
 # host_bucket = host_base: path-style requests, which Spaces and any S3-compatible server accept.
 write_file "$ETC/s3cfg" 0600 root:root <<CFG
 [default]
@@ -81,10 +99,12 @@ use_https = $use_https
 signature_v2 = False
 check_ssl_certificate = True
 socket_timeout = 60
+$ca_line
 CFG
 write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_BUCKET S3_PREFIX \
-  RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS LOCAL_COPIES
+  RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS LOCAL_COPIES PITR_ENABLED PITR_FULL_EVERY_DAYS PITR_RETENTION_FULL
 install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
+install_b64 "$PITR_TOOL_B64" /usr/local/bin/nodehost-pitr 0755
 install_b64 "$RESTORE_TOOL_B64" /usr/local/bin/nodehost-restore 0755
 install_b64 "$LIST_TOOL_B64" /usr/local/bin/nodehost-backups 0755
 install -d -m 0700 "$BACKUP_DIR"
@@ -114,6 +134,19 @@ if ! listing=$(s3cmd -c "$ETC/s3cfg" ls "$remote_dir" 2>&1); then
   die "cannot list $remote_dir at $host: $(tail -n 2 <<<"$listing")"
 fi
 
+# --- Point-in-time archive: pgbackrest.conf for the server's container (docker-data mounts its
+# directory; archive_command reads it) --------------------------------------------------------
+PITR_DUE=$DATA_MOUNT/.nodehost-pitr-restore-due
+if [[ $PITR_ENABLED == true ]]; then
+  write_file "$ETC/pitr.cipher" 0600 root:root <<<"$PITR_CIPHER_PASS"
+  out=$(/usr/local/bin/nodehost-pitr configure) || die "nodehost-pitr configure failed (above)"
+  while IFS= read -r line; do
+    if [[ $line == "changed: "* ]]; then changed "${line#changed: }"; fi
+  done <<<"$out"
+else
+  remove_file "$ETC/pitr.cipher"
+fi
+
 # --- Disaster recovery: empty database on a never-initialised volume + a backup in the bucket ----
 if [[ ! -f $MARKER ]]; then
   wait_until 300 "PostgreSQL" docker exec nodehost-postgres pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" ||
@@ -140,12 +173,36 @@ if [[ ! -f $MARKER ]]; then
       log "no backup in $remote_dir and no record of stack $STACK there: starting empty"
     fi
   fi
+  # Then PostgreSQL from the point-in-time archive, to its last archived point (seconds before the
+  # old host was lost, where the dump is up to backup.schedule old); Redis stays the dump's. A
+  # failed archive restore puts the dump's data back and fails the step; the file below makes the
+  # next run try the archive again (the tables are there by then).
+  if [[ $PITR_ENABLED == true ]] && { [[ $tables == 0 ]] || [[ -f $PITR_DUE ]]; } && /usr/local/bin/nodehost-pitr has-backup; then
+    touch "$PITR_DUE"
+    log "the bucket holds stack $STACK's point-in-time archive: restoring PostgreSQL to its last archived point"
+    /usr/local/bin/nodehost-pitr restore --yes >/dev/null || die "the point-in-time restore failed (above); the dump's data serves, and the next up tries the archive again"
+    rm -f "$PITR_DUE"
+    restored="$restored+pitr"
+    changed "restored PostgreSQL to the archive's last point (disaster recovery)"
+  fi
   printf 'initialized=%s\nrestored=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$restored" >"$MARKER.tmp"
   mv "$MARKER.tmp" "$MARKER"
   changed "$MARKER"
 fi
 # The bucket's record that this stack has run (a stack from before it gets one now).
 /usr/local/bin/nodehost-backups --record
+
+# The archive's stanza (kept when it is this database's), WAL reaching the bucket, and a first
+# base backup when the archive has none: from here on a lost host is restored to seconds before.
+pitr_cron=""
+if [[ $PITR_ENABLED == true ]]; then
+  /usr/local/bin/nodehost-pitr setup || die "point-in-time archive not working (above)"
+  if ! /usr/local/bin/nodehost-pitr has-backup; then
+    /usr/local/bin/nodehost-pitr backup --full || die "the first base backup failed (above)"
+    changed "first base backup of the point-in-time archive"
+  fi
+  pitr_cron="$PITR_SCHEDULE root /usr/local/bin/nodehost-pitr backup 2>&1 | logger -t nodehost-pitr-cron"
+fi
 
 # The schedule only now: before the database is initialised or restored, a cron run could send an
 # empty database off-site as the newest backup (nodehost-backup also refuses without the marker).
@@ -155,6 +212,7 @@ SHELL=/bin/bash
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 $BACKUP_SCHEDULE root /usr/local/bin/nodehost-backup --quiet >/dev/null
 $DRILL_SCHEDULE root /usr/local/bin/nodehost-restore --drill >/dev/null 2>&1
+$pitr_cron
 */10 * * * * root $FRESHNESS_CHECK
 CRON
 

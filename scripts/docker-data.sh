@@ -6,6 +6,9 @@ set -euo pipefail
 
 require_nonempty DATA_MOUNT POSTGRES_IMAGE REDIS_IMAGE POSTGRES_USER POSTGRES_DB POSTGRES_PASSWORD REDIS_PASSWORD
 require_vars IMAGE_PRELOAD_DIR
+require_nonempty PITR_ENABLED PITR_ARCHIVE_TIMEOUT
+[[ $PITR_ENABLED == true || $PITR_ENABLED == false ]] || die "PITR_ENABLED must be true or false"
+[[ $PITR_ARCHIVE_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || die "PITR_ARCHIVE_TIMEOUT must be whole seconds"
 [[ $POSTGRES_USER =~ ^[a-z_][a-z0-9_]*$ ]] || die "POSTGRES_USER must be a plain lower-case identifier"
 [[ $POSTGRES_DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "POSTGRES_DB must be a plain lower-case identifier"
 for secret in POSTGRES_PASSWORD REDIS_PASSWORD; do
@@ -77,6 +80,34 @@ ensure_image() {
 }
 ensure_image "$POSTGRES_IMAGE"
 ensure_image "$REDIS_IMAGE"
+
+# --- pgBackRest in the server's image (backup.pointInTime): archive_command runs it inside the
+# container. An image that has it already (a team's mirror, the VM suite's) is used as it is;
+# otherwise a local image is built on it with the package from the image's own apt sources (the
+# official Debian-based images carry PostgreSQL's apt repository, apt.postgresql.org, which has
+# pgbackrest for every server version), tagged by the base image's id so a refreshed base builds anew.
+pg_image=$POSTGRES_IMAGE
+if [[ $PITR_ENABLED == true ]]; then
+  probe=$(docker run --rm --entrypoint sh "$POSTGRES_IMAGE" -c \
+    'if command -v pgbackrest >/dev/null; then echo has; elif command -v apt-get >/dev/null; then echo apt; else echo none; fi') ||
+    die "cannot run a shell in $POSTGRES_IMAGE"
+  case $probe in
+    has) ;;
+    apt)
+      base_id=$(docker image inspect -f '{{.Id}}' "$POSTGRES_IMAGE")
+      base_id=${base_id#sha256:}
+      pg_image=nodehost/postgres-pgbackrest:${base_id:0:16}
+      if ! docker image inspect "$pg_image" >/dev/null 2>&1; then
+        # The legacy builder (Debian's docker.io has no buildx): the base is the local image, not pulled.
+        docker build -q -t "$pg_image" - >/dev/null <<DOCKERFILE || die "building $pg_image (pgbackrest on $POSTGRES_IMAGE) failed (above)"
+FROM $POSTGRES_IMAGE
+RUN apt-get update && apt-get install -y --no-install-recommends pgbackrest ca-certificates && rm -rf /var/lib/apt/lists/*
+DOCKERFILE
+        changed "built $pg_image: $POSTGRES_IMAGE with pgbackrest"
+      fi ;;
+    *) die "images.postgres ($POSTGRES_IMAGE) has no pgbackrest and no apt-get to install it: use a Debian-based PostgreSQL image, one with pgbackrest, or set backup.pointInTime.enabled false" ;;
+  esac
+fi
 
 # --- Secrets: files mounted read-only, never on a command line or in a container's environment
 # (`docker inspect` shows the environment to anyone in the docker group). The images read them
@@ -228,7 +259,17 @@ pg_run=(
   --health-cmd 'pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
   --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 120s
 )
-ensure_container "$PG_NAME" "$POSTGRES_IMAGE" "$(sha256sum "$ETC/postgres.env")" 600 "${pg_run[@]}" --
+pg_cmd=()
+if [[ $PITR_ENABLED == true ]]; then
+  # Read by the server's user inside the container; nodehost-pitr (backups step) writes
+  # pgbackrest.conf into it. Until then archive_command fails and PostgreSQL keeps the WAL and
+  # retries: nothing is lost while the archive is not there yet, or the bucket is down.
+  install -d -m 0700 -o "${pg_ids%%:*}" -g "${pg_ids##*:}" "$ETC/pgbackrest"
+  pg_run+=(-v "$ETC/pgbackrest:/etc/pgbackrest:ro")
+  pg_cmd=(postgres -c archive_mode=on -c "archive_command=pgbackrest --stanza=nodehost archive-push %p"
+    -c "archive_timeout=$PITR_ARCHIVE_TIMEOUT")
+fi
+ensure_container "$PG_NAME" "$pg_image" "$(sha256sum "$ETC/postgres.env")" 600 "${pg_run[@]}" -- "${pg_cmd[@]}"
 # A password change does not recreate the container: the entrypoint reads the file on first init
 # only, and an existing database gets ALTER USER below.
 

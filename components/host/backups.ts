@@ -32,6 +32,10 @@ export interface BackupsArgs extends HostStepArgs {
   previousPassphrases?: pulumi.Input<string[]>;
   /** ASCII-armored OpenPGP public keys every archive is also encrypted to. */
   publicKeys: string[];
+  /** PEM CA the endpoint is checked against ("" = the host's CAs). */
+  endpointCaPem: string;
+  /** Point-in-time recovery with pgBackRest, or undefined when off. */
+  pitr?: { schedule: string; fullEveryDays: number; retentionFull: number; cipherPass: pulumi.Input<string> };
 }
 
 export class Backups extends HostStep {
@@ -63,6 +67,13 @@ export class Backups extends HostStep {
       BACKUP_PASSPHRASE: args.passphrase,
       // One per line (the schema allows no line break in a passphrase).
       BACKUP_PREVIOUS_PASSPHRASES: pulumi.output(args.previousPassphrases ?? []).apply((p) => p.join("\n")),
+      S3_CA_PEM_B64: Buffer.from(args.endpointCaPem).toString("base64"),
+      PITR_ENABLED: args.pitr ? "true" : "false",
+      PITR_SCHEDULE: args.pitr?.schedule ?? "",
+      PITR_FULL_EVERY_DAYS: args.pitr?.fullEveryDays ?? 7,
+      PITR_RETENTION_FULL: args.pitr?.retentionFull ?? 2,
+      PITR_CIPHER_PASS: args.pitr?.cipherPass ?? "",
+      PITR_TOOL_B64: toolB64("nodehost-pitr"),
       BACKUP_PUBLIC_KEYS_B64: Buffer.from(args.publicKeys.map((k) => k.trim() + "\n").join("")).toString("base64"),
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });

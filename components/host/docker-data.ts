@@ -12,6 +12,9 @@ export interface DockerDataArgs extends HostStepArgs {
   postgresDb: string;
   postgresPassword: pulumi.Input<string>;
   redisPassword: pulumi.Input<string>;
+  /** PostgreSQL archives its WAL with pgBackRest (backup.pointInTime.enabled). */
+  pitr: boolean;
+  archiveTimeoutSeconds: number;
 }
 
 export class DockerData extends HostStep {
@@ -26,6 +29,8 @@ export class DockerData extends HostStep {
       POSTGRES_DB: args.postgresDb,
       POSTGRES_PASSWORD: args.postgresPassword,
       REDIS_PASSWORD: args.redisPassword,
+      PITR_ENABLED: args.pitr ? "true" : "false",
+      PITR_ARCHIVE_TIMEOUT: args.archiveTimeoutSeconds,
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

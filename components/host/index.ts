@@ -66,6 +66,8 @@ export class Host extends pulumi.ComponentResource {
   public readonly steps: HostStep[];
   public readonly basicAuthPassword: pulumi.Output<string>;
   public readonly backupPassphrase: pulumi.Output<string>;
+  /** pgBackRest's repo1-cipher-pass for the point-in-time archive (exported as a secret output). */
+  public readonly pitrCipherPass: pulumi.Output<string>;
   /** The app release this up deploys (App.release). */
   public readonly appRelease: pulumi.Output<string>;
 
@@ -81,6 +83,7 @@ export class Host extends pulumi.ComponentResource {
     // Kept in state (encrypted) so a rebuilt host restores without hand work; exported as a secret
     // output to keep a copy outside Pulumi (backups cannot be read without it).
     this.backupPassphrase = cfg.backupPassphrase ?? new random.RandomPassword(`${name}-backup-passphrase`, { length: 48, special: false }, child).result;
+    this.pitrCipherPass = cfg.backupPitrCipherPass ?? new random.RandomPassword(`${name}-pitr-cipher-pass`, { length: 48, special: false }, child).result;
 
     const common = { connection: args.connection, hostId: args.hostId };
     const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [], waitFor: args.waitFor }, child);
@@ -98,6 +101,7 @@ export class Host extends pulumi.ComponentResource {
       postgresImage: cfg.images.postgres, redisImage: cfg.images.redis, imagePreloadDir: cfg.images.preloadDir,
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
       postgresPassword, redisPassword,
+      pitr: cfg.backup.pointInTime.enabled, archiveTimeoutSeconds: cfg.backup.pointInTime.archiveTimeoutSeconds,
     }, child);
     const backups = new Backups(`${name}-backups`, {
       ...common, after: [data],
@@ -112,6 +116,8 @@ export class Host extends pulumi.ComponentResource {
       passphrase: this.backupPassphrase,
       previousPassphrases: cfg.backupPreviousPassphrases,
       publicKeys: cfg.backup.publicKeys,
+      endpointCaPem: cfg.backup.endpointCaPem,
+      pitr: cfg.backup.pointInTime.enabled ? { ...cfg.backup.pointInTime, cipherPass: this.pitrCipherPass } : undefined,
     }, child);
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],

@@ -97,7 +97,7 @@ async function main(): Promise<void> {
         const label = scenario === "a" ? "DR (a) new VM, same volume: rebuild (RTO)" : "DR (b) new VM, blank volume: rebuild + restore (RTO)";
         add(label, Date.now() - started, got === written ? "every row back" : `ROWS DIFFER: wrote ${written}, got ${got}`);
         if (scenario === "b") {
-          const newest = (await world.s3.list()).map((o) => o.key).sort().at(-1) ?? "";
+          const newest = (await world.s3.list()).map((o) => o.key).filter((k) => !k.includes("/pgbackrest/")).sort().at(-1) ?? "";
           const m = newest.match(/(\d{8})T(\d{6})Z/);
           if (m) {
             const at = Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6)}T${m[2].slice(0, 2)}:${m[2].slice(2, 4)}:${m[2].slice(4)}Z`);

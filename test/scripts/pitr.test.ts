@@ -21,7 +21,7 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
   const data = path.join(root, "data");
   const pgData = path.join(data, "postgres");
   const sock = path.join(root, "sock");
-  const shimConf = path.join(root, "shim-pgbackrest.conf");
+  const confDir = path.join(root, "pgbackrest");
   const bucket = "nodehost-backups";
   const CIPHER = "pitr-cipher-" + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
   const MARKER = "plaintext-row-marker-7f3a";
@@ -89,7 +89,7 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     asPg([`${bin}/initdb`, "-D", pgData, "-U", "app", "-A", "trust"]);
     fs.appendFileSync(path.join(pgData, "postgresql.conf"), [
       `port = ${pgPort}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${sock}'`,
-      "archive_mode = on", `archive_command = 'PGBACKREST_CONFIG=${shimConf} pgbackrest --stanza=nodehost archive-push %p'`, "",
+      "archive_mode = on", `archive_command = 'PGBACKREST_CONFIG=${confDir}/pgbackrest.conf pgbackrest --stanza=nodehost archive-push %p'`, "",
     ].join("\n"));
     asPg([`${bin}/pg_ctl`, "-D", pgData, "-l", path.join(sock, "pg.log"), "-w", "start"]);
     spawnSync("createdb", ["-h", sock, "-p", String(pgPort), "-U", "app", "app"]);
@@ -110,7 +110,7 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
       NODEHOST_ETC: etc, NODEHOST_LOG: path.join(root, "backup.log"), NODEHOST_LOCK: path.join(root, "run", "backup.lock"),
       NODEHOST_PG_PATH: pgData, NODEHOST_PG_SOCKET: sock, NODEHOST_PG_PORT: String(pgPort), NODEHOST_RECOVERY_LIMIT: "120",
       PGHOST: sock, PGPORT: String(pgPort),
-      SHIM_PG_BIN: bin, SHIM_PG_DATA: pgData, SHIM_PG_LOG: path.join(sock, "pg.log"), SHIM_PITR_CONF: shimConf, SHIM_MOUNTED: data,
+      SHIM_PG_BIN: bin, SHIM_PG_DATA: pgData, SHIM_PG_LOG: path.join(sock, "pg.log"), NODEHOST_PG_CONF_DIR: confDir, SHIM_MOUNTED: data,
     };
     await waitFor(() => s3cmd("ls", `s3://${bucket}/`).status === 0, "s3rver over TLS", 30_000);
   }, 120_000);
@@ -129,7 +129,8 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     expect(text).toContain("repo1-path=/prod/pgbackrest/app-production\n");
     expect(text).toContain("repo1-cipher-type=aes-256-cbc\n");
     expect(text).toContain(`repo1-cipher-pass=${CIPHER}\n`);
-    expect(text).toContain(`repo1-s3-endpoint=localhost\nrepo1-storage-port=${s3Port}\n`);
+    expect(text).toContain(`repo1-s3-endpoint=localhost\nrepo1-storage-port=${s3Port}\nrepo1-storage-ca-file=${confDir}/ca.pem\n`);
+    expect(fs.readFileSync(path.join(etc, "pgbackrest", "ca.pem"), "utf8")).toContain("BEGIN CERTIFICATE");
     const st = fs.statSync(conf);
     expect((st.mode & 0o777).toString(8)).toBe("400");
     expect(st.uid).toBe(fs.statSync(pgData).uid);

@@ -107,7 +107,7 @@ describe("bad config gives one error per bad key, naming it", () => {
     ["a bad cron schedule", { "nodehost:backup": JSON.stringify({ schedule: "every 4 hours" }) }, ["nodehost:backup.schedule: must be a five-field cron schedule such as '0 */4 * * *'"]],
     ["no local copy at all", { "nodehost:backup": JSON.stringify({ localCopies: 0 }) }, ["nodehost:backup.localCopies: Too small: expected number to be >=1"]],
     ["allowEmptyStart as a string", { "nodehost:backup": JSON.stringify({ allowEmptyStart: "yes" }) }, ["nodehost:backup.allowEmptyStart: must be a boolean (got a string)"]],
-    ["existing mode without its host", { "nodehost:hostMode": "existing", "nodehost:backup": JSON.stringify({ endpoint: "http://127.0.0.1:9000", bucketName: "b-1" }), "nodehost:backupAccessKey": "k", "nodehost:backupSecretKey": "s" }, ["nodehost:existingHost: is required when hostMode is existing"]],
+    ["existing mode without its host", { "nodehost:hostMode": "existing", "nodehost:backup": JSON.stringify({ endpoint: "https://127.0.0.1:9000", bucketName: "b-1" }), "nodehost:backupAccessKey": "k", "nodehost:backupSecretKey": "s" }, ["nodehost:existingHost: is required when hostMode is existing"]],
   ])("%s", (_name, over, expected) => {
     expect(problems(over, [...base.secretKeys, "nodehost:backupAccessKey", "nodehost:backupSecretKey"])).toEqual(expected);
   });
@@ -589,8 +589,21 @@ describe("allowed forms pass", () => {
       "http://localhost:9000", "http://172.20.1.5:9000", "http://192.168.0.10", "http://[::1]:9000", "http://[fd00::10]:9000",
     ];
     for (const endpoint of endpoints) {
-      expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint }) }, existing.raw), existing.secretKeys)).toEqual([]);
+      const pointInTime = { enabled: !endpoint.startsWith("http://") };
+      expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint, pointInTime }) }, existing.raw), existing.secretKeys)).toEqual([]);
     }
+  });
+
+  test("point-in-time recovery (on by default) needs an https endpoint: pgBackRest has no plain-HTTP S3", () => {
+    expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint: "http://10.0.2.2:9000" }) }, existing.raw), existing.secretKeys)).toEqual([
+      "nodehost:backup.pointInTime.enabled: needs an https:// backup.endpoint (pgBackRest talks to S3 over HTTPS only): set the endpoint's https URL, or false",
+    ]);
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+    expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint: "https://10.0.2.2:9443", endpointCaPem: pem }) }, existing.raw), existing.secretKeys)).toEqual([]);
+    expect(problems({ "nodehost:backup": backup({ endpointCaPem: "$(reboot)" }) })).toEqual([
+      "nodehost:backup.endpointCaPem: must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)",
+    ]);
+    expect(problems({ "nodehost:backup": backup({ pointInTime: { archiveTimeoutSeconds: 5 } }) })[0]).toMatch(/^nodehost:backup\.pointInTime\.archiveTimeoutSeconds: /);
   });
 
   test("image references with a registry port, a path and a digest", () => {
@@ -692,21 +705,22 @@ describe("the VM suite's config (test/e2e/lib/harness.ts e2eConfig) passes", () 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nodehost-config-test-"));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  test("existing mode, Pebble over https, S3 over http://10.0.2.2, prefix e2e/, the locally built image tags", () => {
+  test("existing mode, Pebble over https, S3 over https://10.0.2.2 with its CA, prefix e2e/, the locally built image tags", () => {
     const privateKeyFile = path.join(dir, "id_ed25519");
     fs.writeFileSync(privateKeyFile, opensshKey("none"), { mode: 0o600 });
     // Only what e2eConfig reads; ports as startPebble/startS3 would pick them.
     const world = {
       key: { privateKeyFile, publicKey: TEST_PUBLIC_KEY.replace("ops@test", "nodehost-e2e") },
       pebble: { directoryUrl: `https://${HOST_FROM_GUEST}:14000/dir`, acmeCaPem: CA_PEM_TWO },
-      s3: { endpoint: `http://${HOST_FROM_GUEST}:43210`, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY },
+      s3: { endpoint: `https://${HOST_FROM_GUEST}:43210`, caPem: CA_PEM_TWO, accessKey: S3_ACCESS_KEY, secretKey: S3_SECRET_KEY },
       backupKey: { publicKey: fs.readFileSync(path.join(__dirname, "fixtures", "backup-public-key.asc"), "utf8") },
     } as unknown as World;
     const { raw, secretKeys } = e2eConfig(world, { ports: { ssh: 45022 } } as never);
     const c = parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" });
     expect(c.hostMode).toBe("existing");
     expect(c.images).toMatchObject({ postgres: POSTGRES.tag, redis: REDIS.tag });
-    expect(c.backup).toMatchObject({ endpoint: `http://${HOST_FROM_GUEST}:43210`, prefix: "e2e/" });
+    expect(c.backup).toMatchObject({ endpoint: `https://${HOST_FROM_GUEST}:43210`, endpointCaPem: CA_PEM_TWO, prefix: "e2e/" });
+    expect(c.backup.pointInTime.enabled).toBe(true);
     expect(c.backup.publicKeys).toHaveLength(1);
     expect(c.tls.acmeServer).toBe(`https://${HOST_FROM_GUEST}:14000/dir`);
 

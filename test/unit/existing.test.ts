@@ -17,7 +17,7 @@ describe("hostMode existing", () => {
     expect(countByType(run.custom)).toEqual({
       "command:remote:Command": 9,
       "command:remote:CopyToRemote": 1,
-      "random:index/randomPassword:RandomPassword": 4,
+      "random:index/randomPassword:RandomPassword": 5,
     });
     expect(run.result).toBe("ssh -p 2222 deploy@192.0.2.20");
     const conn = run.custom.find((r) => r.type === "command:remote:Command")!.inputs.connection;

@@ -39,7 +39,8 @@ const COMMON_CLOUD = {
   "command:remote:Command": 9,
   "command:remote:CopyToRemote": 1,
   "random:index/randomId:RandomId": 1,
-  "random:index/randomPassword:RandomPassword": 4,
+  // postgres, redis, basic auth, the backup passphrase, the point-in-time archive's cipher pass
+  "random:index/randomPassword:RandomPassword": 5,
   "tls:index/privateKey:PrivateKey": 1,
 };
 

@@ -136,6 +136,11 @@ export const E2E_APP_AND_SITE = {
  * Pebble as the ACME server, the S3 server as the bucket, the locally built images.
  * `overrides` replaces whole top-level keys (e.g. to inject a failure).
  */
+/** The stack's `backup` key in the VM suite: the world's S3 server (over TLS, its CA given) and offline key. */
+export function e2eBackup(world: World): Record<string, unknown> {
+  return { endpoint: world.s3.endpoint, endpointCaPem: world.s3.caPem, bucketName: BUCKET, region: "fra1", prefix: "e2e/", publicKeys: [world.backupKey.publicKey] };
+}
+
 export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record<string, unknown> = {}, hostKey?: string): { raw: Record<string, string>; secretKeys: string[] } {
   const plain: Record<string, unknown> = {
     hostMode: "existing",
@@ -145,7 +150,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
     ...E2E_APP_AND_SITE,
     tls: { email: `ops@${DOMAIN}`, acmeServer: world.pebble.directoryUrl, caPem: world.pebble.acmeCaPem },
     images: { postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR },
-    backup: { endpoint: world.s3.endpoint, bucketName: BUCKET, region: "fra1", prefix: "e2e/", publicKeys: [world.backupKey.publicKey] },
+    backup: e2eBackup(world),
   };
   const secret: Record<string, string> = {
     sshPrivateKey: readFileSync(world.key.privateKeyFile, "utf8"),

@@ -31,13 +31,16 @@ const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /**
  * PostgreSQL 17 from Debian 13 (Debian has no 16: bookworm ships 15, trixie 17), tagged with
- * the major it really holds. The official image's interface, not its contents.
+ * the major it really holds. The official image's interface, not its contents. It carries
+ * Debian's pgBackRest (2.55), as a team's mirror with it would: docker-data uses such an image as
+ * it is, where on the official image it builds one with PostgreSQL's apt repository's package
+ * (that build needs the internet, which the guest has not: README, "what the tests stand in for").
  */
 export const POSTGRES: ServiceImageRecipe = {
   id: "postgres",
   tag: "nodehost-e2e/postgres:17",
   suite: "trixie",
-  packages: ["postgresql-17", "ca-certificates"],
+  packages: ["postgresql-17", "pgbackrest", "ca-certificates"],
   files: { before: "postgres-before.sh", after: "postgres-after.sh", entrypoint: "postgres-entrypoint.sh" },
   config: {
     Env: [`PATH=/usr/lib/postgresql/17/bin:${PATH}`, "LANG=C.UTF-8", "PGDATA=/var/lib/postgresql/data"],
