@@ -113,7 +113,10 @@ install -d -m 0700 "$BACKUP_DIR"
 # host, the first provision) is younger than BACKUP_STALE_AFTER_MIN and the last restore drill
 # (nodehost-restore --drill, which removes it at once when it fails) did not fail.
 install -d -m 0755 /var/lib/nodehost/status
-FRESHNESS_CHECK="if [ -n \"\$(find $BACKUP_DIR/LAST_SUCCESS $DATA_MOUNT/.nodehost-initialized -mmin -$BACKUP_STALE_AFTER_MIN 2>/dev/null)\" ] && ! grep -qs '^result=failed' /var/lib/nodehost/status/drill; then echo ok >/var/lib/nodehost/status/backup-fresh; else rm -f /var/lib/nodehost/status/backup-fresh; fi"
+# With the point-in-time archive, also while WAL reaches the bucket and the last base backup worked.
+pitr_check=""
+[[ $PITR_ENABLED == true ]] && pitr_check=" && /usr/local/bin/nodehost-pitr healthy 2>/dev/null"
+FRESHNESS_CHECK="if [ -n \"\$(find $BACKUP_DIR/LAST_SUCCESS $DATA_MOUNT/.nodehost-initialized -mmin -$BACKUP_STALE_AFTER_MIN 2>/dev/null)\" ] && ! grep -qs '^result=failed' /var/lib/nodehost/status/drill$pitr_check; then echo ok >/var/lib/nodehost/status/backup-fresh; else rm -f /var/lib/nodehost/status/backup-fresh; fi"
 
 write_file /etc/logrotate.d/nodehost-backup 0644 root:root <<'ROT'
 /var/log/nodehost-backup.log {

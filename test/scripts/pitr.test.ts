@@ -177,12 +177,13 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     expect(keys.some((k) => k.startsWith("prod/pgbackrest/app-production/archive/nodehost/"))).toBe(true);
     expect(keys.some((k) => k.startsWith("prod/pgbackrest/app-production/backup/nodehost/"))).toBe(true);
     expect(keys.every((k) => k.startsWith("prod/pgbackrest/app-production/"))).toBe(true);
-    // With the bucket's key alone the rows do not show: no object holds the marker or a known
-    // catalog string (pg_class, which every base backup and WAL stream carries) in clear.
+    // With the bucket's key alone the rows do not show: every object, the info files included, is
+    // OpenSSL-enveloped ciphertext ("Salted__" and a salt, pgBackRest's aes-256-cbc format), not
+    // zstd (whose output keeps literals a scan for a marker may or may not find) or text.
     for (const f of files) {
       const body = fs.readFileSync(f);
+      expect(body.subarray(0, 8).toString("latin1"), f).toBe("Salted__");
       expect(body.includes(MARKER), f).toBe(false);
-      expect(body.includes("pg_class"), f).toBe(false);
     }
   }, 300_000);
 
@@ -213,6 +214,28 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     await waitFor(() => { try { return psql("SELECT pg_is_in_recovery()") === "f"; } catch { return false; } }, "the server back", 60_000);
     expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe(before);
   }, 300_000);
+
+  it("reports archiving that fails (the heartbeat's check), and healthy again once WAL reaches the bucket", async () => {
+    expect((await tool(["healthy"])).status).toBe(0);
+    const conf = path.join(confDir, "pgbackrest.conf");
+    const saved = fs.readFileSync(conf);
+    fs.rmSync(conf);
+    try {
+      const failures = () => Number(psql("SELECT failed_count FROM pg_stat_archiver"));
+      const before = failures();
+      psql("INSERT INTO orders VALUES (300, 'while archiving fails')");
+      psql("SELECT pg_switch_wal()");
+      await waitFor(() => failures() > before, "a failed archive_command", 30_000);
+      const r = await tool(["healthy"]);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("WAL archiving fails");
+    } finally {
+      fs.writeFileSync(conf, saved);
+      spawnSync("chown", ["postgres:postgres", conf]);
+    }
+    await archiveNow();
+    expect((await tool(["healthy"])).status).toBe(0);
+  }, 120_000);
 
   it("keeps hostile input off every command line and file", async () => {
     for (const bad of ["$(touch /tmp/pwned)", "2026-12-05 13:04:05", "2026-12-05 13:04:05+00'; DROP TABLE orders; --", "2026-12-05 13:04:05+00\nrecovery_target_action = 'shutdown'"]) {
