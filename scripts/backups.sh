@@ -148,6 +148,10 @@ if [[ $PITR_ENABLED == true ]]; then
   done <<<"$out"
 else
   remove_file "$ETC/pitr.cipher"
+  if [[ -e $ETC/pgbackrest ]]; then
+    rm -rf "$ETC/pgbackrest"
+    changed "removed $ETC/pgbackrest (the bucket's keys and the cipher pass)"
+  fi
 fi
 
 # --- Disaster recovery: empty database on a never-initialised volume + a backup in the bucket ----

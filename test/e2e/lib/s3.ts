@@ -41,9 +41,16 @@ function serverCertificate(dir: string): { key: string; cert: string; ca: string
   const f = (n: string) => join(dir, n);
   if (!existsSync(f("s3.pem"))) {
     const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=nodehost e2e S3 CA");
+    // The extensions a strict verifier wants (Python 3.13's ssl, which s3cmd on Debian 13 runs
+    // on, sets VERIFY_X509_STRICT: a CA without keyUsage, or a leaf without an authority key id,
+    // is refused), as a real CA's certificates have them.
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=nodehost e2e S3 CA",
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash");
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "s3.key", "-out", "s3.csr", "-subj", `/CN=${HOST_FROM_GUEST}`);
-    writeFileSync(f("s3.ext"), `subjectAltName=IP:${HOST_FROM_GUEST},IP:127.0.0.1\n`);
+    writeFileSync(f("s3.ext"), [
+      `subjectAltName=IP:${HOST_FROM_GUEST},IP:127.0.0.1`, "basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+      "extendedKeyUsage=serverAuth", "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid,issuer", "",
+    ].join("\n"));
     ssl("x509", "-req", "-in", "s3.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "s3.pem", "-days", "30", "-extfile", "s3.ext");
   }
   return { key: f("s3.key"), cert: f("s3.pem"), ca: readFileSync(f("ca.pem"), "utf8") };
