@@ -168,7 +168,7 @@ describe("host steps", () => {
       expect([s.name, await pulumi.isSecret(pulumi.output(cmd.props.stdin))]).toEqual([s.name, secret]);
       expect(cmd.inputs.environment).toBeUndefined();
     }
-    const generated = ["postgres-password", "redis-password", "basic-auth-password", "backup-passphrase"].map(
+    const generated = ["postgres-password", "redis-password", "basic-auth-password", "backup-passphrase", "pitr-cipher-pass"].map(
       (n) => `generated-nodehost-production-${n}-0123456789`,
     );
     for (const s of d.specs) {
@@ -180,6 +180,19 @@ describe("host steps", () => {
     // Backups are encrypted with a passphrase the stack generates and keeps in state.
     expect(d.specs.find((s) => s.name === "backups")!.stdin).toContain(`\nBACKUP_PASSPHRASE='${generated[3]}'`);
     expect(d.specs.filter((s) => s.stdin.includes(generated[3])).map((s) => s.name)).toEqual(["backups"]);
+  });
+
+  test("the point-in-time archive: on by default, its generated cipher pass to the backups step alone; off, neither step archives and no pass is sent", async () => {
+    const backups = d.specs.find((s) => s.name === "backups")!.stdin;
+    expect(backups).toContain(`\nPITR_CIPHER_PASS='generated-nodehost-production-pitr-cipher-pass-0123456789'\n`);
+    expect(backups).toContain("\nPITR_ENABLED='true'\n");
+    expect(d.specs.filter((s) => s.stdin.includes("pitr-cipher-pass")).map((s) => s.name)).toEqual(["backups"]);
+    const docker = d.specs.find((s) => s.name === "docker-data")!.stdin;
+    expect(docker).toContain("\nPITR_ENABLED='true'\n");
+    expect(docker).toContain("\nPITR_ARCHIVE_TIMEOUT='30'\n");
+    const off = await declare({ "nodehost:backup": JSON.stringify({ pointInTime: { enabled: false } }) });
+    for (const name of ["docker-data", "backups"]) expect(off.specs.find((s) => s.name === name)!.stdin).toContain("\nPITR_ENABLED='false'\n");
+    expect(off.specs.find((s) => s.name === "backups")!.stdin).toContain("\nPITR_CIPHER_PASS=''\n");
   });
 
   test("a configured backupPassphrase replaces the generated one (to read another stack's backups)", async () => {
