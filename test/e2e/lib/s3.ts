@@ -85,7 +85,10 @@ export async function startS3(opts: { dir: string; bucket: string; detached?: bo
       join(repoRoot, "node_modules", "s3rver", "bin", "s3rver.js"),
       "--directory", join(opts.dir, "data"), "--address", "127.0.0.1", "--port", String(port),
       "--silent", "--no-vhost-buckets", "--configure-bucket", opts.bucket, "--key", tls.key, "--cert", tls.cert,
-    ], { detached: opts.detached });
+      // ListObjectsV2's continuation token (any listing past 1,000 keys: pgBackRest's backups
+      // and the suite's list()) is DES-encrypted by s3rver (lib/controllers/bucket.js:13-26,
+      // 3.7.1), a cipher only OpenSSL 3's legacy provider has: without it s3rver answers 500.
+    ], { detached: opts.detached, env: { NODE_OPTIONS: "--openssl-legacy-provider" } });
     writeFileSync(statePath, JSON.stringify({ port }));
   }
   const base = `https://127.0.0.1:${port}`;
