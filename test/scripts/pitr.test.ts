@@ -207,6 +207,14 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     await archiveNow();
   }, 300_000);
 
+  it("after a restore to a time, restores to the last point of the newest timeline, not of the one the base backup is on", async () => {
+    // What a rebuild after an earlier restore to a time must do: the rows written since that
+    // restore (id 200, on the timeline it began) come back, the ones it undid (11-15) do not.
+    const r = await tool(["restore", "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(psql("SELECT string_agg(id::text, ',' ORDER BY id) FROM orders WHERE id > 8")).toBe("9,10,200");
+  }, 300_000);
+
   it("puts the data back and starts the server on it when the target cannot be reached", async () => {
     const before = psql("SELECT count(*) || ':' || max(id) FROM orders");
     const future = new Date(Date.now() + 3600e3).toISOString().replace("T", " ").replace("Z", "+00");
