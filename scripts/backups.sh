@@ -140,6 +140,10 @@ fi
 # --- Point-in-time archive: pgbackrest.conf for the server's container (docker-data mounts its
 # directory; archive_command reads it) --------------------------------------------------------
 PITR_DUE=$DATA_MOUNT/.nodehost-pitr-restore-due
+# Kept until the archive has taken this database in (a stanza upgrade and a full base backup).
+PITR_NEW_DB=$DATA_MOUNT/.nodehost-pitr-new-database
+# The MANIFEST of the dump nodehost-restore restored last (its postgres_wal_lsn).
+RESTORED_MANIFEST=/var/lib/nodehost/status/restored-manifest
 if [[ $PITR_ENABLED == true ]]; then
   write_file "$ETC/pitr.cipher" 0600 root:root <<<"$PITR_CIPHER_PASS"
   out=$(/usr/local/bin/nodehost-pitr configure) || die "nodehost-pitr configure failed (above)"
@@ -164,6 +168,7 @@ if [[ ! -f $MARKER ]]; then
   if [[ $tables != 0 ]]; then
     log "database already holds $tables tables: no restore"
   else
+    rm -f "$RESTORED_MANIFEST"
     # This stack's newest backup (never another stack's sharing the bucket), or an empty start
     # when the bucket has no record that this stack ever ran; else it fails, and says why.
     start_args=(--start)
@@ -184,13 +189,29 @@ if [[ ! -f $MARKER ]]; then
   # old host was lost, where the dump is up to backup.schedule old); Redis stays the dump's. A
   # failed archive restore puts the dump's data back and fails the step; the file below makes the
   # next run try the archive again (the tables are there by then).
+  # The archive's point must not be older than the dump's (its postgres_wal_lsn): when archiving
+  # had stopped before the dump was made, the dump is the newer state and serves, and the archive
+  # starts again from this database (a new stanza version below).
   if [[ $PITR_ENABLED == true ]] && { [[ $tables == 0 ]] || [[ -f $PITR_DUE ]]; } && /usr/local/bin/nodehost-pitr has-backup; then
     touch "$PITR_DUE"
+    not_before=()
+    dump_lsn=$(sed -n 's/^postgres_wal_lsn=//p' "$RESTORED_MANIFEST" 2>/dev/null | head -n 1)
+    [[ -n $dump_lsn ]] && not_before=(--not-before "$dump_lsn")
     log "the bucket holds stack $STACK's point-in-time archive: restoring PostgreSQL to its last archived point"
-    /usr/local/bin/nodehost-pitr restore --yes >/dev/null || die "the point-in-time restore failed (above); the dump's data serves, and the next up tries the archive again"
+    rc=0
+    /usr/local/bin/nodehost-pitr restore --yes "${not_before[@]}" >/dev/null || rc=$?
+    if [[ $rc == 3 ]]; then
+      log "WARNING: the archive ends before the newest dump ($dump_lsn): the dump's data serves; the archive goes on from it"
+      touch "$PITR_NEW_DB"
+      restored="$restored (archive older: not used)"
+      changed "kept the dump's data: the point-in-time archive ends before it (disaster recovery)"
+    elif [[ $rc != 0 ]]; then
+      die "the point-in-time restore failed (above); the dump's data serves, and the next up tries the archive again"
+    else
+      restored="$restored+pitr"
+      changed "restored PostgreSQL to the archive's last point (disaster recovery)"
+    fi
     rm -f "$PITR_DUE"
-    restored="$restored+pitr"
-    changed "restored PostgreSQL to the archive's last point (disaster recovery)"
   fi
   printf 'initialized=%s\nrestored=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$restored" >"$MARKER.tmp"
   mv "$MARKER.tmp" "$MARKER"
@@ -203,10 +224,17 @@ fi
 # base backup when the archive has none: from here on a lost host is restored to seconds before.
 pitr_cron=""
 if [[ $PITR_ENABLED == true ]]; then
-  /usr/local/bin/nodehost-pitr setup || die "point-in-time archive not working (above)"
-  if ! /usr/local/bin/nodehost-pitr has-backup; then
-    /usr/local/bin/nodehost-pitr backup --full || die "the first base backup failed (above)"
-    changed "first base backup of the point-in-time archive"
+  if [[ -f $PITR_NEW_DB ]]; then
+    /usr/local/bin/nodehost-pitr setup --new-database || die "point-in-time archive not working (above)"
+    /usr/local/bin/nodehost-pitr backup --full || die "the first base backup of this database failed (above)"
+    rm -f "$PITR_NEW_DB"
+    changed "the point-in-time archive goes on from the dump's database (a new stanza version and a full base backup)"
+  else
+    /usr/local/bin/nodehost-pitr setup || die "point-in-time archive not working (above)"
+    if ! /usr/local/bin/nodehost-pitr has-backup; then
+      /usr/local/bin/nodehost-pitr backup --full || die "the first base backup failed (above)"
+      changed "first base backup of the point-in-time archive"
+    fi
   fi
   pitr_cron="$PITR_SCHEDULE root /usr/local/bin/nodehost-pitr backup 2>&1 | logger -t nodehost-pitr-cron"
 fi

@@ -241,6 +241,10 @@ with a newline" VALUES (1), (2);`);
     // The pre-restore backup holds the state just before: the 10 rows and the junk table.
     const list = run("sh", ["-c", `tar -xzOf ${decrypt(path.join(data, "backups", pre[0])).out} postgres.dump | pg_restore --list`]);
     expect(list.stdout).toContain("TABLE public junk");
+    // The restored backup's MANIFEST, for a point-in-time restore after it (backups step, disaster
+    // recovery: nodehost-pitr restore --not-before its postgres_wal_lsn).
+    expect(fs.readFileSync(path.join(root, "status", "restored-manifest"), "utf8")).toMatch(/^app=app\nstack=production\n/m);
+    expect(fs.readFileSync(path.join(root, "status", "restored-manifest"), "utf8")).toMatch(/^postgres_wal_lsn=[0-9A-F]+\/[0-9A-F]+$/m);
   }, 60_000);
 
   it("a restore whose Redis does not come back healthy leaves PostgreSQL and Redis both as they were", async () => {
@@ -315,6 +319,9 @@ with a newline" VALUES (1), (2);`);
     expect(m.get("format")).toBe("3");
     expect([m.get("app"), m.get("stack"), m.get("postgres_db")]).toEqual(["app", "production", "app"]);
     expect(m.get("postgres_server_version_num")).toBe(pg.psql("SHOW server_version_num"));
+    // The WAL position of the dump's snapshot: behind the server's now, and ahead of no row it holds.
+    expect(m.get("postgres_wal_lsn")).toMatch(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
+    expect(pg.psql(`SELECT '${m.get("postgres_wal_lsn")}'::pg_lsn <= pg_current_wal_lsn()`)).toBe("t");
     expect(m.get("redis_version")).toBe(rcli("INFO", "server").match(/redis_version:([0-9.]+)/)![1]);
     const sha = (f: string) => run("sha256sum", [path.join(dir, f)]).stdout.split(" ")[0];
     expect([m.get("postgres_dump_sha256"), m.get("redis_rdb_sha256"), m.get("rowcounts_sha256")]).toEqual([sha("postgres.dump"), sha("redis.rdb"), sha("rowcounts.tsv")]);

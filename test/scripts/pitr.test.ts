@@ -55,6 +55,7 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
   const archiveNow = async () => {
     const seg = psql("SELECT pg_walfile_name(pg_switch_wal())");
     await waitFor(() => psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= seg, `WAL ${seg} archived`, 60_000);
+    return seg;
   };
 
   beforeAll(async () => {
@@ -246,6 +247,53 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     await archiveNow();
     expect((await tool(["healthy"])).status).toBe(0);
   }, 120_000);
+
+  it("promotes only once the replay has the archive's newest segment: one the bucket fails to deliver stalls it, the data is put back, and no timeline of it reaches the archive", async () => {
+    // Left to itself, PostgreSQL ends recovery at the first segment restore_command does not
+    // deliver, whatever the reason, and promotes on the state before it. A segment the bucket
+    // cannot serve (its body gone: s3rver lists it and fails the read, as a bucket that times out
+    // or errors would) stands for that.
+    psql("INSERT INTO orders VALUES (400, 'in the segment the bucket fails')");
+    const gap = await archiveNow();
+    psql("INSERT INTO orders VALUES (401, 'after it')");
+    await archiveNow();
+    const before = psql("SELECT count(*) || ':' || max(id) FROM orders");
+    const body = objects().find((f) => path.basename(f).startsWith(`${gap}-`));
+    expect(body, `the archived ${gap}`).toBeDefined();
+    fs.renameSync(body!, `${body}.away`);
+    try {
+      const histories = () => objects().filter((f) => f.includes(".history")).length;
+      const timelines = histories();
+      const r = await runAsync(TOOL, ["restore", "--yes"], { env: { ...env, NODEHOST_RECOVERY_STALL: "20" }, timeoutMs: 300_000 });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/the replay did not reach the archive's newest segment [0-9A-F]{24} \(it stopped at [0-9A-F]+\/[0-9A-F]+/);
+      expect(r.stderr).toContain("the data from before the restore is back");
+      // Not promoted: no new timeline in the archive for the next restore's "latest" to follow.
+      expect(histories()).toBe(timelines);
+      await waitFor(() => { try { return psql("SELECT pg_is_in_recovery()") === "f"; } catch { return false; } }, "the server back", 60_000);
+      expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe(before);
+    } finally { fs.renameSync(`${body}.away`, body!); }
+    // The same archive whole again: the replay reaches its end, rows 400 and 401 with it (with
+    // the stalled replay promoted, as PostgreSQL alone would, this came back without them: the
+    // abandoned timeline was the newest).
+    const again = await tool(["restore", "--yes"]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe(before);
+  }, 300_000);
+
+  it("undoes a restore whose point is older than a dump restored before it (--not-before), exit 3, the data before it serving", async () => {
+    const before = psql("SELECT count(*) || ':' || max(id) FROM orders");
+    // A position far past anything archived: the dump's, had archiving stopped before it was made.
+    const r = await tool(["restore", "--yes", "--not-before", "FF/0"]);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toMatch(/NOT RESTORED: the archive's last point \([0-9A-F]+\/[0-9A-F]+\) is older than FF\/0, the dump's/);
+    await waitFor(() => { try { return psql("SELECT pg_is_in_recovery()") === "f"; } catch { return false; } }, "the server back", 60_000);
+    expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe(before);
+    for (const bad of ["0/0; rm -rf /", "$(id)", "0/16B3740'"]) {
+      const h = await tool(["restore", "--yes", "--not-before", bad]);
+      expect(h.status, bad).toBe(2);
+    }
+  }, 300_000);
 
   it("keeps hostile input off every command line and file", async () => {
     for (const bad of ["$(touch /tmp/pwned)", "2026-12-05 13:04:05", "2026-12-05 13:04:05+00'; DROP TABLE orders; --", "2026-12-05 13:04:05+00\nrecovery_target_action = 'shutdown'"]) {
