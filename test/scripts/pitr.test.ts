@@ -220,11 +220,11 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     const before = psql("SELECT count(*) || ':' || max(id) FROM orders");
     const future = new Date(Date.now() + 3600e3).toISOString().replace("T", " ").replace("Z", "+00");
     const r = await tool(["restore", "--to", future, "--yes"]);
-    expect(r.status).toBe(1);
+    expect(r.status, r.stderr).toBe(1);
     // PostgreSQL 13+ exits (FATAL) short of a target: started again twice (a fetch that failed
     // at start would succeed then), then the restore undone.
-    expect(r.stderr).toContain("the server stopped during recovery; starting it again (2 of 2)");
-    expect(r.stderr).toContain("the data from before the restore is back");
+    expect(r.stderr, r.stderr).toContain("the server stopped during recovery; starting it again (2 of 2)");
+    expect(r.stderr, r.stderr).toContain("the data from before the restore is back");
     await waitFor(() => { try { return psql("SELECT pg_is_in_recovery()") === "f"; } catch { return false; } }, "the server back", 60_000);
     expect(psql("SELECT count(*) || ':' || max(id) FROM orders")).toBe(before);
   }, 300_000);
