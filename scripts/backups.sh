@@ -236,7 +236,11 @@ if [[ $PITR_ENABLED == true ]]; then
       changed "first base backup of the point-in-time archive"
     fi
   fi
-  pitr_cron="$PITR_SCHEDULE root /usr/local/bin/nodehost-pitr backup 2>&1 | logger -t nodehost-pitr-cron"
+  # archive_timeout from now on, not from the server's first checkpoint (nodehost-pitr: wake), and
+  # within a minute of any later start (a reboot, docker restarting it, a new container).
+  /usr/local/bin/nodehost-pitr wake || log "WARNING: nodehost-pitr wake failed; cron tries again every minute"
+  pitr_cron="$PITR_SCHEDULE root /usr/local/bin/nodehost-pitr backup 2>&1 | logger -t nodehost-pitr-cron
+* * * * * root /usr/local/bin/nodehost-pitr wake >/dev/null 2>&1"
 fi
 
 # The schedule only now: before the database is initialised or restored, a cron run could send an

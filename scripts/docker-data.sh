@@ -297,6 +297,12 @@ for name in "$PG_NAME" "$REDIS_NAME"; do
   fi
 done
 log "containers healthy: $PG_NAME $REDIS_NAME"
+# A server (re)started here closes WAL segments for the archive on archive_timeout only once its
+# checkpointer is woken (nodehost-pitr: wake); the backups step installs the tool on a new host
+# and wakes it then, and cron does every minute.
+if [[ $PITR_ENABLED == true && -x /usr/local/bin/nodehost-pitr ]]; then
+  /usr/local/bin/nodehost-pitr wake || log "WARNING: nodehost-pitr wake failed; cron tries again every minute"
+fi
 
 # --- The password that works is the configured one: POSTGRES_PASSWORD_FILE only applies to a
 # blank data dir, so an existing database gets it over the container's local socket (trust). Judged

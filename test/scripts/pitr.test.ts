@@ -114,6 +114,7 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
       NODEHOST_PG_PATH: pgData, NODEHOST_PG_SOCKET: sock, NODEHOST_PG_PORT: String(pgPort), NODEHOST_RECOVERY_LIMIT: "120",
       PGHOST: sock, PGPORT: String(pgPort),
       SHIM_PG_BIN: bin, SHIM_PG_DATA: pgData, SHIM_PG_LOG: path.join(sock, "pg.log"), NODEHOST_PG_CONF_DIR: confDir, SHIM_MOUNTED: data,
+      NODEHOST_STATUS: path.join(root, "status"),
     };
     await waitFor(() => s3cmd("ls", `s3://${bucket}/`).status === 0, "s3rver over TLS", 30_000);
   }, 120_000);
@@ -296,6 +297,46 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
       const h = await tool(["restore", "--yes", "--not-before", bad]);
       expect(h.status, bad).toBe(2);
     }
+  }, 300_000);
+
+  it("holds archive_timeout from the end of a restore, not from the server's first checkpoint: the restore wakes the checkpointer, once per start", async () => {
+    // PostgreSQL 15+ starts the checkpointer before recovery ends, and its first sleep then is
+    // checkpoint_timeout (5 min) with no archive_timeout in it: a restore to a time ends recovery
+    // with a checkpoint it waits for, still in recovery, so without a wake nothing closes a
+    // segment for the archive for five minutes (nodehost-pitr: wake_checkpointer).
+    const archived = () => psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+    const ready = () => waitFor(() => { try { return psql("SELECT pg_is_in_recovery()") === "f"; } catch { return false; } }, "the server up", 60_000);
+    psql("INSERT INTO orders VALUES (500, 'before T2')");
+    await archiveNow();
+    await new Promise((r) => setTimeout(r, 1100));
+    const t2 = psql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+    await new Promise((r) => setTimeout(r, 1100));
+    psql("INSERT INTO orders VALUES (501, 'after T2')");
+    await archiveNow();
+    // The restored server runs with a 2 s archive_timeout (the container's is 30 s). Whether the
+    // checkpointer works out its sleep before or after recovery is over is a race (about one start
+    // in two here); a recovery_end_command that takes 3 s (run after the end-of-recovery
+    // checkpoint, before recovery is marked over: xlog.c, StartupXLOG, CleanupAfterArchiveRecovery)
+    // makes it lose every time, as a slow host does more often than not.
+    const r = await runAsync(TOOL, ["restore", "--to", t2, "--yes"], { env: { ...env, SHIM_PG_OPTS: "-c archive_timeout=2 -c recovery_end_command='sleep 3'" }, timeoutMs: 300_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/woke the checkpointer started at .+: archive_timeout holds from now/);
+    await ready();
+    expect(psql("SELECT max(id) FROM orders")).toBe("500");
+    psql("INSERT INTO orders VALUES (502, 'after the restore')");
+    const seg = psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    // No pg_switch_wal: archive_timeout alone closes it (2 s, then the upload).
+    await waitFor(() => archived() >= seg, `${seg} closed by archive_timeout and archived`, 20_000);
+    // Once per checkpointer: no second reload for the same start; a new start gets one.
+    const again = await tool(["wake"]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain("woke");
+    expect(run("docker", ["stop", "nodehost-postgres"], { env }).status).toBe(0);
+    expect(run("docker", ["start", "nodehost-postgres"], { env }).status).toBe(0);
+    await ready();
+    const woke = await tool(["wake"]);
+    expect(woke.status, woke.stderr).toBe(0);
+    expect(woke.stderr).toContain("woke the checkpointer");
   }, 300_000);
 
   it("keeps hostile input off every command line and file", async () => {
