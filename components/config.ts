@@ -569,10 +569,7 @@ const passphrase = z
  */
 const pointInTimeSchema = z
   .object({
-    // Off by default until a disaster rebuild's restore of the archive is proven on the VM: in the
-    // suite a rebuild after an earlier restore to a time came back at an archive point older than
-    // the newest dump (test/e2e/README.md, 2026-12-05). Turn it on per stack to use it.
-    enabled: z.boolean().default(false),
+    enabled: z.boolean().default(true),
     /**
      * PostgreSQL's archive_timeout: a WAL segment with any write in it goes to the bucket at the
      * latest this long after it was begun, so a lost host loses at most about this much. Each

@@ -85,8 +85,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < 5; i++) await api(host, `/api/visits?note=bench-${i}`, "POST");
       await sshOk(host.target, "sudo -n nodehost-backup --quiet");
       // The recovery point: after the dump a row a second for RPO_WRITES seconds, then the host is
-      // lost without warning (QEMU quit). (b) gets back the dump, and with backup.pointInTime on
-      // (off by default) the archived WAL on it.
+      // lost without warning (QEMU quit). (b) gets back the dump and the archived WAL.
       const RPO_WRITES = 75;
       for (let i = 0; i < RPO_WRITES; i++) {
         const began = Date.now();
@@ -115,7 +114,7 @@ async function main(): Promise<void> {
           const m = newest.match(/(\d{8})T(\d{6})Z/);
           if (m) {
             const at = Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6)}T${m[2].slice(0, 2)}:${m[2].slice(2, 4)}:${m[2].slice(4)}Z`);
-            add("DR (b) age of the newest dump when the host was lost (the dump's recovery point)", lostAt - at, newest);
+            add("DR (b) age of the newest dump when the host was lost (Redis's recovery point)", lostAt - at, newest);
           }
         }
         await h.destroy();

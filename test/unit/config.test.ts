@@ -594,9 +594,8 @@ describe("allowed forms pass", () => {
     }
   });
 
-  test("point-in-time recovery (off by default) needs an https endpoint: pgBackRest has no plain-HTTP S3", () => {
-    expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint: "http://10.0.2.2:9000" }) }, existing.raw), existing.secretKeys)).toEqual([]);
-    expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint: "http://10.0.2.2:9000", pointInTime: { enabled: true } }) }, existing.raw), existing.secretKeys)).toEqual([
+  test("point-in-time recovery (on by default) needs an https endpoint: pgBackRest has no plain-HTTP S3", () => {
+    expect(problemsOf(rawWith({ "nodehost:backup": existingBackup({ endpoint: "http://10.0.2.2:9000" }) }, existing.raw), existing.secretKeys)).toEqual([
       "nodehost:backup.pointInTime.enabled: needs an https:// backup.endpoint (pgBackRest talks to S3 over HTTPS only): set the endpoint's https URL, or false",
     ]);
     const pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
@@ -721,7 +720,7 @@ describe("the VM suite's config (test/e2e/lib/harness.ts e2eConfig) passes", () 
     expect(c.hostMode).toBe("existing");
     expect(c.images).toMatchObject({ postgres: POSTGRES.tag, redis: REDIS.tag });
     expect(c.backup).toMatchObject({ endpoint: `https://${HOST_FROM_GUEST}:43210`, endpointCaPem: CA_PEM_TWO, prefix: "e2e/" });
-    expect(c.backup.pointInTime.enabled).toBe(false);
+    expect(c.backup.pointInTime.enabled).toBe(true);
     expect(c.backup.publicKeys).toHaveLength(1);
     expect(c.tls.acmeServer).toBe(`https://${HOST_FROM_GUEST}:14000/dir`);
 

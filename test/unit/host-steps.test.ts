@@ -182,17 +182,17 @@ describe("host steps", () => {
     expect(d.specs.filter((s) => s.stdin.includes(generated[3])).map((s) => s.name)).toEqual(["backups"]);
   });
 
-  test("the point-in-time archive: off by default, no pass sent; on, its generated cipher pass reaches the backups step alone", async () => {
-    for (const name of ["docker-data", "backups"]) expect(d.specs.find((s) => s.name === name)!.stdin).toContain("\nPITR_ENABLED='false'\n");
-    expect(d.specs.find((s) => s.name === "backups")!.stdin).toContain("\nPITR_CIPHER_PASS=''\n");
-    const on = await declare({ "nodehost:backup": JSON.stringify({ pointInTime: { enabled: true } }) });
-    const backups = on.specs.find((s) => s.name === "backups")!.stdin;
+  test("the point-in-time archive: on by default, its generated cipher pass to the backups step alone; off, neither step archives and no pass is sent", async () => {
+    const backups = d.specs.find((s) => s.name === "backups")!.stdin;
     expect(backups).toContain(`\nPITR_CIPHER_PASS='generated-nodehost-production-pitr-cipher-pass-0123456789'\n`);
     expect(backups).toContain("\nPITR_ENABLED='true'\n");
-    expect(on.specs.filter((s) => s.stdin.includes("pitr-cipher-pass")).map((s) => s.name)).toEqual(["backups"]);
-    const docker = on.specs.find((s) => s.name === "docker-data")!.stdin;
+    expect(d.specs.filter((s) => s.stdin.includes("pitr-cipher-pass")).map((s) => s.name)).toEqual(["backups"]);
+    const docker = d.specs.find((s) => s.name === "docker-data")!.stdin;
     expect(docker).toContain("\nPITR_ENABLED='true'\n");
     expect(docker).toContain("\nPITR_ARCHIVE_TIMEOUT='30'\n");
+    const off = await declare({ "nodehost:backup": JSON.stringify({ pointInTime: { enabled: false } }) });
+    for (const name of ["docker-data", "backups"]) expect(off.specs.find((s) => s.name === name)!.stdin).toContain("\nPITR_ENABLED='false'\n");
+    expect(off.specs.find((s) => s.name === "backups")!.stdin).toContain("\nPITR_CIPHER_PASS=''\n");
   });
 
   test("a configured backupPassphrase replaces the generated one (to read another stack's backups)", async () => {
