@@ -659,6 +659,14 @@ http.createServer((req, res) => {
     const r = await ssh(host.target, "sudo -n nodehost-backup");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`backlog: uploaded ${stranded}`);
+    // The point-in-time archive's own backlog: a segment archive_timeout closed while the bucket was
+    // down failed to archive, and PostgreSQL's archiver tries it again on its own (within its 60 s
+    // wake, or at the next segment): the archive is healthy again, and so the heartbeat, with no hand work.
+    const caughtUp = Date.now() + 180_000;
+    while ((await ssh(host.target, "sudo -n nodehost-pitr healthy")).code !== 0) {
+      expect(Date.now(), "WAL archiving healthy again within 180 s of the bucket's return").toBeLessThan(caughtUp);
+      await new Promise((res) => setTimeout(res, 5000));
+    }
     const keys = (await dumps()).map((o) => o.key);
     expect(keys).toContain(`e2e/${stranded}`);
     // The record the backups step put when it initialised this stack's database.

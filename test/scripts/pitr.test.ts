@@ -349,6 +349,18 @@ describe.skipIf(need.length > 0)("nodehost-pitr: WAL archive, base backups and p
     expect(psql("SELECT count(*) > 0 FROM orders")).toBe("t");
   });
 
+  it("calls no docker while the volume is not mounted (a boot without it: Docker is down, and a call would start it through its socket); the heartbeat's check is red", async () => {
+    // A container name docker does not know: any `docker exec` fails, and wake with it.
+    const noServer = { ...env, NODEHOST_PG_CONTAINER: "nodehost-absent" };
+    expect((await runAsync(TOOL, ["wake"], { env: noServer })).status).toBe(1);
+    const unmounted = { ...noServer, SHIM_MOUNTED: "" };
+    const woke = await runAsync(TOOL, ["wake"], { env: unmounted });
+    expect(woke.status, woke.stderr).toBe(0);
+    const healthy = await runAsync(TOOL, ["healthy"], { env: unmounted });
+    expect(healthy.status).toBe(1);
+    expect(healthy.stderr).toContain("is not mounted");
+  });
+
   it("takes no base backup of a volume never initialised or restored", async () => {
     fs.renameSync(path.join(data, ".nodehost-initialized"), path.join(root, "marker"));
     try {
