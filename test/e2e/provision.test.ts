@@ -18,7 +18,7 @@ import { withEditedScripts } from "../unit/harness";
 import { stepWrapper } from "../../components/host/step";
 import { replayOnHost } from "./replay-on-host";
 import { git, startGitServer } from "./lib/git-server";
-import { registryReleases } from "../scripts/helpers";
+import { registryReleases, waitFor } from "../scripts/helpers";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -662,11 +662,8 @@ http.createServer((req, res) => {
     // The point-in-time archive's own backlog: a segment archive_timeout closed while the bucket was
     // down failed to archive, and PostgreSQL's archiver tries it again on its own (within its 60 s
     // wake, or at the next segment): the archive is healthy again, and so the heartbeat, with no hand work.
-    const caughtUp = Date.now() + 180_000;
-    while ((await ssh(host.target, "sudo -n nodehost-pitr healthy")).code !== 0) {
-      expect(Date.now(), "WAL archiving healthy again within 180 s of the bucket's return").toBeLessThan(caughtUp);
-      await new Promise((res) => setTimeout(res, 5000));
-    }
+    await waitFor(async () => (await ssh(host.target, "sudo -n nodehost-pitr healthy")).code === 0,
+      "WAL archiving healthy again within 180 s of the bucket's return", 180_000, 5000);
     const keys = (await dumps()).map((o) => o.key);
     expect(keys).toContain(`e2e/${stranded}`);
     // The record the backups step put when it initialised this stack's database.
@@ -840,11 +837,8 @@ http.createServer((req, res) => {
       .toBe(await pgq("SELECT backend_start FROM pg_stat_activity WHERE backend_type = 'checkpointer'"));
     await web(https("/api/visits?note=after-switch", { method: "POST" }));
     const seg = await pgq("SELECT pg_walfile_name(pg_current_wal_lsn())");
-    const deadline = Date.now() + 120_000;
-    while ((await pgq("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) < seg) {
-      expect(Date.now(), `${seg} archived within 120 s (archive_timeout 30 s)`).toBeLessThan(deadline);
-      await new Promise((r) => setTimeout(r, 5000));
-    }
+    await waitFor(async () => (await pgq("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= seg,
+      `${seg} archived within 120 s (archive_timeout 30 s)`, 120_000, 5000);
   });
 
   // Both rebuilds run at once, as they are independent (each its own volume, the bucket only

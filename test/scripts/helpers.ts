@@ -47,7 +47,8 @@ export function missing(...bins: string[]): string[] {
   return bins.filter((b) => spawnSync("sh", ["-c", `command -v ${b}`]).status !== 0 && !fs.existsSync(b));
 }
 
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+/** Polls `check` every `everyMs` (a check that throws counts as not yet) until it holds, or fails after `ms`. */
+export async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 20_000, everyMs = 200): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     try {
@@ -55,7 +56,7 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     } catch {
       /* not yet */
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}`);
 }
