@@ -4,6 +4,7 @@
 import * as net from "net";
 import { describe, expect, test } from "vitest";
 import { freePort as e2ePort } from "../e2e/lib/vm";
+import { inSlice, portSlice } from "../e2e/lib/ports";
 import { freePort as scriptsPort } from "../scripts/helpers";
 
 const bindable = (port: number) => new Promise<boolean>((res) => {
@@ -11,12 +12,28 @@ const bindable = (port: number) => new Promise<boolean>((res) => {
 });
 
 describe("freePort", () => {
-  // 400 draws from Linux's ~28,000 ephemeral ports repeat one with a probability of about 94%
-  // when nothing prevents it (the birthday bound), so dropping the check fails this test.
+  // A worker draws from its slice of the ports Linux gives bind(0): the lower half of the
+  // ephemeral range, odd ports only (inet_csk_find_open_port), one block in eight (portSlice),
+  // about 880 ports. 200 draws from those repeat one with a probability above 99.99% when nothing
+  // prevents it (the birthday bound), so dropping the check fails this test. (Both cases share
+  // one handed-out set: 400 draws of the ~880.)
   test.each([["the VM suite's", e2ePort], ["the tool tests'", scriptsPort]])("%s never hands out a port twice, and each one binds", async (_name, freePort) => {
     const ports: number[] = [];
-    for (let i = 0; i < 400; i++) ports.push(await freePort());
+    for (let i = 0; i < 200; i++) ports.push(await freePort());
     expect(new Set(ports).size).toBe(ports.length);
     expect(await bindable(ports[ports.length - 1])).toBe(true);
+  });
+
+  test("keeps each vitest worker to its own slice of ports, so two workers never draw the same one", async () => {
+    expect(([undefined, "1", "2", "9", "x"] as const).map((id) => portSlice({ VITEST_POOL_ID: id }))).toEqual([undefined, 0, 1, 0, undefined]);
+    // This process is a worker itself: every port it is handed is in its slice, none in another's.
+    const own = portSlice();
+    expect(own).toBeDefined();
+    const other = (own! + 1) % 8;
+    for (let i = 0; i < 40; i++) {
+      const p = await e2ePort();
+      expect([p, inSlice(p, own)]).toEqual([p, true]);
+      expect([p, inSlice(p, other)]).toEqual([p, false]);
+    }
   });
 });

@@ -1,30 +1,55 @@
 // Loopback ports for the tests' servers (the VM's forwards, Pebble, the S3 server, the tool tests'
 // nginx and databases): one helper for the VM suite and the tool tests alike.
-import { createServer } from "node:net";
+import { createServer, type Server } from "node:net";
 
 /** Ports this process has handed out: the kernel may offer a port again once it is closed. */
 const handedOut = new Set<number>();
 
+/** Blocks of ports the kernel's draws are sorted into, one set per test worker (portSlice). */
+export const PORT_BLOCK = 64;
+export const PORT_SLICES = 8;
+
 /**
- * A loopback port nothing listens on, never one this process handed out before: a port is free
- * here only until its user binds it, and the kernel can offer a just-closed port again (a
- * `.ci/run` once gave the second rebuild's SSH forward the port its Pebble had just been given:
- * "Could not set up host forwarding rule").
+ * The slice of ports this process may hand out: vitest runs test files in worker processes at once
+ * (the VM suite's two hosts, the tool tests), and each draws its ports from the kernel on its own,
+ * so two of them could be given the same free port in the moment before either binds it. Each
+ * worker (VITEST_POOL_ID, unique among the workers running at once, from 1) keeps to ports whose
+ * 64-port block falls in its own slice of eight; a process outside vitest takes any.
+ */
+export function portSlice(env: Record<string, string | undefined> = process.env): number | undefined {
+  const id = Number(env.VITEST_POOL_ID ?? "");
+  return env.VITEST_POOL_ID && Number.isInteger(id) && id >= 1 ? (id - 1) % PORT_SLICES : undefined;
+}
+
+export const inSlice = (port: number, slice: number | undefined) =>
+  slice === undefined || Math.floor(port / PORT_BLOCK) % PORT_SLICES === slice;
+
+/**
+ * A loopback port nothing listens on, never one this process handed out before, in this worker's
+ * slice (portSlice): a port is free here only until its user binds it, and the kernel can offer a
+ * just-closed port again (a `.ci/run` once gave the second rebuild's SSH forward the port its
+ * Pebble had just been given: "Could not set up host forwarding rule").
  */
 export async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise<number>((res, rej) => {
+  const slice = portSlice();
+  // A port passed over stays bound until one is taken: the kernel would offer a just-closed port
+  // again at once, and the next draw must be another port.
+  const held: Server[] = [];
+  try {
+    for (let i = 0; i < 50 * PORT_SLICES; i++) {
       const srv = createServer();
-      srv.on("error", rej);
-      srv.listen(0, "127.0.0.1", () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => res(p));
+      const port = await new Promise<number>((res, rej) => {
+        srv.on("error", rej);
+        srv.listen(0, "127.0.0.1", () => res((srv.address() as { port: number }).port));
       });
-    });
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
+      held.push(srv);
+      if (inSlice(port, slice) && !handedOut.has(port)) {
+        handedOut.add(port);
+        return port;
+      }
     }
+  } finally {
+    await Promise.all(held.map((srv) => new Promise((res) => srv.close(res))));
   }
-  throw new Error("freePort: no port that was not handed out already in 50 tries");
+  throw new Error(`freePort: no port in slice ${slice ?? "any"} that was not handed out already in ${50 * PORT_SLICES} tries`);
 }
