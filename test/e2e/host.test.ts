@@ -73,7 +73,7 @@ describe("replay helpers (no VM)", () => {
   });
 });
 
-// The VM tests of the replay run on releases.test.ts's host (replay-on-host.ts): none needs a
+// The VM tests of the replay run on provision.test.ts's host (replay-on-host.ts): none needs a
 // fresh VM, and a VM of their own cost the suite about 4 min.
 describe.skipIf(!cap.ok)("VM test host (Debian 13 under QEMU)", () => {
   it("takes the base image from the cache once built", async () => {

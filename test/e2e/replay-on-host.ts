@@ -1,8 +1,8 @@
 // The replay's own behaviour (issues 3 and 9) on a provisioned host: a stub program, the stack's
 // steps broken and mended by config, the pinned host key, SSH narrowed and widened, apt's locks.
-// None of this needs a fresh VM, so it runs on releases.test.ts's host (a fresh VM and its base
-// step cost about 4 min of the suite); the fresh provisions there and in provision.test.ts prove
-// wait-for-boot and base on a fresh VM.
+// None of this needs a fresh VM, so it runs on provision.test.ts's host (a fresh VM and its base
+// step cost about 4 min of the suite); the fresh provision there proves wait-for-boot and base
+// on a fresh VM.
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -202,7 +202,7 @@ until [ -e /run/nodehost-held ]; do sleep 0.2; done; rm -f /run/nodehost-held`;
   });
 
   // Issue 9: each step converges from the points it can be killed at. Here base and docker-data;
-  // the app step inside dpkg and between switch and reload is in releases.test.ts's release tests.
+  // the app step inside dpkg and between switch and reload is in provision.test.ts's release tests.
   describe("a step killed at a chosen point converges on the next run", () => {
     const killed = async (file: string, marker: string, run: () => Promise<unknown>): Promise<StepFailedError> => {
       const err = await withEditedScripts((d) => killStepAfter(d, file, marker), run).then(() => undefined, (e: unknown) => e);

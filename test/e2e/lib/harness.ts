@@ -30,19 +30,6 @@ export const APP_ENV = { GREETING: "hello from app.env", WORKERS: 2 };
 export const APP_SECRET_MARK = "e2e-app-secret-7Qx9vK";
 export const APP_SECRETS = { PAYMENT_API_KEY: `${APP_SECRET_MARK} it's "$(touch /tmp/nodehost-pwned)" \`touch /tmp/nodehost-pwned2\`\nsecond line; touch /tmp/nodehost-pwned3` };
 
-/**
- * vCPUs of every VM the suite boots. Its two files (provision.test.ts, releases.test.ts) each run a
- * host at the same time, and the disaster pair adds two more: on this machine's two cores, VMs of
- * one vCPU each share the cores well, VMs of two do not. Installing the steps' packages took
- * 249-260 s on two VMs at once at one vCPU each, 393-399 s at two each, and 225-241 s on one VM
- * alone at two (test/e2e/README.md). A likely cause: under multi-threaded TCG a VM's translation
- * cache flush and some TLB flushes run in an exclusive section that waits for every vCPU thread of
- * that VM (QEMU cpus-common.c start_exclusive; include/exec/tb-flush.h), and a vCPU thread the host
- * has descheduled holds all of them up. A VM of one vCPU never waits on another of its own.
- * `npm run local` and the bench keep two (lib/vm.ts's default), as a droplet of the default size has.
- */
-export const SUITE_VM_CPUS = 1;
-
 export interface World {
   dir: string;
   image: BaseImage;
