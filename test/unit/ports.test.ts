@@ -12,8 +12,7 @@ const bindable = (port: number) => new Promise<boolean>((res) => {
 });
 
 describe("freePort", () => {
-  // A worker draws from its slice of the ports Linux gives bind(0): the lower half of the
-  // ephemeral range, odd ports only (inet_csk_find_open_port), one block in eight (portSlice),
+  // A worker draws from its slice of the ports Linux gives bind(0) (lib/ports.ts, portSlice):
   // about 880 ports. 200 draws from those repeat one with a probability above 99.99% when nothing
   // prevents it (the birthday bound), so dropping the check fails this test. (Both cases share
   // one handed-out set: 400 draws of the ~880.)
