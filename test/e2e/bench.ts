@@ -110,7 +110,9 @@ async function main(): Promise<void> {
           const kept = Number((await sshOk(h.target, `sudo -n docker exec nodehost-postgres psql -qtAX -U app -d app -c "SELECT count(*) FROM visits WHERE note LIKE 'rpo-%'"`)).trim());
           add("DR (b) recovery point: seconds of writes lost (a row a second until the loss)", (RPO_WRITES - kept) * 1000,
             `${RPO_WRITES - kept} of ${RPO_WRITES} rows written after the last dump lost`);
-          const newest = (await world.s3.list()).map((o) => o.key).filter((k) => !k.includes("/pgbackrest/")).sort().at(-1) ?? "";
+          // The dumps only: the archive's objects and the stack's record (app-e2e.nodehost-stack,
+          // which sorts after them) carry no dump time.
+          const newest = (await world.s3.list()).map((o) => o.key).filter((k) => /\/[^/]+-\d{8}T\d{6}Z\.tar\.gz(\.gpg)?$/.test(k)).sort().at(-1) ?? "";
           const m = newest.match(/(\d{8})T(\d{6})Z/);
           if (m) {
             const at = Date.parse(`${m[1].slice(0, 4)}-${m[1].slice(4, 6)}-${m[1].slice(6)}T${m[2].slice(0, 2)}:${m[2].slice(2, 4)}:${m[2].slice(4)}Z`);
