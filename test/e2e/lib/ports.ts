@@ -36,8 +36,8 @@ export const inSlice = (port: number, slice: number | undefined) =>
  */
 export async function freePort(): Promise<number> {
   const slice = portSlice();
-  // A port passed over stays bound until one is taken: the kernel would offer a just-closed port
-  // again at once, and the next draw must be another port.
+  // A port passed over (another slice's, or handed out before) stays bound until one is taken,
+  // so every draw of a call is a port not drawn before in it.
   const held: Server[] = [];
   try {
     for (let i = 0; i < 50 * PORT_SLICES; i++) {
