@@ -11,10 +11,11 @@ export const PORT_SLICES = 8;
 
 /**
  * The slice of ports this process may hand out: vitest runs test files in worker processes at once
- * (the VM suite's two hosts, the tool tests), and each draws its ports from the kernel on its own,
- * so two of them could be given the same free port in the moment before either binds it. Each
- * worker (VITEST_POOL_ID, unique among the workers running at once, from 1) keeps to ports whose
- * 64-port block falls in its own slice of eight; a process outside vitest takes any. (What it
+ * (`npm test`'s tool tests), and each draws its ports from the kernel on its own, so two of them
+ * could be given the same free port in the moment before either binds it. Each worker
+ * (VITEST_POOL_ID, unique among the workers running at once, from 1) keeps to ports whose 64-port
+ * block falls in its own slice of eight (workers 1-8 apart; this machine runs fewer); a process
+ * outside vitest takes any. (What it
  * draws from: Linux gives a listening socket with SO_REUSEADDR, as node's are, an odd port in the
  * lower half of ip_local_port_range first; net/ipv4/inet_connection_sock.c,
  * inet_csk_find_open_port: `attempt_half`, `offset |= 1U`. Here 32768-46883: about 880 ports a
