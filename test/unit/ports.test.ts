@@ -4,7 +4,7 @@
 import * as net from "net";
 import { describe, expect, test } from "vitest";
 import { freePort as e2ePort } from "../e2e/lib/vm";
-import { inSlice, portSlice } from "../e2e/lib/ports";
+import { inSlice, PORT_SLICES, portSlice } from "../e2e/lib/ports";
 import { freePort as scriptsPort } from "../scripts/helpers";
 
 const bindable = (port: number) => new Promise<boolean>((res) => {
@@ -28,7 +28,7 @@ describe("freePort", () => {
     // This process is a worker itself: every port it is handed is in its slice, none in another's.
     const own = portSlice();
     expect(own).toBeDefined();
-    const other = (own! + 1) % 8;
+    const other = (own! + 1) % PORT_SLICES;
     for (let i = 0; i < 40; i++) {
       const p = await e2ePort();
       expect([p, inSlice(p, own)]).toEqual([p, true]);

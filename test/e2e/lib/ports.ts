@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:net";
 const handedOut = new Set<number>();
 
 /** Blocks of ports the kernel's draws are sorted into, one set per test worker (portSlice). */
-export const PORT_BLOCK = 64;
+const PORT_BLOCK = 64;
 export const PORT_SLICES = 8;
 
 /**
