@@ -669,6 +669,13 @@ const updatesSchema = z
     // PM2 is restarted on them when either changed (the apps are down for the seconds that takes);
     // or "never". NodeSource's and Debian's Node.js come with the security updates instead.
     runtimeAt: timeOfDayOrNever("04:00"),
+    // The PostgreSQL and Redis images' tags (images.*) are pulled again each day at this time
+    // ("HH:MM", host clock), and a container whose tag now names a newer image is switched to it
+    // once the new one is healthy; or "never". Until then each container stays on the image it
+    // was proven on, whatever its tag does. A ref pinned by digest (name@sha256:...) never moves.
+    // Before the runtime update and the reboot window, and after the nightly dump (backup.schedule
+    // 01:30); the refresh waits for any backup that holds the lock.
+    imagesAt: timeOfDayOrNever("03:30"),
   })
   .strict();
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 require_nonempty DATA_MOUNT POSTGRES_IMAGE REDIS_IMAGE POSTGRES_USER POSTGRES_DB POSTGRES_PASSWORD REDIS_PASSWORD
 require_vars IMAGE_PRELOAD_DIR
-require_nonempty PITR_ENABLED PITR_ARCHIVE_TIMEOUT
+require_nonempty PITR_ENABLED PITR_ARCHIVE_TIMEOUT CONTAINERS_TOOL_B64 IMAGES_REFRESH_AT
 [[ $PITR_ENABLED == true || $PITR_ENABLED == false ]] || die "PITR_ENABLED must be true or false"
 [[ $PITR_ARCHIVE_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || die "PITR_ARCHIVE_TIMEOUT must be whole seconds"
 [[ $POSTGRES_USER =~ ^[a-z_][a-z0-9_]*$ ]] || die "POSTGRES_USER must be a plain lower-case identifier"
@@ -62,57 +62,42 @@ pending_end docker-daemon
 # Under emulation dockerd answers ~30 s after it is "active".
 wait_until 300 "the Docker daemon" docker info >/dev/null 2>&1 || die "the Docker daemon does not answer"
 
-ensure_image() {
-  local image=$1 tar
-  docker image inspect "$image" >/dev/null 2>&1 && return 0
-  if [[ -n $IMAGE_PRELOAD_DIR && -d $IMAGE_PRELOAD_DIR ]]; then
-    for tar in "$IMAGE_PRELOAD_DIR"/*.tar; do
-      [[ -f $tar ]] || continue
-      # Only the archive that holds this image: a docker load costs a minute under emulation.
-      tar -xOf "$tar" manifest.json 2>/dev/null | grep -qF "\"$image\"" || continue
-      docker load -q -i "$tar" >/dev/null
-      changed "docker load $tar"
-      docker image inspect "$image" >/dev/null 2>&1 && return 0
-    done
-  fi
-  docker pull -q "$image" >/dev/null || die "image $image is neither preloaded in '$IMAGE_PRELOAD_DIR' nor pullable"
-  changed "docker pull $image"
-}
-ensure_image "$POSTGRES_IMAGE"
-ensure_image "$REDIS_IMAGE"
-
-# --- pgBackRest in the server's image (backup.pointInTime): archive_command runs it inside the
-# container. An image that has it already (a team's mirror, the VM suite's) is used as it is;
-# otherwise a local image is built on it with the package from the image's own apt sources (the
-# official Debian-based images carry PostgreSQL's apt repository, apt.postgresql.org, which has
-# pgbackrest for every server version), tagged by the base image's id so a refreshed base builds anew.
-pg_image=$POSTGRES_IMAGE
+# --- Images: nodehost-containers pins each container to the image it was proven healthy on; only
+# its refresh (the timer below) moves a container to what its tag names later.
+install_b64 "$CONTAINERS_TOOL_B64" /usr/local/sbin/nodehost-containers 0755
+CONTAINERS=$ETC/containers
+install -d -m 0700 -o root -g root "$ETC" "$CONTAINERS" "$CONTAINERS/$PG_NAME" "$CONTAINERS/$REDIS_NAME"
+write_file "$CONTAINERS/preload-dir" 0600 root:root <<<"$IMAGE_PRELOAD_DIR"
+write_file "$CONTAINERS/$PG_NAME/ref" 0600 root:root <<<"$POSTGRES_IMAGE"
+write_file "$CONTAINERS/$REDIS_NAME/ref" 0600 root:root <<<"$REDIS_IMAGE"
+# archive_command runs pgBackRest inside the server's container (backup.pointInTime).
 if [[ $PITR_ENABLED == true ]]; then
-  probe=$(docker run --rm --entrypoint sh "$POSTGRES_IMAGE" -c \
-    'if command -v pgbackrest >/dev/null; then echo has; elif command -v apt-get >/dev/null; then echo apt; else echo none; fi') ||
-    die "cannot run a shell in $POSTGRES_IMAGE"
-  case $probe in
-    has) ;;
-    apt)
-      base_id=$(docker image inspect -f '{{.Id}}' "$POSTGRES_IMAGE")
-      base_id=${base_id#sha256:}
-      pg_image=nodehost/postgres-pgbackrest:${base_id:0:16}
-      if ! docker image inspect "$pg_image" >/dev/null 2>&1; then
-        # The legacy builder (Debian's docker.io has no buildx): the base is the local image, not pulled.
-        docker build -q -t "$pg_image" - >/dev/null <<DOCKERFILE || die "building $pg_image (pgbackrest on $POSTGRES_IMAGE) failed (above)"
-FROM $POSTGRES_IMAGE
-RUN apt-get update && apt-get install -y --no-install-recommends pgbackrest ca-certificates && rm -rf /var/lib/apt/lists/*
-DOCKERFILE
-        changed "built $pg_image: $POSTGRES_IMAGE with pgbackrest"
-      fi ;;
-    *) die "images.postgres ($POSTGRES_IMAGE) has no pgbackrest and no apt-get to install it: use a Debian-based PostgreSQL image, one with pgbackrest, or set backup.pointInTime.enabled false" ;;
-  esac
+  write_file "$CONTAINERS/$PG_NAME/derive" 0600 root:root <<<pgbackrest
+else
+  remove_file "$CONTAINERS/$PG_NAME/derive"
 fi
+# containers ARGS... : nodehost-containers, its changes counted as this step's; IMAGE is what
+# `image` printed.
+containers() {
+  local out line
+  out=$(/usr/local/sbin/nodehost-containers "$@") || die "nodehost-containers $* failed (above)"
+  IMAGE=""
+  while IFS= read -r line; do
+    case $line in
+      changed:*) changed "${line#changed: }" ;;
+      image:*) IMAGE=${line#image: } ;;
+      *) log "$line" ;;
+    esac
+  done <<<"$out"
+}
+containers image "$PG_NAME"
+pg_image_id=$IMAGE
+containers image "$REDIS_NAME"
+redis_image_id=$IMAGE
 
 # --- Secrets: files mounted read-only, never on a command line or in a container's environment
 # (`docker inspect` shows the environment to anyone in the docker group). The images read them
 # themselves: postgres through POSTGRES_PASSWORD_FILE, redis-server from its conf.
-install -d -m 0700 -o root -g root "$ETC"
 # A user's uid:gid inside an image, from one container (a `docker run` costs seconds under
 # emulation): `id NAME` prints "uid=999(postgres) gid=999(postgres) groups=...", with coreutils
 # (Debian images) and BusyBox (Alpine images) alike.
@@ -122,7 +107,7 @@ image_user_ids() {
   [[ $out =~ ^uid=([0-9]+)\([^\)]*\)\ gid=([0-9]+) ]] || die "id $2 in the image $1 printed '$out'"
   printf '%s:%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
 }
-pg_ids=$(image_user_ids "$POSTGRES_IMAGE" postgres)
+pg_ids=$(image_user_ids "$pg_image_id" postgres)
 install -d -m 0700 -o root -g root "$ETC/postgres"
 write_file "$ETC/postgres/password" 0400 "$pg_ids" <<<"$POSTGRES_PASSWORD"
 write_file "$ETC/postgres.env" 0600 root:root <<ENV
@@ -132,7 +117,7 @@ POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password
 ENV
 
 # Redis runs as the image's own redis user, which must read its conf and own its data dir.
-redis_ids=$(image_user_ids "$REDIS_IMAGE" redis)
+redis_ids=$(image_user_ids "$redis_image_id" redis)
 install -d -m 0700 -o root -g root "$ETC/redis"
 write_file "$ETC/redis/redis.conf" 0600 "$redis_ids" <<CONF
 # Written by nodehost (docker-data step). Published on the host's 127.0.0.1 only.
@@ -155,96 +140,17 @@ remove_file "$ETC/redis-cli.env"
 install -d -m 0700 "$DATA_MOUNT/postgres"
 install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
 
-# --- Containers: recreated only when their desired spec (a hash label) changes -----------------
-# A replacement (a new image, a refreshed tag, a changed setting) is proven before the old
-# container is let go: the old one is stopped and set aside as NAME-previous, and removed only once
-# the new one is healthy. A new one that exits, restarts or stays unhealthy is removed, the old one
-# started again, and the step fails saying so. Both use the same data directory, so only one runs
-# at a time: PostgreSQL is down from the old server's stop until the new one answers (or, on a
-# failure, the old one again). A run stopped part way leaves NAME-previous; the next run finishes
-# that switch or undoes it before anything else.
-
-# "<status> <health> <restarts>" of a container, e.g. "running healthy 0" (health "none" without a
-# health check); fails when there is no such container.
-container_state() {
-  docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}' "$1" 2>/dev/null
-}
-container_exists() { docker inspect "$1" >/dev/null 2>&1; }
-
-# wait_healthy NAME SECONDS: 0 once healthy; 1 at once when it exits or docker restarts it (a
-# server that fails to start does not become healthy later), or when SECONDS pass.
-wait_healthy() {
-  local name=$1 limit=$2 start=$SECONDS status health restarts first
-  read -r _ _ first < <(container_state "$name") || return 1
-  while ((SECONDS - start < limit)); do
-    read -r status health restarts < <(container_state "$name") || return 1
-    [[ $status == running && ($health == healthy || $health == none) ]] && return 0
-    [[ $status == running || $status == created ]] && [[ $restarts == "$first" ]] || return 1
-    sleep 2
-  done
-  return 1
-}
-
-# prove_container NAME IMAGE SECONDS: the new NAME healthy, then NAME-previous removed; else NAME
-# removed, NAME-previous back, and the step fails.
-prove_container() {
-  local name=$1 image=$2 limit=$3 prev=$1-previous
-  if wait_healthy "$name" "$limit"; then
-    if container_exists "$prev"; then
-      docker rm -f "$prev" >/dev/null
-      changed "container $name healthy on its new spec; the previous one removed"
-    fi
-    return 0
-  fi
-  warn "container $name (image $image) did not become healthy: $(container_state "$name" || echo gone)"
-  docker logs --tail 30 "$name" >&2 || true
-  container_exists "$prev" || die "$name (image $image) is not healthy"
-  docker rm -f "$name" >/dev/null
-  docker rename "$prev" "$name"
-  docker start "$name" >/dev/null
-  changed "container $name: the previous one started again"
-  wait_healthy "$name" "$limit" || die "$name (image $image) is not healthy, and the previous container, started again, is not healthy either"
-  die "$name (image $image) is not healthy; the previous container serves again (its logs are above)"
-}
-
-# ensure_container NAME IMAGE HASH_INPUT HEALTH_SECONDS DOCKER_RUN_ARGS... -- IMAGE_ARGS...
-ensure_container() {
-  local name=$1 image=$2 extra=$3 limit=$4 spec current run_args=() cmd_args=() prev=$1-previous
+# --- Containers: recreated only when their desired spec (a hash label) changes, and proven healthy
+# before the old one is let go (nodehost-containers ensure; docs/host-steps.md).
+# ensure NAME IMAGE_ID HEALTH_SECONDS EXTRA DOCKER_RUN_ARGS... -- IMAGE_ARGS... : the settings written, then
+# NAME on the image `containers image` chose.
+ensure() {
+  local name=$1 image=$2 limit=$3 extra=$4
   shift 4
-  while [[ $# -gt 0 && $1 != -- ]]; do
-    run_args+=("$1")
-    shift
-  done
-  [[ $# -gt 0 ]] && shift
-  cmd_args=("$@")
-  spec=$(printf '%s\n' "$image" "$(docker image inspect -f '{{.Id}}' "$image")" "$extra" \
-    "${run_args[@]}" -- "${cmd_args[@]}" | sha256sum | cut -c1-32)
-  # A switch an earlier run stopped between setting the old container aside and starting the new.
-  if container_exists "$prev" && ! container_exists "$name"; then
-    docker rename "$prev" "$name"
-    changed "container $name: the one a stopped switch set aside is back"
-  fi
-  current=$(docker inspect -f '{{index .Config.Labels "nodehost.spec"}}' "$name" 2>/dev/null || true)
-  if [[ $current == "$spec" ]]; then
-    if [[ $(docker inspect -f '{{.State.Running}}' "$name") != true ]]; then
-      docker start "$name" >/dev/null
-      changed "started $name"
-    fi
-    # A new container that a stopped run did not get to prove.
-    if container_exists "$prev"; then prove_container "$name" "$image" "$limit"; fi
-    return 0
-  fi
-  if container_exists "$name"; then
-    # An older NAME-previous than this switch's own would hold the name (a switch proven but
-    # stopped before the removal, then changed again): the container now in service is the one to keep.
-    if container_exists "$prev"; then docker rm -f "$prev" >/dev/null; fi
-    docker stop -t 60 "$name" >/dev/null
-    docker rename "$name" "$prev"
-  fi
-  docker run -d --name "$name" --label "nodehost.spec=$spec" --restart unless-stopped \
-    --log-opt max-size=10m --log-opt max-file=3 "${run_args[@]}" "$image" "${cmd_args[@]}" >/dev/null
-  changed "container $name (re)created"
-  if container_exists "$prev"; then prove_container "$name" "$image" "$limit"; fi
+  write_file "$CONTAINERS/$name/health" 0600 root:root <<<"$limit"
+  write_file "$CONTAINERS/$name/extra" 0600 root:root <<<"$extra"
+  write_file "$CONTAINERS/$name/args" 0600 root:root < <(printf '%s\0' "$@")
+  containers ensure "$name" "$image"
 }
 
 # shellcheck disable=SC2016 # $POSTGRES_* expand inside the container, from its env file.
@@ -269,7 +175,7 @@ if [[ $PITR_ENABLED == true ]]; then
   pg_cmd=(postgres -c archive_mode=on -c "archive_command=pgbackrest --stanza=nodehost archive-push %p"
     -c "archive_timeout=$PITR_ARCHIVE_TIMEOUT")
 fi
-ensure_container "$PG_NAME" "$pg_image" "$(sha256sum "$ETC/postgres.env")" 600 "${pg_run[@]}" -- "${pg_cmd[@]}"
+ensure "$PG_NAME" "$pg_image_id" 600 "$(sha256sum "$ETC/postgres.env")" "${pg_run[@]}" -- "${pg_cmd[@]}"
 # A password change does not recreate the container: the entrypoint reads the file on first init
 # only, and an existing database gets ALTER USER below.
 
@@ -286,7 +192,7 @@ redis_run=(
   --health-cmd 'nodehost-redis-cli ping | grep -q PONG'
   --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 30s
 )
-ensure_container "$REDIS_NAME" "$REDIS_IMAGE" "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" 300 \
+ensure "$REDIS_NAME" "$redis_image_id" 300 "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" \
   "${redis_run[@]}" -- /etc/nodehost-redis.conf
 
 healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null) == healthy ]]; }
@@ -303,6 +209,12 @@ log "containers healthy: $PG_NAME $REDIS_NAME"
 if [[ $PITR_ENABLED == true && -x /usr/local/bin/nodehost-pitr ]]; then
   /usr/local/bin/nodehost-pitr wake || log "WARNING: nodehost-pitr wake failed; cron tries again every minute"
 fi
+
+# --- The images' tags pulled again each day in the stack's window (updates.imagesAt): a container
+# whose tag names a newer image (a patch release of the same line) is switched to it, proven
+# healthy first; one that is not stays on its image, and the unit fails (nodehost-containers).
+daily_job nodehost-images-refresh "$IMAGES_REFRESH_AT" updates.imagesAt \
+  "PostgreSQL and Redis images refreshed from their tags, health-checked" "/usr/local/sbin/nodehost-containers refresh" 2h docker.service
 
 # --- The password that works is the configured one: POSTGRES_PASSWORD_FILE only applies to a
 # blank data dir, so an existing database gets it over the container's local socket (trust). Judged

@@ -241,6 +241,51 @@ ensure_service() {
   fi
 }
 
+# daily_job NAME AT KEY DESCRIPTION COMMAND TIMEOUT [UNIT...] : NAME.service runs COMMAND once
+# (after the network and the UNITs, stopped after TIMEOUT), and NAME.timer starts it each day at AT
+# ("HH:MM", host clock, within the 10 minutes after); when AT is "never" (the stack's config key
+# KEY says so) the timer is disabled and removed, and the service stays for a run by hand.
+daily_job() {
+  local name=$1 at=$2 key=$3 description=$4 command=$5 timeout=$6
+  shift 6
+  [[ $at == never || $at =~ ^([01][0-9]|2[0-3]):[0-5][0-9]$ ]] || die "$key must be HH:MM or never, not '$at'"
+  write_file "/etc/systemd/system/$name.service" 0644 root:root <<UNIT
+[Unit]
+Description=$description (nodehost)
+Wants=network-online.target $*
+After=network-online.target $*
+
+[Service]
+Type=oneshot
+ExecStart=$command
+TimeoutStartSec=$timeout
+UNIT
+  if [[ $at == never ]]; then
+    if systemctl is-enabled --quiet "$name.timer" 2>/dev/null; then
+      systemctl disable --now --quiet "$name.timer"
+      changed "$name.timer disabled ($key never)"
+    fi
+    remove_file "/etc/systemd/system/$name.timer"
+    # A unit whose file is gone reads NeedDaemonReload=yes while systemd still holds it (systemd's
+    # src/core/unit.c, fragment_mtime_newer: a fragment it cannot stat is out of date).
+    daemon_reload_for "$name.timer"
+    return 0
+  fi
+  write_file "/etc/systemd/system/$name.timer" 0644 root:root <<UNIT
+[Unit]
+Description=Daily: $description, in the stack's window ($key) (nodehost)
+
+[Timer]
+OnCalendar=*-*-* $at:00
+RandomizedDelaySec=10min
+
+[Install]
+WantedBy=timers.target
+UNIT
+  daemon_reload_for "$name.timer"
+  ensure_service "$name.timer"
+}
+
 # A change written and not yet applied (a restart, a reload) survives the run that wrote it: a run
 # stopped between the write and the apply (a lost connection, a timeout, a reboot) would otherwise
 # find the file already new next time and never apply it. The mark is set before the write:

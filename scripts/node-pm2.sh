@@ -227,41 +227,8 @@ ROT
 # the stack's window (updates.runtimeAt): NodeSource's and Debian's Node.js come with the security
 # updates instead. The tool restarts PM2's unit only when something changed.
 write_env /etc/nodehost/runtime.env 0600 root:root APP_USER NODE_MAJOR NODE_SOURCE NPM_REGISTRY PM2_VERSION
-write_file /etc/systemd/system/nodehost-runtime-update.service 0644 root:root <<'UNIT'
-[Unit]
-Description=Node.js and PM2 to the newest release of their line (nodehost)
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/nodehost-runtime update
-TimeoutStartSec=30min
-UNIT
-if [[ $RUNTIME_UPDATE_AT == never ]]; then
-  if systemctl is-enabled --quiet nodehost-runtime-update.timer 2>/dev/null; then
-    systemctl disable --now --quiet nodehost-runtime-update.timer
-    changed "nodehost-runtime-update.timer disabled (updates.runtimeAt never)"
-  fi
-  remove_file /etc/systemd/system/nodehost-runtime-update.timer
-  # A unit whose file is gone reads NeedDaemonReload=yes while systemd still holds it (systemd's
-  # src/core/unit.c, fragment_mtime_newer: a fragment it cannot stat is out of date).
-  daemon_reload_for nodehost-runtime-update.timer
-else
-  write_file /etc/systemd/system/nodehost-runtime-update.timer 0644 root:root <<UNIT
-[Unit]
-Description=Daily Node.js and PM2 update in the stack's window (nodehost)
-
-[Timer]
-OnCalendar=*-*-* $RUNTIME_UPDATE_AT:00
-RandomizedDelaySec=10min
-
-[Install]
-WantedBy=timers.target
-UNIT
-  daemon_reload_for nodehost-runtime-update.timer
-  ensure_service nodehost-runtime-update.timer
-fi
+daily_job nodehost-runtime-update "$RUNTIME_UPDATE_AT" updates.runtimeAt \
+  "Node.js and PM2 to the newest release of their line" "/usr/local/sbin/nodehost-runtime update" 30min
 
 log "node $(node --version), npm $(npm --version), pm2 $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$pm2_pkg")"
 step_done node-pm2

@@ -1,6 +1,6 @@
 // Step 3: Docker, and the PostgreSQL and Redis containers on 127.0.0.1 with data on the volume.
 import * as pulumi from "@pulumi/pulumi";
-import { HostStep, HostStepArgs } from "./step";
+import { HostStep, HostStepArgs, toolB64 } from "./step";
 
 export interface DockerDataArgs extends HostStepArgs {
   dataMount: string;
@@ -15,6 +15,8 @@ export interface DockerDataArgs extends HostStepArgs {
   /** PostgreSQL archives its WAL with pgBackRest (backup.pointInTime.enabled). */
   pitr: boolean;
   archiveTimeoutSeconds: number;
+  /** "HH:MM" (host clock) each day the images' tags are pulled again and switched to, or "never". */
+  imagesRefreshAt: string;
 }
 
 export class DockerData extends HostStep {
@@ -31,6 +33,8 @@ export class DockerData extends HostStep {
       REDIS_PASSWORD: args.redisPassword,
       PITR_ENABLED: args.pitr ? "true" : "false",
       PITR_ARCHIVE_TIMEOUT: args.archiveTimeoutSeconds,
+      IMAGES_REFRESH_AT: args.imagesRefreshAt,
+      CONTAINERS_TOOL_B64: toolB64("nodehost-containers"),
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -102,6 +102,7 @@ export class Host extends pulumi.ComponentResource {
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
       postgresPassword, redisPassword,
       pitr: cfg.backup.pointInTime.enabled, archiveTimeoutSeconds: cfg.backup.pointInTime.archiveTimeoutSeconds,
+      imagesRefreshAt: cfg.updates.imagesAt,
     }, child);
     const backups = new Backups(`${name}-backups`, {
       ...common, after: [data],

@@ -18,6 +18,7 @@ import { withEditedScripts } from "../unit/harness";
 import { stepWrapper } from "../../components/host/step";
 import { replayOnHost } from "./replay-on-host";
 import { git, startGitServer } from "./lib/git-server";
+import { startImageRegistry, variantArchive } from "./lib/image-registry";
 import { registryReleases, waitFor } from "../scripts/helpers";
 
 const cap = checkCapability();
@@ -839,6 +840,85 @@ http.createServer((req, res) => {
     const seg = await pgq("SELECT pg_walfile_name(pg_current_wal_lsn())");
     await waitFor(async () => (await pgq("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")) >= seg,
       `${seg} archived within 120 s (archive_timeout 30 s)`, 120_000, 5000);
+  });
+
+  // The images' refresh as the timer runs it (systemctl start of its service), against a registry
+  // the guest pulls from over TLS (Debian's docker-registry, Docker Hub's stand-in: README). Redis,
+  // the smaller image: the switch is the same code for both containers, and PostgreSQL's is proven
+  // above.
+  it("refreshes an image from its tag on the stack's timer, switching only to one proven healthy; a failed one is not tried again, and an up stays on the image proven", async () => {
+    const registry = await startImageRegistry(join(world.dir, "registry"));
+    try {
+      const repoTag = "nodehost-e2e/redis:7";
+      const ref = `${registry.guestHost}/${repoTag}`;
+      const redisArchive = world.images.find((i) => i.recipe.id === REDIS.id)!.archive;
+      // Each push is the suite's Redis under a new image id, as a tag's next patch release is.
+      const push = async (name: string, change: Parameters<typeof variantArchive>[2]) => {
+        const out = join(world.dir, `redis-${name}.tar`);
+        await variantArchive(redisArchive, out, change);
+        return registry.push(out, repoTag);
+      };
+      // The guest's Docker trusts the registry's CA for that registry alone (/etc/docker/certs.d).
+      await sshOk(host.target, `sudo -n install -D -m 0644 /dev/stdin /etc/docker/certs.d/${registry.guestHost}/ca.crt`, { input: registry.caPem });
+      const redisImage = async () => (await sshOk(host.target, "sudo -n docker inspect -f '{{.Image}} {{.State.StartedAt}}' nodehost-redis")).trim().split(" ");
+      const containers = async () => (await sshOk(host.target, "sudo -n docker ps -a --format '{{.Names}}'")).trim().split("\n").sort();
+      const redisGet = async () => (await sshOk(host.target, "sudo -n docker exec nodehost-redis nodehost-redis-cli GET e2e-refresh")).trim();
+      const refresh = () => ssh(host.target, "sudo -n systemctl start nodehost-images-refresh.service", { timeoutMs: 15 * 60_000 });
+      const journal = async () => sshOk(host.target, "sudo -n journalctl -u nodehost-images-refresh.service --no-pager -o cat -n 80");
+      const status = async () => (await sshOk(host.target, "sudo -n cat /var/lib/nodehost/status/images-refresh")).trim();
+      const over = { images: { postgres: POSTGRES.tag, redis: ref, preloadDir: IMAGE_PRELOAD_DIR } };
+
+      // The stack names the registry's tag: docker-data pulls it and pins the container to it.
+      const first = await push("one", { labels: { "nodehost.e2e.rev": "1" } });
+      const moved = await host.replay({ overrides: over });
+      expect(moved.ran.map((st) => st.name)).toContain("docker-data");
+      expect((await redisImage())[0]).toBe(first);
+      expect((await sshOk(host.target, "systemctl is-enabled nodehost-images-refresh.timer")).trim()).toBe("enabled");
+      expect(await sshOk(host.target, "systemctl cat nodehost-images-refresh.timer")).toContain("OnCalendar=*-*-* 03:30:00");
+      await sshOk(host.target, "sudo -n docker exec nodehost-redis nodehost-redis-cli SET e2e-refresh kept");
+
+      // A newer image under the tag: the timer's run switches to it once it is healthy.
+      const second = await push("two", { labels: { "nodehost.e2e.rev": "2" } });
+      const ok = await refresh();
+      expect(ok.code, ok.stderr).toBe(0);
+      expect((await redisImage())[0]).toBe(second);
+      expect(await containers()).toEqual(["nodehost-postgres", "nodehost-redis"]);
+      expect(await redisGet()).toBe("kept");
+      expect(await status()).toMatch(/^ok /);
+      await healthy(host, 3 * 60_000);
+
+      // A broken image under the tag, one that cannot even start (redis-server is not on its PATH,
+      // as another architecture's binary or a renamed one would not run): refused, the one before
+      // serves again, the unit fails. (The stack runs Redis with its own entrypoint, so a broken
+      // entrypoint in the image would not break it; one that starts and stays unhealthy is
+      // PostgreSQL's e2e-broken above.)
+      const broken = await push("broken", { env: ["PATH=/nonexistent"] });
+      const failed = await refresh();
+      expect(failed.code).not.toBe(0);
+      expect((await redisImage())[0]).toBe(second);
+      expect(await containers()).toEqual(["nodehost-postgres", "nodehost-redis"]);
+      expect(await redisGet()).toBe("kept");
+      expect(await journal()).toContain(`nodehost-redis (image ${ref}, ${broken}) did not start; the previous container serves again`);
+      expect(await status()).toMatch(/^failed \S+ nodehost-redis$/);
+      await healthy(host, 3 * 60_000);
+
+      // The next night the tag still names it: not tried again, Redis not stopped for it.
+      const startedAt = (await redisImage())[1];
+      const again = await refresh();
+      expect(again.code).not.toBe(0);
+      expect(await journal()).toContain(`${ref} is still ${broken}, which failed its health check`);
+      expect(await redisImage()).toEqual([second, startedAt]);
+
+      // An up that runs docker-data again (here for a new window) keeps the image proven, not the
+      // tag's; "never" takes the timer away.
+      const up = await host.replay({ overrides: { ...over, updates: { imagesAt: "never" } } });
+      expect(up.ran.map((st) => st.name)).toContain("docker-data");
+      expect(await redisImage()).toEqual([second, startedAt]);
+      expect((await ssh(host.target, "systemctl is-enabled nodehost-images-refresh.timer")).stdout.trim()).not.toBe("enabled");
+      await healthy(host, 3 * 60_000);
+    } finally {
+      await registry.stop();
+    }
   });
 
   // Both rebuilds run at once, as they are independent (each its own volume, the bucket only

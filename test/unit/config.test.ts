@@ -274,6 +274,10 @@ const HOSTILE: Record<string, Bad> = {
     over: { "nodehost:updates": JSON.stringify({ runtimeAt: "*-*-* 04:00" }) },
     expected: ['nodehost:updates.runtimeAt: must be a time such as "04:00" (host clock, UTC on a droplet), or "never"'],
   },
+  "an image refresh time with a cron line in it": {
+    over: { "nodehost:updates": JSON.stringify({ imagesAt: "03:30\n* * * * * root id" }) },
+    expected: ['nodehost:updates.imagesAt: must be a time such as "03:30" (host clock, UTC on a droplet), or "never"'],
+  },
   "a reboot time past 23:59": { over: { "nodehost:updates": JSON.stringify({ rebootAt: "24:00" }) }, expected: ['nodehost:updates.rebootAt: must be a time such as "04:30" (host clock, UTC on a droplet), or "never"'] },
   "an extra SSH user with a space and a second name": {
     over: { "nodehost:ssh": ssh({ allowFrom: ["203.0.113.10/32"], extraUsers: ["alice bob"] }) },
@@ -796,7 +800,7 @@ describe("defaults a real user would pick", () => {
     expect(c.droplet).toMatchObject({ size: "s-2vcpu-4gb", region: "fra1", image: "debian-13-x64", backups: false });
     expect(c.dns.ttl).toBe(600);
     expect(c.app).toMatchObject({ port: 3081, nodeMajor: 26, nodeSource: "nodesource", allowEndOfLifeNode: false });
-    expect(c.updates).toEqual({ rebootAt: "04:30", runtimeAt: "04:00" });
+    expect(c.updates).toEqual({ rebootAt: "04:30", runtimeAt: "04:00", imagesAt: "03:30" });
     expect(c.ssh.extraUsers).toEqual([]);
     expect(c.nginx).toMatchObject({ apiPublic: false, maxBodySize: "10m", routes: [] });
     expect(c.app).toMatchObject({ processes: [], healthPath: "/api/health", memoryLimit: "512M", buildEnv: {} });

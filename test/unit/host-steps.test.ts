@@ -195,6 +195,15 @@ describe("host steps", () => {
     expect(off.specs.find((s) => s.name === "backups")!.stdin).toContain("\nPITR_CIPHER_PASS=''\n");
   });
 
+  test("the images' refresh: the tool and the window reach docker-data, and \"never\" reaches it as never", async () => {
+    const docker = d.specs.find((s) => s.name === "docker-data")!.stdin;
+    expect(docker).toContain("\nIMAGES_REFRESH_AT='03:30'\n");
+    const tool = /\nCONTAINERS_TOOL_B64='([A-Za-z0-9+/=]+)'\n/.exec(docker);
+    expect(Buffer.from(tool![1], "base64").toString()).toMatch(/^#!\/usr\/bin\/env bash\n# nodehost-containers:/);
+    const off = await declare({ "nodehost:updates": JSON.stringify({ imagesAt: "never" }) });
+    expect(off.specs.find((s) => s.name === "docker-data")!.stdin).toContain("\nIMAGES_REFRESH_AT='never'\n");
+  });
+
   test("a configured backupPassphrase replaces the generated one (to read another stack's backups)", async () => {
     const own = await declare({ "nodehost:backupPassphrase": "a-passphrase-kept-in-a-password-manager" }, ["nodehost:backupPassphrase"]);
     expect(own.specs.find((s) => s.name === "backups")!.stdin).toContain("\nBACKUP_PASSPHRASE='a-passphrase-kept-in-a-password-manager'\n");
