@@ -197,15 +197,14 @@ export async function startS3(): Promise<LocalS3> {
   };
 }
 
-/** s3rver from the npm registry, installed once into a cache dir (it is a test tool, not a dependency). */
+/**
+ * s3rver, the devDependency `npm ci` installed (the VM suite's test/e2e/lib/s3.ts runs the same
+ * copy). It was once installed into a shared /tmp dir on first use: on a cold machine two test
+ * files did that at once and one failed with npm's ENOTEMPTY.
+ */
 export function s3rverBin(): string {
-  const cache = path.join(os.tmpdir(), "nodehost-s3rver-3.7.1");
-  const bin = path.join(cache, "node_modules", ".bin", "s3rver");
-  if (!fs.existsSync(bin)) {
-    fs.mkdirSync(cache, { recursive: true });
-    const r = run("npm", ["install", "--prefix", cache, "--no-save", "--no-audit", "--no-fund", "--loglevel=error", "s3rver@3.7.1"]);
-    if (r.status !== 0) throw new Error(`npm install s3rver: ${r.stderr}`);
-  }
+  const bin = path.join(REPO, "node_modules", ".bin", "s3rver");
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run npm ci`);
   return bin;
 }
 
