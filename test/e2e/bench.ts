@@ -57,7 +57,8 @@ async function main(): Promise<void> {
     const host = await bootHost(world, { name: "bench-fresh" });
     add("boot to SSH (fresh VM)", host.bootMs, host.vm.accel);
     const fresh = await host.replay();
-    for (const s of fresh.ran) add(`step ${s.name} (fresh host)`, s.ms);
+    // With the three output lines that waited longest (the action that line ends), where each step's time goes.
+    for (const s of fresh.ran) add(`step ${s.name} (fresh host)`, s.ms, s.slowest.map((l) => `${l.seconds} s before "${l.line}"`).join("; "));
     add("whole fresh provision", fresh.totalMs);
     freshMs = fresh.totalMs;
     const again = await host.replay();

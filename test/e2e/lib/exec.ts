@@ -1,5 +1,6 @@
 // Child processes with bounded time and captured output: the one way e2e helpers run a program.
 import { spawn, type SpawnOptions } from "node:child_process";
+import type { Transcript } from "./transcript";
 
 export interface RunResult {
   code: number | null;
@@ -16,6 +17,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Stream output to this process's stderr as it comes (long builds). */
   echo?: boolean;
+  /** Also hands each chunk to it as it arrives, with its arrival time (a step's per-line times). */
+  transcript?: Transcript;
 }
 
 export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -34,10 +37,12 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       : undefined;
     child.stdout!.on("data", (d: Buffer) => {
       out.push(d);
+      opts.transcript?.add("stdout", d.toString(), Date.now());
       if (opts.echo) process.stderr.write(d);
     });
     child.stderr!.on("data", (d: Buffer) => {
       err.push(d);
+      opts.transcript?.add("stderr", d.toString(), Date.now());
       if (opts.echo) process.stderr.write(d);
     });
     child.on("error", (e) => {
@@ -46,6 +51,7 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
     });
     child.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
+      opts.transcript?.end(Date.now());
       const stderr = Buffer.concat(err).toString() + (timedOut ? `\n[timed out after ${opts.timeoutMs} ms]` : "");
       resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr, ms: Date.now() - started });
     });

@@ -6,6 +6,7 @@ import { dirname } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { sftpPut, ssh, waitForSsh, type SshTarget } from "./ssh";
 import { tail } from "./exec";
+import { Transcript } from "./transcript";
 import { parseConfig } from "../../../components/config";
 import { createStack } from "../../../components/stack";
 import type { StepSpec } from "../../../components/host/step";
@@ -68,6 +69,8 @@ export interface StepRun {
   /** When the step started and ended, in ms since the replay started. */
   startedMs: number;
   endedMs: number;
+  /** The lines of its output that waited longest for the line before them (masked): where its time went. */
+  slowest: { seconds: number; line: string }[];
 }
 
 export interface ReplayResult {
@@ -315,10 +318,12 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
         saveState(opts.statePath, state);
         log(`step ${spec.name}: copied ${u.remotePath} in ${((Date.now() - u0) / 1000).toFixed(1)} s`);
       }
-      const r = await ssh(target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000 });
+      const transcript = new Transcript(Date.now());
+      const r = await ssh(target, spec.create, { input: spec.stdin, timeoutMs: opts.stepTimeoutMs ?? 40 * 60_000, transcript });
       const ms = Date.now() - t0;
       if (opts.logFile) {
-        appendFileSync(opts.logFile, maskSecrets(`\n===== ${spec.name} exit ${r.code} in ${ms} ms (${new Date(t0).toISOString()} .. ${new Date().toISOString()})\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}\n`, secrets));
+        appendFileSync(opts.logFile, maskSecrets(`\n===== ${spec.name} exit ${r.code} in ${ms} ms (${new Date(t0).toISOString()} .. ${new Date().toISOString()})\n`
+          + `--- output, each line with the seconds since the command started when it arrived (! marks stderr)\n${transcript.text()}\n`, secrets));
       }
       if (r.code !== 0) {
         // Like a failed create: the step is not in state, so the next replay runs it again.
@@ -332,7 +337,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       }
       state.steps[spec.name] = { triggers: spec.triggers, inputs: spec.inputs, ms, at: new Date().toISOString(), startedMs: t0 - started };
       saveState(opts.statePath, state);
-      ran.push({ name: spec.name, ms, startedMs: t0 - started, endedMs: t0 - started + ms });
+      const slowest = transcript.slowest(3).map((l) => ({ seconds: Math.round(l.gapMs / 100) / 10, line: maskSecrets(l.text, secrets).slice(0, 160) }));
+      ran.push({ name: spec.name, ms, startedMs: t0 - started, endedMs: t0 - started + ms, slowest });
       log(`step ${spec.name}: done in ${(ms / 1000).toFixed(1)} s`);
     } catch (e) {
       failure ??= e;

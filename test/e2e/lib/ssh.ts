@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, runOk, sleep, type RunResult } from "./exec";
+import type { Transcript } from "./transcript";
 
 export interface SshTarget {
   host: string;
@@ -68,8 +69,8 @@ export function sshCommandLine(t: SshTarget): string {
 }
 
 /** Runs `command` on the host (as the remote user's shell would) with `input` on its stdin. */
-export function ssh(t: SshTarget, command: string, opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
-  return run("ssh", [...sshArgs(t), command], { input: opts.input, timeoutMs: opts.timeoutMs ?? 30 * 60_000 });
+export function ssh(t: SshTarget, command: string, opts: { input?: string | Buffer; timeoutMs?: number; transcript?: Transcript } = {}): Promise<RunResult> {
+  return run("ssh", [...sshArgs(t), command], { input: opts.input, timeoutMs: opts.timeoutMs ?? 30 * 60_000, transcript: opts.transcript });
 }
 
 /** Like ssh() but throws with the exit code and stderr tail unless the command succeeded. */
