@@ -49,6 +49,41 @@ $nrconf{kernelhints} = 0;
 CONF
 ensure_service unattended-upgrades
 
+# --- The security fixes a new host is missing: now, not on its first night ----------------------
+# A droplet's image is as old as its last rebuild, and the security archive has newer packages (on
+# the VM suite's freshly provisioned host on 2026-12-06: openssl, krb5, zstd, passwd and the
+# kernel, 12 in all, pending until apt-daily-upgrade's first run the next morning).
+# unattended-upgrade installs them with the nightly run's origins and rules (security fixes and
+# point releases, conffiles kept); needrestart then restarts what still runs an old copy (so it is
+# not suspended here, as the steps' own apt runs suspend it), and a kernel fix gets its reboot in
+# the stack's window (above). Once per host: the daily timer does the rest. All packages in one
+# dpkg run (--no-minimal-upgrade-steps, /usr/bin/unattended-upgrade of unattended-upgrades 2.9.1,
+# line 2491): the minimal steps exist to let a shutdown stop it between sets, and cost a dpkg run
+# per set. Not fatal: a mirror that fails now is tried again by the next up and the timer.
+FIRST_SECURITY_RUN=/var/lib/nodehost/first-security-upgrade
+if [[ ! -e $FIRST_SECURITY_RUN ]]; then
+  installed() { dpkg-query -W -f='${Package} ${Version}\n' | sort; }
+  before=$(installed)
+  install -d -m 0700 /run/nodehost
+  rc=0
+  # apt's own timers run apt-get update and unattended-upgrade, which takes its lock without
+  # waiting ("Lock file is already taken, exiting"): let a run of theirs end first.
+  for _ in $(seq 240); do
+    systemctl is-active --quiet apt-daily.service apt-daily-upgrade.service || break
+    sleep 5
+  done
+  # On the steps' apt queue (lib.sh apt_get), so no other step's apt runs beside it.
+  (flock -w 1200 9 || exit 75; env -u NEEDRESTART_SUSPEND timeout 1800 unattended-upgrade --no-minimal-upgrade-steps >&2) 9>/run/nodehost/apt.lock || rc=$?
+  upgraded=$(comm -13 <(printf '%s\n' "$before") <(installed) | cut -d' ' -f1 | paste -sd' ')
+  if [[ $rc -eq 0 ]]; then
+    install -d -m 0755 "${FIRST_SECURITY_RUN%/*}"
+    printf '%s\n' "$upgraded" >"$FIRST_SECURITY_RUN"
+    if [[ -n $upgraded ]]; then changed "security updates installed: $upgraded"; else log "security updates: none pending"; fi
+  else
+    warn "unattended-upgrade exited $rc (/var/log/unattended-upgrades/ says why); the next up and the daily timer try again"
+  fi
+fi
+
 # --- fail2ban: trixie logs sshd only to the journal, so the jail reads it there ---------------
 pending_begin fail2ban-jail
 write_file /etc/fail2ban/jail.d/nodehost.local 0644 root:root <<CONF

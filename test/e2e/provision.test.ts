@@ -265,6 +265,22 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await ssh(host.target, "sudo -n needrestart -b -r l")).code).toBe(0);
   });
 
+  // The image keeps the security archive's newer packages pending, as a droplet's image does
+  // (lib/build-base-image.sh takes only the kernel, and lists the rest).
+  it("installs the security fixes a new host is missing during its first up, not on its first night", async () => {
+    const pending = readFileSync(world.image.pendingSecurity, "utf8").split("\n").filter(Boolean);
+    // The main archive's trixie is older than its security archive for dozens of packages (12 on
+    // 2026-12-06); none would mean the image took them all and this test shows nothing.
+    expect(pending.length, "packages the test image leaves for the first-up pass").toBeGreaterThan(0);
+    const installed = (await sshOk(host.target, "sudo -n cat /var/lib/nodehost/first-security-upgrade")).trim().split(" ");
+    expect(pending.filter((p) => !installed.includes(p))).toEqual([]);
+    // Each at the version the security archive offers (apt-cache policy: Installed = Candidate).
+    const policy = await sshOk(host.target, `apt-cache policy ${pending.join(" ")}`);
+    const behind = [...policy.matchAll(/^(\S+):\n\s+Installed: (\S+)\n\s+Candidate: (\S+)$/gm)].filter((m) => m[2] !== m[3]).map((m) => m[0]);
+    expect(behind).toEqual([]);
+    expect([...policy.matchAll(/^\S+:$/gm)].length).toBe(pending.length);
+  });
+
   it("brings Node.js to its major's newest release on the daily timer, restarting PM2 on it only when it changed; the app healthy after", async () => {
     const target = host.target;
     const timer = await sshOk(target, "systemctl show -p TimersCalendar --value nodehost-runtime-update.timer; systemctl is-enabled nodehost-runtime-update.timer");

@@ -55,6 +55,11 @@ export interface BaseImage {
   warmDisk: string;
   kernel: string;
   initrd: string;
+  /**
+   * The packages `disk` has with a newer version in the security archive at build time, one per
+   * line: the base step's first-up pass must install each (build-base-image.sh takes only the kernel).
+   */
+  pendingSecurity: string;
   hash: string;
   /** false when this call built it, true when it came from the cache. */
   cached: boolean;
@@ -83,6 +88,7 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
   const image = (cached: boolean, buildMs: number): BaseImage => ({
     dir, hash, cached, buildMs,
     disk: join(dir, "disk.qcow2"), warmDisk: join(dir, "warm.qcow2"), kernel: join(dir, "vmlinuz"), initrd: join(dir, "initrd.img"),
+    pendingSecurity: join(dir, "pending-security.txt"),
   });
   if (existsSync(join(dir, "disk.qcow2")) && existsSync(join(dir, "warm.qcow2"))) return image(true, 0);
 
