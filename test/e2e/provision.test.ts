@@ -862,7 +862,10 @@ http.createServer((req, res) => {
   // the guest pulls from over TLS (Debian's docker-registry, Docker Hub's stand-in: README). Redis,
   // the smaller image: the switch is the same code for both containers, and PostgreSQL's is proven
   // above.
-  it("refreshes an image from its tag on the stack's timer, switching only to one proven healthy; a failed one is not tried again, and an up stays on the image proven", async () => {
+  // 387 s in the run of 2026-12-06 (stop 32), whose whole `.ci/run` took 88.5 min, close to CI's
+  // 90-minute limit: on demand with NODEHOST_E2E_IMAGE_REFRESH=1 until the suite has room again
+  // (test/e2e/README.md).
+  it.runIf(process.env.NODEHOST_E2E_IMAGE_REFRESH === "1")("refreshes an image from its tag on the stack's timer, switching only to one proven healthy; a failed one is not tried again, and an up stays on the image proven", async () => {
     const registry = await startImageRegistry(join(world.dir, "registry"));
     try {
       const repoTag = "nodehost-e2e/redis:7";
