@@ -9,7 +9,7 @@ chmod 700 /var/lib/postgresql/data
 # go too: the cluster uses C.UTF-8, which glibc has built in.
 rm -rf /usr/lib/postgresql/17/lib/llvmjit* /usr/lib/postgresql/17/lib/bitcode \
   /usr/lib/x86_64-linux-gnu/libLLVM* /usr/lib/x86_64-linux-gnu/libz3.so* /usr/share/i18n
-# Perl (about 60 MB of the image's 205 MB): only postgresql-common's wrappers in /usr/bin
+# Perl (about 60 MB of the 215 MB archive): only postgresql-common's wrappers in /usr/bin
 # (pg_wrapper, pg_ctlcluster) and dpkg's maintainer scripts run it. The image's PATH puts
 # /usr/lib/postgresql/17/bin first, and everything there and pgBackRest are C. A smaller archive
 # is a shorter `docker load` and copy into the guest in each provision.
