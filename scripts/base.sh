@@ -69,16 +69,11 @@ FIRST_SECURITY_RUN=/var/lib/nodehost/first-security-upgrade
 if [[ ! -e $FIRST_SECURITY_RUN ]]; then
   installed() { dpkg-query -W -f='${Package} ${Version}\n' | sort; }
   before=$(installed)
-  install -d -m 0700 /run/nodehost
   rc=0
-  # apt's own timers run apt-get update and unattended-upgrade, which takes its lock without
-  # waiting ("Lock file is already taken, exiting"): let a run of theirs end first.
-  for _ in $(seq 240); do
-    systemctl is-active --quiet apt-daily.service apt-daily-upgrade.service || break
-    sleep 5
-  done
-  # On the steps' apt queue (lib.sh apt_get), so no other step's apt runs beside it.
-  (flock -w 1200 9 || exit 75; env -u NEEDRESTART_SUSPEND timeout 1800 unattended-upgrade --no-minimal-upgrade-steps >&2) 9>/run/nodehost/apt.lock || rc=$?
+  # On the steps' apt queue (lib.sh), after any run of apt's own timers, so no other apt runs
+  # beside it; its output on stderr, as the other steps' apt output is.
+  # (A subshell: a queue that never frees ends this pass, not the step.)
+  (apt_queue env -u NEEDRESTART_SUSPEND timeout 1800 unattended-upgrade --no-minimal-upgrade-steps >&2) || rc=$?
   upgraded=$(comm -13 <(printf '%s\n' "$before") <(installed) | cut -d' ' -f1 | paste -sd' ')
   if [[ $rc -eq 0 ]]; then
     install -d -m 0755 "${FIRST_SECURITY_RUN%/*}"
@@ -338,8 +333,7 @@ fi
 if ntp_daemon_active; then
   log "time sync: an NTP daemon is already active"
 else
-  # Installed with the packages above, so a no-op here; the line names the package for the VM
-  # suite's image (test/e2e/lib/image.ts stepPackages reads apt_install lines, not arrays).
+  # Installed with the packages above on a fresh host; here when an NTP daemon stopped since.
   apt_install systemd-timesyncd
   ensure_service systemd-timesyncd
 fi

@@ -58,16 +58,33 @@ require_nonempty() {
 # timer runs on its own, so: our steps queue on one flock, and a lock held by anyone else
 # (apt-daily, unattended-upgrades, an operator) is retried for up to NODEHOST_APT_WAIT_S.
 apt_get() {
-  local fd err rc=0 repairs=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
-  export DEBIAN_FRONTEND=noninteractive
   # needrestart (base) restarts services after unattended upgrades, not in the middle of a step.
-  export NEEDRESTART_SUSPEND=1
+  NEEDRESTART_SUSPEND=1 apt_queue apt_get_locked "$@"
+}
+
+# apt_queue CMD... : CMD on the steps' apt queue: one flock for every step's apt runs, taken once
+# a run of apt's own timers has ended (unattended-upgrade takes its lock without waiting: "Lock
+# file is already taken, exiting"; apt-get's lock errors are retried by apt_get_locked).
+apt_queue() {
+  local fd rc=0 limit=${NODEHOST_APT_WAIT_S:-1200} start=$SECONDS
+  export DEBIAN_FRONTEND=noninteractive
   install -d -m 0700 /run/nodehost
   exec {fd}>/run/nodehost/apt.lock
   if ! flock -w "$limit" "$fd"; then
     exec {fd}>&-
     die "another nodehost step held the apt queue for ${limit}s"
   fi
+  while systemctl is-active --quiet apt-daily.service apt-daily-upgrade.service 2>/dev/null && ((SECONDS - start < limit)); do
+    sleep "${NODEHOST_APT_RETRY_S:-5}"
+  done
+  "$@" || rc=$?
+  exec {fd}>&-
+  return "$rc"
+}
+
+apt_get_locked() {
+  local err rc=0 repairs=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
+  export NEEDRESTART_SUSPEND
   err=$(mktemp)
   while :; do
     rc=0
@@ -91,7 +108,6 @@ apt_get() {
     break
   done
   rm -f "$err"
-  exec {fd}>&-
   return "$rc"
 }
 

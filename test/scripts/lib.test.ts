@@ -236,6 +236,34 @@ ${dpkgWorks ? `rm -f ${bin}/journal` : "exit 2"}
   });
 });
 
+describe("apt_queue", () => {
+  // A stand-in systemctl that calls apt's own timer services active for its first N checks.
+  const timersBusy = (checks: number) => {
+    const dir = tmpDir();
+    const count = path.join(dir, "count");
+    fs.writeFileSync(path.join(dir, "systemctl"), `#!/bin/sh
+n=$(cat ${count} 2>/dev/null || echo 0); echo $((n + 1)) > ${count}
+[ "$n" -lt ${checks} ]
+`, { mode: 0o755 });
+    return { env: { PATH: `${dir}:${process.env.PATH}`, NODEHOST_APT_RETRY_S: "0.1" }, checks: () => Number(fs.readFileSync(count, "utf8")) };
+  };
+  it("runs the command once a run of apt's own timers has ended, with its exit status", () => {
+    const t = timersBusy(3);
+    const r = bash("apt_queue sh -c 'echo ran; exit 7'", t.env);
+    expect(r.status).toBe(7);
+    expect(r.stdout).toContain("ran");
+    expect(t.checks()).toBe(4);
+  });
+  it("runs one command at a time: a second waits for the first to leave the queue", () => {
+    const dir = tmpDir();
+    const log = path.join(dir, "log");
+    const one = (n: number) => `apt_queue sh -c 'echo start-${n} >> ${log}; sleep 0.5; echo end-${n} >> ${log}'`;
+    const r = bash(`${one(1)} & sleep 0.1; ${one(2)}; wait`, { NODEHOST_APT_RETRY_S: "0.1" });
+    expect(r.status).toBe(0);
+    expect(fs.readFileSync(log, "utf8").trim().split("\n")).toEqual(["start-1", "end-1", "start-2", "end-2"]);
+  });
+});
+
 describe("pending_begin / pending_due / pending_end", () => {
   // The apply (a restart) is logged; `die-before-apply` stops the run between the write and it.
   const step = (dir: string, content: string, dieBeforeApply = false) => bash(`
