@@ -331,6 +331,8 @@ export const NODE_END_OF_LIFE: Readonly<Record<number, string>> = {
 };
 /** The current Active LTS line (26 since 2026-10; 24 is in maintenance until 2028-04-30). */
 export const CURRENT_LTS_NODE = 26;
+/** app.pm2Version's default: PM2's current major. */
+export const DEFAULT_PM2_VERSION = "6";
 
 /**
  * The app's environment (app.env, appSecrets): names as a shell and dotenv take them, values any
@@ -463,7 +465,7 @@ const appSchema = z
       // A version prefix, not a range: node-pm2.sh keeps an installed pm2 whose version equals it or
       // starts with it and a dot, so a range (^6.0) would reinstall pm2 on every run.
       .regex(/^\d+(\.\d+){0,2}$/, { error: "must be a version such as 6, 6.0 or 6.0.1 (kept while the installed pm2 starts with it)" })
-      .default("6"),
+      .default(DEFAULT_PM2_VERSION),
   })
   .strict();
 

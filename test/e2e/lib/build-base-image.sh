@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the VM test host's base disk (a DigitalOcean-like Debian 13) without mounting anything.
-# Usage: build-base-image.sh <out-dir> <work-dir> <package,list> [<warm,package,list> [<ca-dir>]]
+# Usage: build-base-image.sh <out-dir> <work-dir> <package,list> [<warm,package,list> [<ca-dir>
+#        [<docker,archive,list> [<node-major>,<pm2-spec>,<npm-registry>]]]]
 # Writes <out-dir>/disk.qcow2, vmlinuz, initrd.img, and with a warm list also warm.qcow2: the same
 # root with those packages installed (see image.ts). The *.crt files of <ca-dir> are trusted (this
 # machine's egress proxy, which the guest goes through too). Runs as root (debootstrap, chroot).
 set -euo pipefail
 
-out=$1 work=$2 packages=$3 warm_packages=${4:-} ca_dir=${5:-}
+out=$1 work=$2 packages=$3 warm_packages=${4:-} ca_dir=${5:-} warm_archives=${6:-} warm_runtime=${7:-}
 suite=trixie mirror=http://deb.debian.org/debian
 root=$work/rootfs
 mkdir -p "$out" "$work"
@@ -140,6 +141,55 @@ write_disk() {
 }
 write_disk "$out/disk.qcow2"
 
+# warm_docker_images ARCHIVE,... : the service images in the warm root's Docker store, as on a host
+# that pulled them before (the rebuilds' docker-data then starts containers instead of a `docker
+# load` that takes minutes under emulation). The root's own dockerd loads them, run natively: the
+# root bind-mounted on itself (docker load's chroot remounts its /), the cgroup tree bound in, no
+# networking of its own. The store is the one the guest's same dockerd reads (overlay2).
+warm_docker_images() {
+  local a f pid
+  chroot_unmount
+  mount --bind "$root" "$root"
+  chroot_mount
+  mount -t tmpfs tmpfs "$root/run"
+  mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+  in_root dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
+    --pidfile /run/docker.pid >"$work/dockerd.log" 2>&1 &
+  for _ in $(seq 120); do in_root docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  pid=$(cat "$root/run/docker.pid")
+  IFS=, read -ra a <<< "$1"
+  for f in "${a[@]}"; do
+    cp "$f" "$root/tmp/image.tar"
+    in_root docker load -q -i /tmp/image.tar
+    rm -f "$root/tmp/image.tar"
+  done
+  # dockerd stops its containerd and unmounts its store before it exits.
+  kill "$pid"
+  for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  wait || true
+  # Each host's own: the engine id (a clone generates one), the network store of this dockerd's
+  # flags (the guest's makes its bridge).
+  rm -rf "$root/var/lib/docker/engine-id" "$root/var/lib/docker/network"
+  umount -R "$root/sys/fs/cgroup"
+  umount "$root/run"
+  if mountpoint -q "$root/var/lib/docker"; then umount "$root/var/lib/docker"; fi
+  chroot_unmount
+  umount "$root"
+  chroot_mount
+}
+
+# warm_node_runtime MAJOR,PM2,REGISTRY : Node.js and PM2 as the node-pm2 step installs them
+# (nodehost-runtime, run natively in the root), so the rebuilds' node-pm2 finds them in place.
+warm_node_runtime() {
+  local major pm2 registry
+  IFS=, read -r major pm2 registry <<< "$1"
+  install -m 0755 "$(dirname "$0")/../../../scripts/tools/nodehost-runtime" "$root/tmp/nodehost-runtime"
+  in_root /tmp/nodehost-runtime install-node "$major" "$registry"
+  # npm trusts its own CA list, not the system's, which has this machine's egress-proxy CAs.
+  in_root env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt /tmp/nodehost-runtime install-pm2 "$pm2" "$registry"
+  rm -f "$root/tmp/nodehost-runtime"
+}
+
 # The warm disk: the same root with the steps' packages already installed, as on a host that had
 # them before its first `up` (an `existing` host, a team's own snapshot image). apt runs natively
 # here, which under emulation takes minutes of a provision. The same kernel and initrd boot it.
@@ -152,6 +202,8 @@ if [[ -n $warm_packages ]]; then
   # on the rebuilds (the fresh provision proves the pass installs what is pending).
   in_root apt-get upgrade -y -q -o DPkg::Options::=--force-unsafe-io -o Dpkg::Options::=--force-confold
   echo 'nameserver 10.0.2.3' > "$root/etc/resolv.conf"
+  if [[ -n $warm_archives ]]; then warm_docker_images "$warm_archives"; fi
+  if [[ -n $warm_runtime ]]; then warm_node_runtime "$warm_runtime"; fi
   clean_for_clones
   chroot_finish
   write_disk "$out/warm.qcow2"

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cacheDir, cachePath, repoRoot } from "./paths";
+import { CURRENT_LTS_NODE, DEFAULT_PM2_VERSION } from "../../../components/config";
 import { pidAlive, runOk } from "./exec";
 
 /** What a DigitalOcean Debian 13 image has that provisioning relies on, and no more. */
@@ -66,8 +67,28 @@ export interface BaseImage {
   buildMs: number;
 }
 
-export function baseImageRecipeHash(): string {
+/** The service image archives the warm disk's Docker store holds (build-base-image.sh warm_docker_images). */
+async function warmArchives(log?: (s: string) => void): Promise<string[]> {
+  // Imported here: service-images.ts imports CHROOT_LIB from this module.
+  const { ensureServiceImages } = await import("./service-images");
+  return (await ensureServiceImages(log)).map((i) => i.archive);
+}
+
+/** The scripts/ tool that installs Node.js and PM2 (node-pm2 step); the warm disk runs it too. */
+const RUNTIME_TOOL = join(repoRoot, "scripts", "tools", "nodehost-runtime");
+/**
+ * What the warm disk's Node.js and PM2 are: the stack's defaults (components/config.ts), which the
+ * e2e stack keeps, from the npm registry (its app.nodeSource).
+ */
+const WARM_RUNTIME = [CURRENT_LTS_NODE, DEFAULT_PM2_VERSION, "https://registry.npmjs.org"].join(",");
+
+export function baseImageRecipeHash(archives: string[]): string {
   return createHash("sha256")
+    .update(WARM_RUNTIME)
+    .update(readFileSync(RUNTIME_TOOL))
+    // Each archive's directory names its recipe's hash (images/<id>-<hash>/<file>).
+    .update(archives.map((a) => a.split("/").slice(-2).join("/")).join(","))
+    .update("\0")
     .update(BASE_PACKAGES.join(","))
     .update("\0")
     .update(stepPackages().join(","))
@@ -83,7 +104,8 @@ export function baseImageRecipeHash(): string {
 /** Returns the cached image for the current recipe, building it (atomically) when absent. */
 export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}): Promise<BaseImage> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
-  const hash = baseImageRecipeHash();
+  const archives = await warmArchives(opts.log);
+  const hash = baseImageRecipeHash(archives);
   const dir = cachePath(`base-trixie-${hash}`);
   const image = (cached: boolean, buildMs: number): BaseImage => ({
     dir, hash, cached, buildMs,
@@ -105,7 +127,7 @@ export async function ensureBaseImage(opts: { log?: (s: string) => void } = {}):
     const cas = join(tmp, "cas");
     mkdirSync(cas, { recursive: true });
     for (const f of machineCaFiles()) writeFileSync(join(cas, f.name), f.content);
-    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(","), stepPackages().join(","), cas], {
+    await runOk("bash", [SCRIPT, join(tmp, "out"), join(tmp, "work"), BASE_PACKAGES.join(","), stepPackages().join(","), cas, archives.join(","), WARM_RUNTIME], {
       timeoutMs: 20 * 60_000,
       echo: process.env.NODEHOST_E2E_VERBOSE === "1",
     });
