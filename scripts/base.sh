@@ -333,7 +333,8 @@ fi
 if ntp_daemon_active; then
   log "time sync: an NTP daemon is already active"
 else
-  # Installed with the packages above on a fresh host; here when an NTP daemon stopped since.
+  # Installed with the packages above, so a no-op here; the line names the package for the VM
+  # suite's image (test/e2e/lib/image.ts stepPackages reads apt_install lines, not arrays).
   apt_install systemd-timesyncd
   ensure_service systemd-timesyncd
 fi
