@@ -681,6 +681,48 @@ const updatesSchema = z
   })
   .strict();
 
+/**
+ * Logs off the host (issue 12, lynis LOGG-2154): the journal (sshd, sudo, fail2ban, the steps and
+ * tools, every unit) and nginx's access and error logs, sent by rsyslog over TLS (RFC 5425) to a
+ * receiver the stack names, so a break-in cannot erase its own trail. Unset, the logs stay on the
+ * droplet (the journal, /var/log/nginx). Every value ends up in rsyslog's config file as root.
+ */
+const logForwardSchema = z
+  .object({
+    // The receiver: a host name or address (syslog vendors give one, with a port per account).
+    host: z.string().refine(isHostOrAddress, { error: "must be a host name or an IPv4 or IPv6 address" }),
+    // 6514 is syslog over TLS's registered port (RFC 5425 section 4.1).
+    port: port.default(6514),
+    /**
+     * The name the receiver's certificate must carry (rsyslog's x509/name check); unset, `host`.
+     * A `*.` wildcard matches one label, as rsyslog's PermittedPeer does.
+     */
+    peerName: z
+      .string()
+      .regex(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
+        error: "must be a DNS name such as logs.example.com (a leading '*.' allowed)",
+      })
+      .optional(),
+    // The CA (PEM certificates) the receiver's certificate is checked against; "" = the host's CAs.
+    caPem: z
+      .string()
+      .refine((s) => s === "" || PEM_CERTIFICATES.test(s), { error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)" })
+      .default(""),
+    /**
+     * How messages are delimited on the connection: octet-counted as RFC 5425 has it (rsyslog,
+     * syslog-ng's syslog() source), or traditional, one per line (receivers that document
+     * `*.* @@host:port`).
+     */
+    framing: z.enum(["octet-counted", "traditional"]).default("octet-counted"),
+  })
+  .strict();
+
+const logsSchema = z
+  .object({
+    forward: logForwardSchema.optional(),
+  })
+  .strict();
+
 /** What app.processes must say, beyond each entry's own shape (errors name the entry's key). */
 function appProcessRules(
   app: z.infer<typeof appSchema>,
@@ -731,6 +773,7 @@ export const stackSchema = z
     backup: backupSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
     updates: updatesSchema.prefault({}),
+    logs: logsSchema.prefault({}),
     // pulumi-command connects with this key and cannot prompt for a passphrase.
     sshPrivateKey: unencryptedPrivateKey,
     // A private repository's deploy key (read-only, this stack's own): on the host only while

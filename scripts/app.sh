@@ -6,7 +6,7 @@
 # writes a file through a directory the app user owns: what happens inside a release (unpack,
 # npm ci, the build, its removal) runs as the app user, and the markers root keeps about releases
 # (built, failed, activated) live in root's state directory, not in the release.
-# shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
+# shellcheck disable=SC2153 # parameters arrive as variables at the top of stdin
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Step backups: backup/restore/list tools, their config, the cron; restores the newest off-site
 # backup on a host whose database is empty and whose volume was never initialised (disaster recovery).
-# shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
+# shellcheck disable=SC2153 # parameters arrive as variables at the top of stdin
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail

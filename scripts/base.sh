@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Step base: security updates, fail2ban, UFW, SSH hardening, swap, time sync, the data volume.
+# Step base: security updates, logs off the host, fail2ban, UFW, SSH hardening, swap, time sync,
+# the data volume.
+# shellcheck disable=SC2153 # parameters arrive as variables at the top of stdin
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
 require_nonempty DEPLOY_USER SWAP_MB DATA_DEVICE DATA_MOUNT SSH_PORT SSH_ALLOW_USERS
-require_vars SSH_ALLOW_FROM
+require_vars SSH_ALLOW_FROM LOG_HOST LOG_PORT LOG_PEER LOG_CA_PEM_B64 LOG_FRAMING
 REBOOT_AT=${REBOOT_AT:-never}
 [[ $REBOOT_AT =~ ^(never|([01][0-9]|2[0-3]):[0-5][0-9])$ ]] || die "REBOOT_AT must be HH:MM or never, got '$REBOOT_AT'"
 [[ $SWAP_MB =~ ^[0-9]+$ ]] || die "SWAP_MB must be a number of MiB (0 = no swap), got '$SWAP_MB'"
@@ -20,15 +22,28 @@ for src in "${ssh_sources[@]}"; do
   [[ $src =~ ^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$ ]] || die "SSH_ALLOW_FROM: '$src' is not an address or CIDR"
 done
 [[ " $SSH_ALLOW_USERS " == *" $DEPLOY_USER "* ]] || die "SSH_ALLOW_USERS must include the deploy user $DEPLOY_USER"
+# logs.forward (components/config.ts checks the same, with the key's name): each value lands in a
+# root-read rsyslog config file, so nothing but a host, a number, a name and base64 gets through.
+if [[ -n $LOG_HOST ]]; then
+  [[ $LOG_HOST =~ ^[A-Za-z0-9][A-Za-z0-9.:-]*$ ]] || die "LOG_HOST: '$LOG_HOST' is not a host name or address"
+  [[ $LOG_PORT =~ ^[0-9]{1,5}$ ]] || die "LOG_PORT must be a port number, got '$LOG_PORT'"
+  [[ $LOG_PEER =~ ^(\*\.)?[A-Za-z0-9][A-Za-z0-9.-]*$ ]] || die "LOG_PEER: '$LOG_PEER' is not a DNS name"
+  [[ $LOG_CA_PEM_B64 =~ ^[A-Za-z0-9+/=]*$ ]] || die "LOG_CA_PEM_B64 must be base64"
+  [[ $LOG_FRAMING == octet-counted || $LOG_FRAMING == traditional ]] || die "LOG_FRAMING must be octet-counted or traditional, got '$LOG_FRAMING'"
+fi
 
 # nftables: trixie's fail2ban bans through `nft` (banaction nftables) and only recommends the
 # package; without it every ban failed with "nft: not found" (seen in the VM suite's ban test).
 # systemd-timesyncd (time sync, below) joins this transaction unless another NTP daemon runs: a
 # second apt-get install took 16 s of a fresh host's base step under emulation (steps.log).
+# rsyslog and its TLS driver join it when logs.forward is set.
+# (Packages in a `*_pkgs=(...)` array are read by the VM suite's image too: test/e2e/lib/image.ts.)
 ntp_daemon_active() { systemctl is-active --quiet chrony || systemctl is-active --quiet ntpsec || systemctl is-active --quiet ntp; }
-time_sync=(systemd-timesyncd)
-if ntp_daemon_active; then time_sync=(); fi
-apt_install unattended-upgrades fail2ban python3-systemd ufw needrestart nftables "${time_sync[@]}"
+time_sync_pkgs=(systemd-timesyncd)
+if ntp_daemon_active; then time_sync_pkgs=(); fi
+log_forward_pkgs=(rsyslog rsyslog-gnutls)
+if [[ -z $LOG_HOST ]]; then log_forward_pkgs=(); fi
+apt_install unattended-upgrades fail2ban python3-systemd ufw needrestart nftables "${time_sync_pkgs[@]}" "${log_forward_pkgs[@]}"
 
 # --- Security updates -------------------------------------------------------------------------
 write_file /etc/apt/apt.conf.d/20auto-upgrades 0644 root:root <<'CONF'
@@ -82,6 +97,66 @@ if [[ ! -e $FIRST_SECURITY_RUN ]]; then
   else
     warn "unattended-upgrade exited $rc (/var/log/unattended-upgrades/ says why); the next up and the daily timer try again"
   fi
+fi
+
+# --- Logs off the host (logs.forward): what a break-in would erase is already elsewhere ----------
+# journald hands every message to rsyslog's socket (ForwardToSyslog, set here rather than trusted
+# to a default), and rsyslog also reads nginx's two logs (imfile). One rsyslog action sends them to
+# the receiver over TLS, checking its certificate against the CA and its name against logs.forward
+# (gtls driver, x509/name: rsyslog's omfwd doc, "StreamDriverAuthMode"). While the receiver is
+# unreachable the action queues on disk (up to 256 MiB, kept across restarts) and retries forever.
+# Debian's own rules (/etc/rsyslog.conf) still write /var/log/syslog and auth.log, which rsyslog's
+# logrotate config rotates; the journal keeps its own copy as before.
+LOG_CONF=/etc/rsyslog.d/60-nodehost-forward.conf
+LOG_CA=/etc/nodehost/log-forward-ca.pem
+JOURNALD_CONF=/etc/systemd/journald.conf.d/60-nodehost-forward.conf
+if [[ -n $LOG_HOST ]]; then
+  if [[ -n $LOG_CA_PEM_B64 ]]; then
+    write_file "$LOG_CA" 0644 root:root < <(base64 -d <<<"$LOG_CA_PEM_B64")
+    log_ca=$LOG_CA
+  else
+    remove_file "$LOG_CA"
+    log_ca=/etc/ssl/certs/ca-certificates.crt
+  fi
+  pending_begin log-forward
+  write_file "$JOURNALD_CONF" 0644 root:root <<'CONF'
+# Written by nodehost (base step): logs.forward. rsyslog sends the journal on.
+[Journal]
+ForwardToSyslog=yes
+CONF
+  journald_changed=$WRITE_CHANGED
+  write_file "$LOG_CONF" 0644 root:root <<CONF
+# Written by nodehost (base step): logs.forward. The journal and nginx's logs to
+# $LOG_HOST:$LOG_PORT over TLS, the receiver's certificate checked against $log_ca
+# and its name against $LOG_PEER.
+module(load="imfile")
+input(type="imfile" file="/var/log/nginx/access.log" tag="nginx-access:" facility="local7" severity="info" ruleset="nodehost-forward")
+input(type="imfile" file="/var/log/nginx/error.log" tag="nginx-error:" facility="local7" severity="err" ruleset="nodehost-forward")
+ruleset(name="nodehost-forward") {
+  action(type="omfwd" name="nodehost-forward" target="$LOG_HOST" port="$LOG_PORT" protocol="tcp"
+         template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="$LOG_FRAMING"
+         StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+         StreamDriverPermittedPeers="$LOG_PEER" StreamDriver.CAFile="$log_ca"
+         queue.type="LinkedList" queue.filename="nodehost-forward" queue.maxDiskSpace="256m"
+         queue.saveOnShutdown="on" action.resumeRetryCount="-1" action.resumeInterval="10")
+}
+call nodehost-forward
+CONF
+  if pending_due log-forward; then
+    out=$(rsyslogd -N1 2>&1) || die "rsyslog refused $LOG_CONF: $out"
+    if [[ $journald_changed == 1 ]]; then systemctl restart systemd-journald; fi
+    systemctl restart rsyslog
+    changed "logs forwarded to $LOG_HOST:$LOG_PORT"
+  fi
+  ensure_service rsyslog
+  pending_end log-forward
+elif [[ -e $LOG_CONF ]]; then
+  # Forwarding switched off: the package stays (it may be the host owner's), our rules go.
+  remove_file "$LOG_CONF"
+  remove_file "$LOG_CA"
+  remove_file "$JOURNALD_CONF"
+  systemctl restart systemd-journald
+  if systemctl is-active --quiet rsyslog; then systemctl restart rsyslog; fi
 fi
 
 # --- fail2ban: trixie logs sshd only to the journal, so the jail reads it there ---------------
@@ -333,9 +408,7 @@ fi
 if ntp_daemon_active; then
   log "time sync: an NTP daemon is already active"
 else
-  # Installed with the packages above, so a no-op here; the line names the package for the VM
-  # suite's image (test/e2e/lib/image.ts stepPackages reads apt_install lines, not arrays).
-  apt_install systemd-timesyncd
+  # Installed with the packages above (time_sync_pkgs).
   ensure_service systemd-timesyncd
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Step nginx: the site (static UI with basic auth, /api/ and the app's other routes proxied without it)
 # rendered by nodehost-nginx-render.
-# shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
+# shellcheck disable=SC2153 # parameters arrive as variables at the top of stdin
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail

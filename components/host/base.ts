@@ -19,6 +19,8 @@ export interface BaseArgs extends HostStepArgs {
   sshAllowFrom: string[];
   /** "HH:MM" (the host's clock, UTC on a droplet): when an update that needs a reboot gets one; "never": not automatically. */
   rebootAt: string;
+  /** logs.forward: where rsyslog sends the journal and nginx's logs over TLS; unset = they stay here. */
+  logForward?: { host: string; port: number; peerName?: string; caPem: string; framing: "octet-counted" | "traditional" };
 }
 
 export class Base extends HostStep {
@@ -34,6 +36,11 @@ export class Base extends HostStep {
       SSH_ALLOW_USERS: pulumi.all(args.sshUsers).apply((users) => [...new Set(users)].join(" ")),
       SSH_ALLOW_FROM: args.sshAllowFrom.join(" "),
       REBOOT_AT: args.rebootAt,
+      LOG_HOST: args.logForward?.host ?? "",
+      LOG_PORT: args.logForward?.port ?? "",
+      LOG_PEER: args.logForward ? args.logForward.peerName ?? args.logForward.host : "",
+      LOG_CA_PEM_B64: Buffer.from(args.logForward?.caPem ?? "").toString("base64"),
+      LOG_FRAMING: args.logForward?.framing ?? "",
     }, { secret: false, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -94,6 +94,7 @@ export class Host extends pulumi.ComponentResource {
       sshUsers: [DEPLOY_USER, args.connection.user, ...cfg.ssh.extraUsers],
       sshAllowFrom: cfg.ssh.openToWorld ? [] : cfg.ssh.allowFrom,
       rebootAt: cfg.updates.rebootAt,
+      logForward: cfg.logs.forward,
     }, child);
     const data = new DockerData(`${name}-docker-data`, {
       ...common, after: [base],

@@ -131,6 +131,25 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
       .toEqual(["|/bin/false", "0", "LimitCORE=0"]);
   });
 
+  it("sends the journal and nginx's logs off the host as they happen, over TLS to the receiver it checks, and no secret with them (logs.forward)", async () => {
+    const logs = world.logs!;
+    const mark = `nodehost-e2e-${Date.now().toString(36)}-${process.pid}`;
+    await sshOk(host.target, `logger -t nodehost-e2e -p auth.warning ${mark}`);
+    expect((await web(https(`/${mark}`))).status).toBe(401);
+    const fromJournal = await logs.waitFor((m) => m.app === "nodehost-e2e" && m.msg === mark, 60_000);
+    // auth.warning: facility 4, severity 4 (RFC 5424 section 6.2.1).
+    expect(fromJournal.pri).toBe(4 * 8 + 4);
+    const fromNginx = await logs.waitFor((m) => m.app === "nginx-access" && m.msg.includes(`"GET /${mark} HTTP/`), 60_000);
+    expect(fromNginx.msg).toMatch(/" 401 /);
+    // sshd's record of this suite's own logins, from the host's first minutes.
+    expect(logs.messages.some((m) => /^sshd/.test(m.app) && /Accepted publickey for deploy /.test(m.msg))).toBe(true);
+    // Every connection passed the receiver's TLS handshake and every frame was RFC 5425/5424.
+    expect(logs.errors).toEqual([]);
+    const sent = logs.messages.map((m) => m.raw).join("\n");
+    const leaked = fresh.secrets.filter((s) => s.length >= 8 && sent.includes(s));
+    expect(leaked.map((s) => `${s.slice(0, 3)}...`)).toEqual([]);
+  });
+
   it("hands app.env and appSecrets to the app exactly as given, runs nothing in them, and no other user can read them", async () => {
     // Every process whose environment holds the app's settings (web and worker), read as root.
     const dump = await sshOk(host.target, "sudo -n sh -c 'for f in /proc/[0-9]*/environ; do grep -qaF GREETING= \"$f\" 2>/dev/null && base64 -w0 \"$f\" && echo; done; true'");

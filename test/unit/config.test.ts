@@ -57,6 +57,8 @@ const ssh = section("ssh");
 const tls = section("tls");
 const backup = section("backup");
 const alerts = section("alerts");
+/** A logs section forwarding to `o` (over the receiver's defaults). */
+const logs = (o: object) => JSON.stringify({ forward: { host: "logs.example.net", ...o } });
 
 /** An OpenSSH private key whose header names `cipher` ("none": no passphrase), as ssh-keygen writes it. */
 function opensshKey(cipher: string): string {
@@ -173,6 +175,7 @@ const SLACK = "must be a Slack channel name such as #ops";
 const CA_PEM = "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)";
 const ADDRESS = "must be a host name or an IPv4 or IPv6 address";
 const DEVICE = "must be a /dev path, best a /dev/disk/by-id one";
+const PEER = "must be a DNS name such as logs.example.com (a leading '*.' allowed)";
 const TAG = "must be letters, digits, '_', ':' and '-' (a DigitalOcean tag name)";
 const PASSPHRASE = "must not be passphrase-protected: pulumi-command cannot prompt for it (make a dedicated deploy key without a passphrase)";
 const KEY_LINE = "must be an OpenSSH public key line (ssh-ed25519 AAAA... comment)";
@@ -481,6 +484,23 @@ const HOSTILE: Record<string, Bad> = {
     over: { "digitalocean:token": undefined },
     expected: ["digitalocean:token: is required when hostMode is digitalocean (or set DIGITALOCEAN_TOKEN or DIGITALOCEAN_ACCESS_TOKEN)"],
   },
+  // logs.forward lands in /etc/rsyslog.d as root: a quote would end rsyslog's string and add a
+  // directive of its own (an omprog action runs a program).
+  "a log host with a quote and an omprog action": {
+    over: { "nodehost:logs": logs({ host: 'x" action(type="omprog" binary="/bin/sh -c id") x="' }) },
+    expected: [`nodehost:logs.forward.host: ${ADDRESS}`],
+  },
+  "a log host with $(...)": { over: { "nodehost:logs": logs({ host: "$(reboot).example.net" }) }, expected: [`nodehost:logs.forward.host: ${ADDRESS}`] },
+  "a log host with a newline": { over: { "nodehost:logs": logs({ host: "logs.example.net\n*.* /tmp/x" }) }, expected: [`nodehost:logs.forward.host: ${ADDRESS}`] },
+  "a log host given as a URL": { over: { "nodehost:logs": logs({ host: "https://logs.example.net" }) }, expected: [`nodehost:logs.forward.host: ${ADDRESS}`] },
+  "a log peer name with backticks": { over: { "nodehost:logs": logs({ peerName: "`id`.example.net" }) }, expected: [`nodehost:logs.forward.peerName: ${PEER}`] },
+  "a log peer name with '..'": { over: { "nodehost:logs": logs({ peerName: "logs..example.net" }) }, expected: [`nodehost:logs.forward.peerName: ${PEER}`] },
+  "a log receiver CA that is not PEM": {
+    over: { "nodehost:logs": logs({ caPem: "-----BEGIN CERTIFICATE-----\n\"$(id)\"\n-----END CERTIFICATE-----\n" }) },
+    expected: [`nodehost:logs.forward.caPem: ${CA_PEM}`],
+  },
+  "a log port out of range": { over: { "nodehost:logs": logs({ port: 70000 }) }, expected: ["nodehost:logs.forward.port: Too big: expected number to be <=65535"] },
+  "log forwarding over plain UDP": { over: { "nodehost:logs": logs({ protocol: "udp" }) }, expected: ["nodehost:logs.forward.protocol: unknown key (misspelt?)"] },
   "several hostile values at once": {
     over: {
       "nodehost:backup": backup({ schedule: "* * * * *\n* * * * * root id", prefix: "`id`" }),
@@ -581,6 +601,17 @@ describe("allowed forms pass", () => {
     for (const s of [stack, "production", "staging-2"]) {
       expect(problemsOf(base.raw, base.secretKeys, { project: "nodehost", stack: s })).toEqual([]);
     }
+  });
+
+  test("log receivers: names, addresses, a wildcard peer, a CA, either framing", () => {
+    const ca = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n";
+    const forwards = [
+      { host: "logs.example.net" }, { host: "203.0.113.9", port: 514, peerName: "logs.example.net" }, { host: "2001:db8::9" },
+      { host: "logs5.papertrailapp.com", port: 12345, peerName: "*.papertrailapp.com", framing: "traditional" },
+      { host: "10.0.2.2", peerName: "logs.nodehost.test", caPem: ca },
+    ];
+    for (const f of forwards) expect(problems({ "nodehost:logs": JSON.stringify({ forward: f }) }), JSON.stringify(f)).toEqual([]);
+    expect(problems({ "nodehost:logs": "{}" })).toEqual([]);
   });
 
   test("backup prefixes, schedules and endpoints", () => {

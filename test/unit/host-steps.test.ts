@@ -114,6 +114,21 @@ describe("host steps", () => {
     expect(base).toContain("\nSSH_ALLOW_USERS='deploy alice'\n");
   });
 
+  test("logs.forward reaches base as its receiver, the peer name (host by default), the CA and the framing; unset, none", async () => {
+    const off = d.specs.find((s) => s.name === "base")!.stdin;
+    for (const k of ["LOG_HOST", "LOG_PORT", "LOG_PEER", "LOG_CA_PEM_B64", "LOG_FRAMING"]) expect(off).toContain(`\n${k}=''\n`);
+    const ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const on = (await declare({ "nodehost:logs": JSON.stringify({ forward: { host: "logs.example.net", caPem: ca } }) })).specs.find((s) => s.name === "base")!.stdin;
+    expect(on).toContain("\nLOG_HOST='logs.example.net'\n");
+    expect(on).toContain("\nLOG_PORT='6514'\n");
+    expect(on).toContain("\nLOG_PEER='logs.example.net'\n");
+    expect(on).toContain(`\nLOG_CA_PEM_B64='${Buffer.from(ca).toString("base64")}'\n`);
+    expect(on).toContain("\nLOG_FRAMING='octet-counted'\n");
+    const peer = (await declare({ "nodehost:logs": JSON.stringify({ forward: { host: "203.0.113.9", peerName: "*.example.net", framing: "traditional" } }) })).specs.find((s) => s.name === "base")!.stdin;
+    expect(peer).toContain("\nLOG_PEER='*.example.net'\n");
+    expect(peer).toContain("\nLOG_FRAMING='traditional'\n");
+  });
+
   test("parameters are single-quoted shell variables, with the values the config implies", () => {
     const nginx = d.specs.find((s) => s.name === "nginx")!.stdin;
     expect(nginx).toContain("\nSERVER_NAMES='example.com www.example.com'\n");

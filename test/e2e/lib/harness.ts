@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { cloudInitUserData } from "../../../components/cloud/cloud-init";
 import { SECRET_KEYS } from "../../../components/config";
 import { ensureBaseImage, machineCaFiles, type BaseImage } from "./image";
-import { startPebble, type Pebble } from "./pebble";
+import { HOST_FROM_GUEST, startPebble, type Pebble } from "./pebble";
+import { startLogReceiver, type LogReceiver } from "./log-receiver";
 import { startS3, type S3Server } from "./s3";
 import { ensureServiceImages, POSTGRES, REDIS, type ServiceImage } from "./service-images";
 import { copyIn, generateKey, sshOk, type SshKey, type SshTarget } from "./ssh";
@@ -46,6 +47,11 @@ export interface World {
   hostKey: SshKey;
   /** Host port forwarded to the guest's 80 on every web VM of this world (Pebble validates there). */
   httpPort: number;
+  /**
+   * The stack's log receiver (logs.forward): every host of this world sends its logs there. A
+   * detached world (`npm run local`) has none, as its process ends while the VM runs on.
+   */
+  logs?: LogReceiver;
   stop(): Promise<void>;
 }
 
@@ -60,11 +66,13 @@ export async function startWorld(opts: { dir: string; detached?: boolean; httpPo
   const httpPort = opts.httpPort ?? (await freePort());
   const pebble = await startPebble({ dir: join(opts.dir, "pebble"), httpPort, detached: opts.detached });
   const s3 = await startS3({ dir: join(opts.dir, "s3"), bucket: BUCKET, detached: opts.detached });
+  const logs = opts.detached ? undefined : await startLogReceiver(join(opts.dir, "logs"));
   return {
-    dir: opts.dir, image, key, backupKey, hostKey, pebble, s3, images, httpPort,
+    dir: opts.dir, image, key, backupKey, hostKey, pebble, s3, images, httpPort, logs,
     async stop() {
       await pebble.stop();
       await s3.stop();
+      await logs?.stop();
       await run("gpgconf", ["--homedir", backupKey.home, "--kill", "all"]);
     },
   };
@@ -151,6 +159,7 @@ export function e2eConfig(world: World, vm: Pick<Vm, "ports">, overrides: Record
     tls: { email: `ops@${DOMAIN}`, acmeServer: world.pebble.directoryUrl, caPem: world.pebble.acmeCaPem },
     images: { postgres: POSTGRES.tag, redis: REDIS.tag, preloadDir: IMAGE_PRELOAD_DIR },
     backup: e2eBackup(world),
+    ...(world.logs ? { logs: { forward: { host: HOST_FROM_GUEST, port: world.logs.port, peerName: world.logs.peerName, caPem: world.logs.caPem } } } : {}),
   };
   const secret: Record<string, string> = {
     sshPrivateKey: readFileSync(world.key.privateKeyFile, "utf8"),

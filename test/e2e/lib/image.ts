@@ -22,7 +22,8 @@ export function stepPackages(): string[] {
   const pkgs = new Set<string>();
   const dir = join(repoRoot, "scripts");
   for (const f of readdirSync(dir).filter((n) => n.endsWith(".sh") && n !== "lib.sh")) {
-    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/^\s*apt_install\s+([^#\n]+)/gm)) {
+    // `apt_install pkg...` lines, and the `*_pkgs=(pkg...)` arrays a step installs when it needs them.
+    for (const m of readFileSync(join(dir, f), "utf8").matchAll(/^\s*(?:apt_install|[a-z_]+_pkgs=\()\s*([^#)\n]+)/gm)) {
       for (const p of m[1].trim().split(/\s+/)) if (/^[a-z0-9][a-z0-9.+-]+$/.test(p)) pkgs.add(p);
     }
   }

@@ -37,16 +37,20 @@ async function freeUdpTcpPort(): Promise<number> {
   }
 }
 
-/** A CA and a listener certificate valid for 10.0.2.2, 127.0.0.1 and localhost. */
-async function makeListenerCert(dir: string): Promise<void> {
+/**
+ * A CA (ca.pem) and a listener certificate (cert.pem, key.pem) in `dir`, valid for 10.0.2.2,
+ * 127.0.0.1, localhost and `names`.
+ */
+export async function makeListenerCert(dir: string, opts: { cn?: string; names?: string[] } = {}): Promise<void> {
   const o = (args: string[]) => runOk("openssl", args, { cwd: dir });
   await o(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "3650",
     "-subj", "/CN=nodehost-e2e listener CA", "-keyout", "ca.key", "-out", "ca.pem",
     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-  await o(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=pebble",
+  await o(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", `/CN=${opts.cn ?? "pebble"}`,
     "-keyout", "key.pem", "-out", "cert.csr"]);
+  const dns = ["localhost", ...(opts.names ?? [])].map((n) => `DNS:${n}`).join(",");
   writeFileSync(join(dir, "san.ext"),
-    `subjectAltName=IP:${HOST_FROM_GUEST},IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+    `subjectAltName=IP:${HOST_FROM_GUEST},IP:127.0.0.1,${dns}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
   await o(["x509", "-req", "-in", "cert.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
     "-days", "3650", "-extfile", "san.ext", "-out", "cert.pem"]);
 }
