@@ -57,6 +57,9 @@ require_nonempty() {
 # engine runs docker-data and node-pm2 together (both follow base), and a droplet's apt-daily
 # timer runs on its own, so: our steps queue on one flock, and a lock held by anyone else
 # (apt-daily, unattended-upgrades, an operator) is retried for up to NODEHOST_APT_WAIT_S.
+# The waits, in seconds (a test sets them shorter).
+NODEHOST_APT_WAIT_S=${NODEHOST_APT_WAIT_S:-1200}
+NODEHOST_APT_RETRY_S=${NODEHOST_APT_RETRY_S:-5}
 apt_get() {
   # needrestart (base) restarts services after unattended upgrades, not in the middle of a step.
   NEEDRESTART_SUSPEND=1 apt_queue apt_get_locked "$@"
@@ -66,7 +69,7 @@ apt_get() {
 # a run of apt's own timers has ended (unattended-upgrade takes its lock without waiting: "Lock
 # file is already taken, exiting"; apt-get's lock errors are retried by apt_get_locked).
 apt_queue() {
-  local fd rc=0 limit=${NODEHOST_APT_WAIT_S:-1200} start=$SECONDS
+  local fd rc=0 limit=$NODEHOST_APT_WAIT_S start=$SECONDS
   export DEBIAN_FRONTEND=noninteractive
   install -d -m 0700 /run/nodehost
   exec {fd}>/run/nodehost/apt.lock
@@ -75,7 +78,7 @@ apt_queue() {
     die "another nodehost step held the apt queue for ${limit}s"
   fi
   while systemctl is-active --quiet apt-daily.service apt-daily-upgrade.service 2>/dev/null && ((SECONDS - start < limit)); do
-    sleep "${NODEHOST_APT_RETRY_S:-5}"
+    sleep "$NODEHOST_APT_RETRY_S"
   done
   "$@" || rc=$?
   exec {fd}>&-
@@ -83,8 +86,7 @@ apt_queue() {
 }
 
 apt_get_locked() {
-  local err rc=0 repairs=0 start=$SECONDS limit=${NODEHOST_APT_WAIT_S:-1200} every=${NODEHOST_APT_RETRY_S:-5}
-  export NEEDRESTART_SUSPEND
+  local err rc=0 repairs=0 start=$SECONDS limit=$NODEHOST_APT_WAIT_S every=$NODEHOST_APT_RETRY_S
   err=$(mktemp)
   while :; do
     rc=0
