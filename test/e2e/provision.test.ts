@@ -136,7 +136,8 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     const mark = `nodehost-e2e-${Date.now().toString(36)}-${process.pid}`;
     await sshOk(host.target, `logger -t nodehost-e2e -p auth.warning ${mark}`);
     expect((await web(https(`/${mark}`))).status).toBe(401);
-    const fromJournal = await logs.waitFor((m) => m.app === "nodehost-e2e" && m.msg === mark, 60_000);
+    // (rsyslog's %msg% keeps the space after a traditional message's tag: " <text>".)
+    const fromJournal = await logs.waitFor((m) => m.app === "nodehost-e2e" && m.msg.trim() === mark, 60_000);
     // auth.warning: facility 4, severity 4 (RFC 5424 section 6.2.1).
     expect(fromJournal.pri).toBe(4 * 8 + 4);
     const fromNginx = await logs.waitFor((m) => m.app === "nginx-access" && m.msg.includes(`"GET /${mark} HTTP/`), 60_000);

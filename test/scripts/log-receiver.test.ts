@@ -60,7 +60,7 @@ describe("the VM suite's log receiver", () => {
   test("a line-framed message is recorded as an error, and waitFor gives up in time", async () => {
     const s = await connect();
     s.write("<13>1 2026-12-06T23:00:00Z vm app - - - not counted\n");
-    await expect(r.waitFor((m) => m.msg === "not counted", 1_000)).rejects.toThrow(/no such log message within 1000 ms/);
+    await expect(r.waitFor((m) => m.msg === "not counted", 1_000)).rejects.toThrow(/no such log message within 1000 ms \(\d+ received, by app: .*nodehost-e2e 1/);
     expect(r.errors.some((e) => /not octet-counted/.test(e))).toBe(true);
     s.destroy();
   });

@@ -120,7 +120,9 @@ export async function startLogReceiver(dir: string): Promise<LogReceiver> {
         };
         const timer = setTimeout(() => {
           done();
-          reject(new Error(`no such log message within ${timeoutMs} ms (${messages.length} received)`));
+          const apps = new Map<string, number>();
+          for (const m of messages) apps.set(m.app, (apps.get(m.app) ?? 0) + 1);
+          reject(new Error(`no such log message within ${timeoutMs} ms (${messages.length} received, by app: ${[...apps].map(([a, n]) => `${a} ${n}`).join(", ")})`));
         }, timeoutMs);
         const done = () => {
           clearTimeout(timer);
