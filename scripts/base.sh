@@ -104,7 +104,8 @@ fi
 # to a default), and rsyslog also reads nginx's two logs (imfile). One rsyslog action sends them to
 # the receiver over TLS, checking its certificate against the CA and its name against logs.forward
 # (gtls driver, x509/name: rsyslog's omfwd doc, "StreamDriverAuthMode"). While the receiver is
-# unreachable the action queues on disk (up to 256 MiB, kept across restarts) and retries forever.
+# unreachable the action keeps what it could not send (in memory, spilling to disk up to 256 MiB,
+# saved across a restart: queue.saveOnShutdown) and retries every 10 s.
 # Debian's own rules (/etc/rsyslog.conf) still write /var/log/syslog and auth.log, which rsyslog's
 # logrotate config rotates; the journal keeps its own copy as before.
 LOG_CONF=/etc/rsyslog.d/60-nodehost-forward.conf

@@ -3,7 +3,7 @@
 // of its own and names LOG_PEER_NAME, so the host's rsyslog must check both to connect. It keeps
 // every message in memory for the tests, and strictly: a frame that is not octet-counted, or a
 // message that is not RFC 5424, is recorded as an error the tests assert empty.
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import { makeListenerCert } from "./pebble";
@@ -68,9 +68,10 @@ export function splitFrames(buf: Buffer): { frames: Buffer[]; rest: Buffer; erro
   }
 }
 
-export async function startLogReceiver(dir: string): Promise<LogReceiver> {
+/** Starts a receiver in `dir` (a dir used before keeps its CA and certificate), on `port` or any free one. */
+export async function startLogReceiver(dir: string, opts: { port?: number } = {}): Promise<LogReceiver> {
   mkdirSync(dir, { recursive: true });
-  await makeListenerCert(dir, { cn: LOG_PEER_NAME, names: [LOG_PEER_NAME] });
+  if (!existsSync(join(dir, "cert.pem"))) await makeListenerCert(dir, { cn: LOG_PEER_NAME, names: [LOG_PEER_NAME] });
   const messages: SyslogMessage[] = [];
   const errors: string[] = [];
   const waiters = new Set<() => void>();
@@ -98,7 +99,7 @@ export async function startLogReceiver(dir: string): Promise<LogReceiver> {
   server.on("tlsClientError", (e) => errors.push(`TLS: ${e.message}`));
   const port = await new Promise<number>((res, rej) => {
     server.once("error", rej);
-    server.listen(0, "127.0.0.1", () => res((server.address() as { port: number }).port));
+    server.listen(opts.port ?? 0, "127.0.0.1", () => res((server.address() as { port: number }).port));
   });
   return {
     port,
