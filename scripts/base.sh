@@ -125,7 +125,6 @@ if [[ -n $LOG_HOST ]]; then
 [Journal]
 ForwardToSyslog=yes
 CONF
-  journald_changed=$WRITE_CHANGED
   write_file "$LOG_CONF" 0644 root:root <<CONF
 # Written by nodehost (base step): logs.forward. The journal and nginx's logs to
 # $LOG_HOST:$LOG_PORT over TLS, the receiver's certificate checked against $log_ca
@@ -145,7 +144,9 @@ call nodehost-forward
 CONF
   if pending_due log-forward; then
     out=$(rsyslogd -N1 2>&1) || die "rsyslog refused $LOG_CONF: $out"
-    if [[ $journald_changed == 1 ]]; then systemctl restart systemd-journald; fi
+    # Both, whichever file changed: a run stopped after the writes finds them written and restarts
+    # them still (pending_begin's mark).
+    systemctl restart systemd-journald
     systemctl restart rsyslog
     changed "logs forwarded to $LOG_HOST:$LOG_PORT"
   fi
