@@ -510,17 +510,19 @@ const nginxSchema = z
 /** One or more PEM certificates, nothing else (written to a file certbot and curl trust). */
 const PEM_CERTIFICATES =
   /^(\r?\n)*(-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=]+\r?\n)+-----END CERTIFICATE-----(\r?\n)*)+$/;
+/** PEM certificates, or "" for none (the host's own CAs then). */
+const pemCertificatesOrEmpty = z
+  .string()
+  .refine((s) => s === "" || PEM_CERTIFICATES.test(s), {
+    error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)",
+  })
+  .default("");
 
 const tlsSchema = z
   .object({
     email: z.email({ error: "must be an email address (Let's Encrypt account contact)" }),
     acmeServer: webUrl("must be an https:// URL").default("https://acme-v02.api.letsencrypt.org/directory"),
-    caPem: z
-      .string()
-      .refine((s) => s === "" || PEM_CERTIFICATES.test(s), {
-        error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)",
-      })
-      .default(""),
+    caPem: pemCertificatesOrEmpty,
   })
   .strict();
 
@@ -621,10 +623,7 @@ const backupSchema = z
      * The CA (PEM certificates) an https endpoint with a private CA (a self-hosted S3) is checked
      * against, by s3cmd and pgBackRest alike; "" trusts the host's CAs (Spaces).
      */
-    endpointCaPem: z
-      .string()
-      .refine((s) => s === "" || PEM_CERTIFICATES.test(s), { error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)" })
-      .default(""),
+    endpointCaPem: pemCertificatesOrEmpty,
     pointInTime: pointInTimeSchema.prefault({}),
     // Written into /etc/nodehost/backup.env (sourced by root's backup tools) and object keys.
     prefix: z
@@ -704,10 +703,7 @@ const logForwardSchema = z
       })
       .optional(),
     // The CA (PEM certificates) the receiver's certificate is checked against; "" = the host's CAs.
-    caPem: z
-      .string()
-      .refine((s) => s === "" || PEM_CERTIFICATES.test(s), { error: "must be PEM certificates only (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)" })
-      .default(""),
+    caPem: pemCertificatesOrEmpty,
     /**
      * How messages are delimited on the connection: octet-counted as RFC 5425 has it (rsyslog,
      * syslog-ng's syslog() source), or traditional, one per line (receivers that document
