@@ -20,6 +20,7 @@ import { replayOnHost } from "./replay-on-host";
 import { git, startGitServer } from "./lib/git-server";
 import { startImageRegistry, variantArchive } from "./lib/image-registry";
 import { registryReleases, waitFor } from "../scripts/helpers";
+import { fullTier } from "./lib/tier";
 
 const cap = checkCapability();
 const ALL_STEPS = ["wait-for-boot", "base", "docker-data", "backups", "node-pm2", "app", "nginx", "tls", "health-gate"];
@@ -267,7 +268,7 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
 
   // A whole audit takes about 16 min under TCG, more than .ci/run's budget has room for
   // (test/e2e/README.md): on demand with NODEHOST_E2E_LYNIS=1, or `npm run local -- --audit`.
-  it.runIf(process.env.NODEHOST_E2E_LYNIS === "1")("scores a lynis hardening index of at least 80, every finding left one that docs/host-steps.md explains", async () => {
+  it.runIf(fullTier("NODEHOST_E2E_LYNIS"))("scores a lynis hardening index of at least 80, every finding left one that docs/host-steps.md explains", async () => {
     const a = await lynisAudit(host.target);
     process.stderr.write(`lynis ${a.version}: hardening index ${a.index} in ${a.seconds.toFixed(0)} s\n`);
     expect(undocumentedFindings(a)).toEqual([]);
@@ -301,7 +302,9 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect([...policy.matchAll(/^\S+:$/gm)].length).toBe(pending.length);
   });
 
-  it("brings Node.js to its major's newest release on the daily timer, restarting PM2 on it only when it changed; the app healthy after", async () => {
+  // Full tier (test/e2e/README.md): nodehost-runtime's upgrade of Node.js and PM2 is proven
+  // natively against a registry (test/scripts/runtime.test.ts); this adds the timer and PM2's restart.
+  it.runIf(fullTier("NODEHOST_E2E_RUNTIME_TIMER"))("brings Node.js to its major's newest release on the daily timer, restarting PM2 on it only when it changed; the app healthy after", async () => {
     const target = host.target;
     const timer = await sshOk(target, "systemctl show -p TimersCalendar --value nodehost-runtime-update.timer; systemctl is-enabled nodehost-runtime-update.timer");
     expect(timer).toContain("OnCalendar=*-*-* 04:00:00");
@@ -484,169 +487,176 @@ describe.skipIf(!cap.ok)("a host provisioned by the stack's steps", () => {
     expect((await web(https("/api/health"))).status).toBe(200);
   });
 
-  /** Where the team-app test's dpkg-deb wrapper lives on the guest (not /run: it is noexec there). */
-  const KILL_DIR = "/var/lib/nodehost-e2e-kill";
+  describe("a team's own app", () => {
+    /** Where the git test's dpkg-deb wrapper lives on the guest (not /run: it is noexec there). */
+    const KILL_DIR = "/var/lib/nodehost-e2e-kill";
+    /** The team app as the first test deployed it, for the git test after it. */
+    let team: { dir: string; token: string; overrides: { app: Record<string, unknown>; nginx: Record<string, unknown> } } | undefined;
 
-  it("runs a team's own app shape: a tsx server clustered on its own health path, a worker script, a websocket route with its idle timeout", async ({ onTestFailed }) => {
-    // A failure part way leaves the team's app serving (its health path, not /api/health): the
-    // stack's own app goes back, so the tests after this one fail only for their own reasons.
-    onTestFailed(async () => {
+    // Back to the stack's own app for the tests after these, whether they passed or not (a failure
+    // part way leaves the team's app serving, its health path, not /api/health).
+    afterAll(async () => {
       await ssh(host.target, `sudo -n rm -rf ${KILL_DIR}`);
-      await host.replay().then(
-        () => process.stderr.write("team app test failed: the stack's own app is back\n"),
-        (e: unknown) => process.stderr.write(`team app test failed, and putting the stack's own app back failed too: ${String(e)}\n`));
+      await host.replay();
+      expect((await slots()).names).toEqual([`app-web-${/:(\d+);/.exec((await slots()).upstream)![1]}`]);
+      expect((await web(https("/api/health"))).status).toBe(200);
     });
-    // The seeds' shape: TypeScript run by tsx (no build), two cluster workers on PORT, a worker
-    // started by an npm script, a Socket.io-like upgrade path, a health path that is not /api/health.
-    const dir = mkdtempSync(join(tmpdir(), "nodehost-team-app-"));
-    const token = `team-${Date.now()}`;
-    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "team-app", private: true, scripts: { jobs: "node jobs.js" }, dependencies: { tsx: "^4" } }, null, 2));
-    writeFileSync(join(dir, "server.ts"), `import * as http from "node:http";
+
+    it("runs a team's own app shape: a tsx server clustered on its own health path, a worker script, a websocket route with its idle timeout", async () => {
+      // The seeds' shape: TypeScript run by tsx (no build), two cluster workers on PORT, a worker
+      // started by an npm script, a Socket.io-like upgrade path, a health path that is not /api/health.
+      const dir = mkdtempSync(join(tmpdir(), "nodehost-team-app-"));
+      const token = `team-${Date.now()}`;
+      writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "team-app", private: true, scripts: { jobs: "node jobs.js" }, dependencies: { tsx: "^4" } }, null, 2));
+      writeFileSync(join(dir, "server.ts"), `import * as http from "node:http";
 const port: number = Number(process.env.PORT);
 const release: string = ${JSON.stringify(token)};
 http.createServer((req, res) => {
-  if (req.url === "/healthz") return void res.end("ok");
-  if (req.url === "/api/whoami") return void res.end(JSON.stringify({ pid: process.pid, release }));
-  res.statusCode = 404;
-  res.end();
+    if (req.url === "/healthz") return void res.end("ok");
+    if (req.url === "/api/whoami") return void res.end(JSON.stringify({ pid: process.pid, release }));
+    res.statusCode = 404;
+    res.end();
 }).on("upgrade", (_req, socket) => {
-  socket.write("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n");
-  socket.on("data", (d) => socket.write(d));
+    socket.write("HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n");
+    socket.on("data", (d) => socket.write(d));
 }).listen(port, "127.0.0.1");
 `);
-    writeFileSync(join(dir, "jobs.js"), `require("fs").writeFileSync("jobs-ran-" + process.env.PORT, process.env.GREETING + " " + ${JSON.stringify(token)});\nsetInterval(() => {}, 60000);\n`);
-    await runOk("npm", ["install", "--package-lock-only", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: dir, timeoutMs: 180_000 });
-    const overrides = {
-      app: {
-        nodeSource: "npm-registry", source: "path", path: dir, env: APP_ENV, healthPath: "/healthz", memoryLimit: "256M",
-        processes: [
-          { name: "api", file: "server.ts", interpreter: "tsx", mode: "cluster", instances: 2, web: true },
-          { name: "jobs", npm: "jobs" },
-        ],
-      },
-      nginx: { basicAuthUser: BASIC_AUTH_USER, routes: [{ path: "/ws/", websocket: true, idleTimeoutSeconds: 5 }] },
-    };
-    const r = await host.replay({ overrides });
-    process.stderr.write(`team app release: ${r.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
-    expect(r.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
-    // Its own health path is open through nginx; /api/health is now the app's (404), not special.
-    expect((await web(https("/healthz"))).body).toBe("ok");
-    // Two cluster workers answer on the one port (a new connection per request).
-    const pids = new Set<number>();
-    for (let i = 0; i < 30 && pids.size < 2; i++) {
-      const w = JSON.parse((await web(https("/api/whoami"))).body) as { pid: number; release: string };
-      expect(w.release).toBe(token);
-      pids.add(w.pid);
-    }
-    expect(pids.size).toBe(2);
-    const { names, upstream } = await slots();
-    const port = /:(\d+);/.exec(upstream)![1];
-    expect(names).toEqual([`app-api-${port}`, `app-api-${port}`, `app-jobs-${port}`]);
-    // The worker ran as the app user with the app's env, in the serving slot, from its release.
-    expect((await sshOk(host.target, `sudo -n sh -c 'stat -c %U /srv/app/current/jobs-ran-${port}; cat /srv/app/current/jobs-ran-${port}'`)).trim().split("\n"))
-      .toEqual(["nodeapp", `${APP_ENV.GREETING} ${token}`]);
-    // The websocket route: upgraded through TLS and nginx, echoes, and is closed once idle 5 s.
-    const ws = await new Promise<{ head: string; echo: string; idleMs: number }>((resolve, reject) => {
-      const sock = tls.connect({ host: "127.0.0.1", port: host.vm.ports.https, servername: SITE, ca: world.pebble.issuerRootPem }, () => {
-        sock.write(`GET /ws/chat HTTP/1.1\r\nHost: ${SITE}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
-      });
-      let buf = "", head = "", echoedAt = 0;
-      const timer = setTimeout(() => { sock.destroy(); reject(new Error(`websocket: no close within 60 s; got ${JSON.stringify(buf)}`)); }, 60_000);
-      sock.setEncoding("utf8");
-      sock.on("data", (d: string) => {
-        buf += d;
-        if (!head && buf.includes("\r\n\r\n")) {
-          head = buf.slice(0, buf.indexOf("\r\n\r\n"));
-          buf = buf.slice(buf.indexOf("\r\n\r\n") + 4);
-          sock.write("ping-1");
-        } else if (head && buf === "ping-1") {
-          echoedAt = Date.now();
-        }
-      });
-      sock.on("close", () => { clearTimeout(timer); resolve({ head, echo: buf, idleMs: echoedAt ? Date.now() - echoedAt : -1 }); });
-      sock.on("error", reject);
-    });
-    expect(ws.head).toMatch(/^HTTP\/1\.1 101 /);
-    expect(ws.echo).toBe("ping-1");
-    expect(ws.idleMs).toBeGreaterThanOrEqual(4_000);
-    expect(ws.idleMs).toBeLessThan(30_000);
-
-    // The same app from a private git repository on the test network: this machine's sshd, which
-    // the guest reaches at QEMU's 10.0.2.2, with a deploy key (a secret) and the server's key pinned.
-    // The first run is killed inside dpkg as it installs git (the step's first apt), its journal
-    // half written; the next run finishes dpkg's work and converges. The path release serves
-    // throughout.
-    const gitServer = await startGitServer(join(world.dir, "git-server"));
-    try {
-      writeFileSync(join(dir, "server.ts"), readFileSync(join(dir, "server.ts"), "utf8").replace(`"${token}"`, `"${token}-git"`));
-      git(dir, "init", "-q", "-b", "main");
-      git(dir, "add", "-A");
-      git(dir, "commit", "-q", "-m", "team app");
-      git(dir, "push", "-q", gitServer.repo, "main");
-      const deployKey = readFileSync(gitServer.deployKeyFile, "utf8");
-      const { path: _path, ...fromPath } = overrides.app;
-      const fromGit = {
-        ...overrides,
-        app: { ...fromPath, source: "git", gitUrl: gitServer.url("10.0.2.2"), gitRef: "main", gitHostKeys: [gitServer.hostKey] },
-        appGitDeployKey: deployKey,
+      writeFileSync(join(dir, "jobs.js"), `require("fs").writeFileSync("jobs-ran-" + process.env.PORT, process.env.GREETING + " " + ${JSON.stringify(token)});\nsetInterval(() => {}, 60000);\n`);
+      await runOk("npm", ["install", "--package-lock-only", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: dir, timeoutMs: 180_000 });
+      const overrides = {
+        app: {
+          nodeSource: "npm-registry", source: "path", path: dir, env: APP_ENV, healthPath: "/healthz", memoryLimit: "256M",
+          processes: [
+            { name: "api", file: "server.ts", interpreter: "tsx", mode: "cluster", instances: 2, web: true },
+            { name: "jobs", npm: "jobs" },
+          ],
+        },
+        nginx: { basicAuthUser: BASIC_AUTH_USER, routes: [{ path: "/ws/", websocket: true, idleTimeoutSeconds: 5 }] },
       };
-      // (dpkg knows of git once apt has listed it as a recommendation: only its status tells.)
-      expect((await ssh(host.target, "dpkg-query -W -f='${db:Status-Status}' git")).stdout, "git is not installed before this release").not.toBe("installed");
-      const apt = "    apt_install git ca-certificates openssh-client\n";
-      const { result: killed, failed: failedKilled } = await pollDuring(https("/healthz"), () => withEditedScripts((d) => {
-        const f = join(d, "app.sh");
-        const text = readFileSync(f, "utf8");
-        if (!text.includes(apt)) throw new Error("app.sh no longer installs git where this test kills it");
-        // dpkg runs dpkg-deb (by PATH) to unpack each package, once its journal notes the package
-        // half-installed: there dpkg, apt-get and the whole step die. apt sets dpkg's PATH to its
-        // DPkg::Path (default /usr/sbin:/usr/bin:/sbin:/bin; apt-pkg/deb/dpkgpm.cc,
-        // setenv("PATH", DPkg::Path)), so the wrapper's directory goes there, through APT_CONFIG.
-        // Not under /run: initramfs-tools mounts it noexec, and dpkg's execlp then passes over
-        // the wrapper to /usr/bin/dpkg-deb without a word.
-        writeFileSync(f, text.replace(apt, () => `    install -d -m 0700 ${KILL_DIR}
-    printf '%s\\n' '#!/bin/bash' 'if [[ $1 == --fsys-tarfile ]]; then d=$PPID; a=$(ps -o ppid= -p "$d" | tr -d " "); kill -9 -- "$d" "$a" "-$NODEHOST_E2E_PGID"; fi' 'exec /usr/bin/dpkg-deb "$@"' > ${KILL_DIR}/dpkg-deb
-    chmod 0755 ${KILL_DIR}/dpkg-deb
-    echo 'DPkg::Path "${KILL_DIR}:/usr/sbin:/usr/bin:/sbin:/bin";' > ${KILL_DIR}/apt.conf
-    APT_CONFIG=${KILL_DIR}/apt.conf NODEHOST_E2E_PGID=$(ps -o pgid= -p $$ | tr -d ' ') apt_install git ca-certificates openssh-client
+      const r = await host.replay({ overrides });
+      process.stderr.write(`team app release: ${r.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
+      expect(r.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+      // Its own health path is open through nginx; /api/health is now the app's (404), not special.
+      expect((await web(https("/healthz"))).body).toBe("ok");
+      // Two cluster workers answer on the one port (a new connection per request).
+      const pids = new Set<number>();
+      for (let i = 0; i < 30 && pids.size < 2; i++) {
+        const w = JSON.parse((await web(https("/api/whoami"))).body) as { pid: number; release: string };
+        expect(w.release).toBe(token);
+        pids.add(w.pid);
+      }
+      expect(pids.size).toBe(2);
+      const { names, upstream } = await slots();
+      const port = /:(\d+);/.exec(upstream)![1];
+      expect(names).toEqual([`app-api-${port}`, `app-api-${port}`, `app-jobs-${port}`]);
+      // The worker ran as the app user with the app's env, in the serving slot, from its release.
+      expect((await sshOk(host.target, `sudo -n sh -c 'stat -c %U /srv/app/current/jobs-ran-${port}; cat /srv/app/current/jobs-ran-${port}'`)).trim().split("\n"))
+        .toEqual(["nodeapp", `${APP_ENV.GREETING} ${token}`]);
+      // The websocket route: upgraded through TLS and nginx, echoes, and is closed once idle 5 s.
+      const ws = await new Promise<{ head: string; echo: string; idleMs: number }>((resolve, reject) => {
+        const sock = tls.connect({ host: "127.0.0.1", port: host.vm.ports.https, servername: SITE, ca: world.pebble.issuerRootPem }, () => {
+          sock.write(`GET /ws/chat HTTP/1.1\r\nHost: ${SITE}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+        });
+        let buf = "", head = "", echoedAt = 0;
+        const timer = setTimeout(() => { sock.destroy(); reject(new Error(`websocket: no close within 60 s; got ${JSON.stringify(buf)}`)); }, 60_000);
+        sock.setEncoding("utf8");
+        sock.on("data", (d: string) => {
+          buf += d;
+          if (!head && buf.includes("\r\n\r\n")) {
+            head = buf.slice(0, buf.indexOf("\r\n\r\n"));
+            buf = buf.slice(buf.indexOf("\r\n\r\n") + 4);
+            sock.write("ping-1");
+          } else if (head && buf === "ping-1") {
+            echoedAt = Date.now();
+          }
+        });
+        sock.on("close", () => { clearTimeout(timer); resolve({ head, echo: buf, idleMs: echoedAt ? Date.now() - echoedAt : -1 }); });
+        sock.on("error", reject);
+      });
+      expect(ws.head).toMatch(/^HTTP\/1\.1 101 /);
+      expect(ws.echo).toBe("ping-1");
+      expect(ws.idleMs).toBeGreaterThanOrEqual(4_000);
+      expect(ws.idleMs).toBeLessThan(30_000);
+      team = { dir, token, overrides };
+    });
+
+    // Full tier (test/e2e/README.md): the fetch with a deploy key and a pinned host key is proven
+    // natively against a real sshd (test/scripts/git-fetch.test.ts); this adds git's install by the
+    // app step, killed inside dpkg, and the key's absence from the host's disk after the release.
+    it.runIf(fullTier("NODEHOST_E2E_TEAM_GIT"))("deploys the team's app from a private git repository with a deploy key: a run killed inside dpkg converges on the next, the path release serving, the key left nowhere on the host", async () => {
+      if (!team) throw new Error("the team app test before this one did not deploy the app");
+      const { dir, token, overrides } = team;
+      // The same app from a private git repository on the test network: this machine's sshd, which
+      // the guest reaches at QEMU's 10.0.2.2, with a deploy key (a secret) and the server's key pinned.
+      // The first run is killed inside dpkg as it installs git (the step's first apt), its journal
+      // half written; the next run finishes dpkg's work and converges. The path release serves
+      // throughout.
+      const gitServer = await startGitServer(join(world.dir, "git-server"));
+      try {
+        writeFileSync(join(dir, "server.ts"), readFileSync(join(dir, "server.ts"), "utf8").replace(`"${token}"`, `"${token}-git"`));
+        git(dir, "init", "-q", "-b", "main");
+        git(dir, "add", "-A");
+        git(dir, "commit", "-q", "-m", "team app");
+        git(dir, "push", "-q", gitServer.repo, "main");
+        const deployKey = readFileSync(gitServer.deployKeyFile, "utf8");
+        const { path: _path, ...fromPath } = overrides.app;
+        const fromGit = {
+          ...overrides,
+          app: { ...fromPath, source: "git", gitUrl: gitServer.url("10.0.2.2"), gitRef: "main", gitHostKeys: [gitServer.hostKey] },
+          appGitDeployKey: deployKey,
+        };
+        // (dpkg knows of git once apt has listed it as a recommendation: only its status tells.)
+        expect((await ssh(host.target, "dpkg-query -W -f='${db:Status-Status}' git")).stdout, "git is not installed before this release").not.toBe("installed");
+        const apt = "    apt_install git ca-certificates openssh-client\n";
+        const { result: killed, failed: failedKilled } = await pollDuring(https("/healthz"), () => withEditedScripts((d) => {
+          const f = join(d, "app.sh");
+          const text = readFileSync(f, "utf8");
+          if (!text.includes(apt)) throw new Error("app.sh no longer installs git where this test kills it");
+          // dpkg runs dpkg-deb (by PATH) to unpack each package, once its journal notes the package
+          // half-installed: there dpkg, apt-get and the whole step die. apt sets dpkg's PATH to its
+          // DPkg::Path (default /usr/sbin:/usr/bin:/sbin:/bin; apt-pkg/deb/dpkgpm.cc,
+          // setenv("PATH", DPkg::Path)), so the wrapper's directory goes there, through APT_CONFIG.
+          // Not under /run: initramfs-tools mounts it noexec, and dpkg's execlp then passes over
+          // the wrapper to /usr/bin/dpkg-deb without a word.
+          writeFileSync(f, text.replace(apt, () => `    install -d -m 0700 ${KILL_DIR}
+      printf '%s\\n' '#!/bin/bash' 'if [[ $1 == --fsys-tarfile ]]; then d=$PPID; a=$(ps -o ppid= -p "$d" | tr -d " "); kill -9 -- "$d" "$a" "-$NODEHOST_E2E_PGID"; fi' 'exec /usr/bin/dpkg-deb "$@"' > ${KILL_DIR}/dpkg-deb
+      chmod 0755 ${KILL_DIR}/dpkg-deb
+      echo 'DPkg::Path "${KILL_DIR}:/usr/sbin:/usr/bin:/sbin:/bin";' > ${KILL_DIR}/apt.conf
+      APT_CONFIG=${KILL_DIR}/apt.conf NODEHOST_E2E_PGID=$(ps -o pgid= -p $$ | tr -d ' ') apt_install git ca-certificates openssh-client
 `));
-      }, () => host.replay({ overrides: fromGit })));
-      expect(killed).toBeInstanceOf(StepFailedError);
-      expect([(killed as StepFailedError).step, (killed as StepFailedError).exitCode]).toEqual(["app", 137]);
-      expect(failedKilled).toEqual([]);
-      // What a step killed inside dpkg leaves: apt refuses everything until dpkg --configure -a.
-      expect((await ssh(host.target, "sudo -n apt-get check")).stderr).toContain("dpkg was interrupted");
-      await sshOk(host.target, `sudo -n rm -rf ${KILL_DIR}`);
+        }, () => host.replay({ overrides: fromGit })));
+        expect(killed).toBeInstanceOf(StepFailedError);
+        expect([(killed as StepFailedError).step, (killed as StepFailedError).exitCode]).toEqual(["app", 137]);
+        expect(failedKilled).toEqual([]);
+        // What a step killed inside dpkg leaves: apt refuses everything until dpkg --configure -a.
+        expect((await ssh(host.target, "sudo -n apt-get check")).stderr).toContain("dpkg was interrupted");
+        await sshOk(host.target, `sudo -n rm -rf ${KILL_DIR}`);
 
-      const { result: fetched, failed: failedFetched, requests } = await pollDuring(https("/healthz"), () => host.replay({ overrides: fromGit }));
-      expect(fetched).not.toBeInstanceOf(Error);
-      const g = fetched as ReplayResult;
-      process.stderr.write(`team app from git, after the kill: ${g.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
-      expect(g.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
-      expect(failedFetched).toEqual([]);
-      expect(requests).toBeGreaterThan(20);
-      expect(g.outputs.appRelease).toBe(`${gitServer.url("10.0.2.2")}#main`);
-      expect((await sshOk(host.target, "dpkg-query -W -f='${db:Status-Status}\\n' git; sudo -n apt-get check >/dev/null && echo apt-ok")).trim().split("\n")).toEqual(["installed", "apt-ok"]);
-      expect((JSON.parse((await web(https("/api/whoami"))).body) as { release: string }).release).toBe(`${token}-git`);
-      const served = (await sshOk(host.target, "readlink -f /srv/app/current")).trim();
-      expect((await sshOk(host.target, `sudo -n sh -c 'test -e ${served}/.git && echo has-git; stat -c %U ${served}/server.ts'`)).trim()).toBe("nodeapp");
-      // The deploy key is on the host only while the fetch runs: no file anywhere holds it after.
-      // Looked for by the lines that are this key's own (the first line of every unencrypted
-      // ed25519 key is the same header, also in the host's own key), given on stdin: on the
-      // command line, sudo would log them to the journal, and the search would find itself.
-      const body = deployKey.split("\n").filter((l) => l.length >= 60 && !l.startsWith("-----"));
-      const ownLines = body.slice(1);
-      expect(ownLines.length).toBeGreaterThanOrEqual(2);
-      expect(await sshOk(host.target, "sudo -n grep -rlF -f - /srv /home /etc /var /tmp /run /opt /mnt /root 2>/dev/null; true", { input: `${ownLines.join("\n")}\n` })).toBe("");
-      expect(g.secrets).toContain(deployKey);
-    } finally {
-      gitServer.stop();
-    }
-
-    // Back to the stack's own app for the tests after this one.
-    const back = await host.replay();
-    expect(back.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
-    expect((await slots()).names).toEqual([`app-web-${/:(\d+);/.exec((await slots()).upstream)![1]}`]);
-    expect((await web(https("/api/health"))).status).toBe(200);
+        const { result: fetched, failed: failedFetched, requests } = await pollDuring(https("/healthz"), () => host.replay({ overrides: fromGit }));
+        expect(fetched).not.toBeInstanceOf(Error);
+        const g = fetched as ReplayResult;
+        process.stderr.write(`team app from git, after the kill: ${g.ran.map((s) => `${s.name} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}\n`);
+        expect(g.ran.map((s) => s.name)).toEqual(["app", "nginx", "tls", "health-gate"]);
+        expect(failedFetched).toEqual([]);
+        expect(requests).toBeGreaterThan(20);
+        expect(g.outputs.appRelease).toBe(`${gitServer.url("10.0.2.2")}#main`);
+        expect((await sshOk(host.target, "dpkg-query -W -f='${db:Status-Status}\\n' git; sudo -n apt-get check >/dev/null && echo apt-ok")).trim().split("\n")).toEqual(["installed", "apt-ok"]);
+        expect((JSON.parse((await web(https("/api/whoami"))).body) as { release: string }).release).toBe(`${token}-git`);
+        const served = (await sshOk(host.target, "readlink -f /srv/app/current")).trim();
+        expect((await sshOk(host.target, `sudo -n sh -c 'test -e ${served}/.git && echo has-git; stat -c %U ${served}/server.ts'`)).trim()).toBe("nodeapp");
+        // The deploy key is on the host only while the fetch runs: no file anywhere holds it after.
+        // Looked for by the lines that are this key's own (the first line of every unencrypted
+        // ed25519 key is the same header, also in the host's own key), given on stdin: on the
+        // command line, sudo would log them to the journal, and the search would find itself.
+        const body = deployKey.split("\n").filter((l) => l.length >= 60 && !l.startsWith("-----"));
+        const ownLines = body.slice(1);
+        expect(ownLines.length).toBeGreaterThanOrEqual(2);
+        expect(await sshOk(host.target, "sudo -n grep -rlF -f - /srv /home /etc /var /tmp /run /opt /mnt /root 2>/dev/null; true", { input: `${ownLines.join("\n")}\n` })).toBe("");
+        expect(g.secrets).toContain(deployKey);
+      } finally {
+        gitServer.stop();
+      }
+    });
   });
 
   it("comes back healthy after a reboot with no step run", async () => {
@@ -677,7 +687,9 @@ http.createServer((req, res) => {
     expect(await sshOk(host.target, "sudo -n nodehost-backup-keys list")).toMatch(new RegExp(`^${world.backupKey.fingerprint} nodehost e2e offline backups <ops@example.invalid>\n$`));
   });
 
-  it("keeps a backup made while the bucket is unreachable and uploads it with the next one; a new volume of this stack with no backup is refused", async () => {
+  // Full tier: the backlog and the new volume's start are proven natively with the real tool and
+  // S3 server (test/scripts/backup-tools.test.ts: "with the bucket down…", "decides a new volume's start…").
+  it.runIf(fullTier("NODEHOST_E2E_BUCKET_DOWN"))("keeps a backup made while the bucket is unreachable and uploads it with the next one; a new volume of this stack with no backup is refused", async () => {
     // The bucket "down": the guest's packets to the S3 server are refused (what s3cmd sees when
     // Spaces is unreachable), then let through again.
     const port = (await sshOk(host.target, "sudo -n sed -n 's/^host_base = .*:\\([0-9]*\\)$/\\1/p' /etc/nodehost/s3cfg")).trim();
@@ -720,7 +732,9 @@ http.createServer((req, res) => {
     expect((await sshOk(host.target, "sudo -n nodehost-backups --start")).trim()).toMatch(/^restore app-e2e-\d{8}T\d{6}Z\.tar\.gz\.gpg$/);
   });
 
-  it("drills the newest backup into a scratch PostgreSQL container with its row counts; a failed drill turns /healthz/backup red", async () => {
+  // Full tier: the drill, and a failed one turning the heartbeat red, are proven natively with real
+  // PostgreSQL and Redis servers (test/scripts/backup-tools.test.ts); this adds Docker and nginx.
+  it.runIf(fullTier("NODEHOST_E2E_DRILL"))("drills the newest backup into a scratch PostgreSQL container with its row counts; a failed drill turns /healthz/backup red", async () => {
     const heartbeat = async () => (await web(https("/healthz/backup"))).status;
     const freshnessTick = "sudo -n bash -c \"$(sed -n 's|^[*]/10 [*] [*] [*] [*] root ||p' /etc/cron.d/nodehost-backup)\"";
     await sshOk(host.target, freshnessTick);
@@ -771,7 +785,10 @@ http.createServer((req, res) => {
     }
   });
 
-  it("archives the database to the bucket as it is written, encrypted, and restores it to a chosen time: exactly the rows written before it", async () => {
+  // Full tier: archiving, encryption and the restore to a time are proven natively with real
+  // PostgreSQL, pgBackRest and the S3 server (test/scripts/pitr.test.ts); on the VM, disaster
+  // recovery (b) below restores this host's archive.
+  it.runIf(fullTier("NODEHOST_E2E_PITR"))("archives the database to the bucket as it is written, encrypted, and restores it to a chosen time: exactly the rows written before it", async () => {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     // The provision's backups step made the stanza and a first full base backup.
     expect(await sshOk(host.target, "sudo -n nodehost-pitr info")).toMatch(/full backup: \d{8}-\d{6}F/);
@@ -885,7 +902,7 @@ http.createServer((req, res) => {
   // 387 s in the run of 2026-12-06 (stop 32), whose whole `.ci/run` took 88.5 min, close to CI's
   // 90-minute limit: on demand with NODEHOST_E2E_IMAGE_REFRESH=1 until the suite has room again
   // (test/e2e/README.md).
-  it.runIf(process.env.NODEHOST_E2E_IMAGE_REFRESH === "1")("refreshes an image from its tag on the stack's timer, switching only to one proven healthy; a failed one is not tried again, and an up stays on the image proven", async () => {
+  it.runIf(fullTier("NODEHOST_E2E_IMAGE_REFRESH"))("refreshes an image from its tag on the stack's timer, switching only to one proven healthy; a failed one is not tried again, and an up stays on the image proven", async () => {
     const registry = await startImageRegistry(join(world.dir, "registry"));
     try {
       const repoTag = "nodehost-e2e/redis:7";
