@@ -28,6 +28,12 @@ const T = {
   monitorAlert: "digitalocean:index/monitorAlert:MonitorAlert",
   uptimeCheck: "digitalocean:index/uptimeCheck:UptimeCheck",
   uptimeAlert: "digitalocean:index/uptimeAlert:UptimeAlert",
+  databaseCluster: "digitalocean:index/databaseCluster:DatabaseCluster",
+  databaseDb: "digitalocean:index/databaseDb:DatabaseDb",
+  databaseUser: "digitalocean:index/databaseUser:DatabaseUser",
+  databaseFirewall: "digitalocean:index/databaseFirewall:DatabaseFirewall",
+  certificate: "digitalocean:index/certificate:Certificate",
+  loadBalancer: "digitalocean:index/loadBalancer:LoadBalancer",
 } as const;
 export const DO_TYPES = T;
 
@@ -52,11 +58,60 @@ export const FORCE_NEW: Record<string, string[]> = {
   // tfdo spaces/resource_spaces_bucket.go:45-48; `name` (35-39) is NOT ForceNew: the provider
   // updates it in place and the bucket keeps its old name.
   [T.bucket]: ["region"],
+  // tfdo database/resource_database_cluster.go:40-60 (name, engine), 145-159 (private_network_uuid,
+  // project_id). `region` (87-95) is NOT ForceNew: the provider migrates the cluster in place
+  // (474-495). `version` upgrades in place (535-541); size and node_count resize (441-472).
+  [T.databaseCluster]: ["name", "engine", "privateNetworkUuid", "projectId"],
+  [T.databaseDb]: ["name", "clusterId"], // tfdo database/resource_database_db.go:27-38 (no update at all)
+  [T.databaseUser]: ["name", "clusterId"], // tfdo database/resource_database_user.go:31-42
+  [T.databaseFirewall]: ["clusterId"], // tfdo database/resource_database_firewall.go:27-32
+  // tfdo certificate/resource_certificate.go:72-139 (every argument; the resource has no update)
+  [T.certificate]: ["name", "privateKey", "leafCertificate", "certificateChain", "domains", "type"],
+  // tfdo loadbalancer/resource_loadbalancer.go:144-147 (region), 381-404 (vpc_uuid, subnet_uuid,
+  // ip), 451-455 (type), 574-586 (network, network_stack)
+  [T.loadBalancer]: ["region", "vpcUuid", "subnetUuid", "ip", "type", "network", "networkStack"],
+};
+
+/** The caching engines: spec databases/models/database_cluster.yml:29 ("redis" for Caching), and valkey. */
+const CACHING = new Set(["redis", "valkey"]);
+/** strconv.Atoi as the provider's version suppression uses it: 0 for what is not an integer. */
+const atoi = (v: unknown) => (/^[+-]?\d+$/.test(String(v ?? "")) ? Number(v) : 0);
+
+/**
+ * Changes the provider does not report (its DiffSuppressFuncs): (stored, declared, all declared
+ * inputs) => true when the change is suppressed. A suppressed change neither updates nor replaces.
+ */
+const DIFF_SUPPRESS: Record<string, Record<string, (old: any, now: any, i: Record<string, any>) => boolean>> = {
+  [T.databaseCluster]: {
+    // tfdo database/resource_database_cluster.go:52-59: redis <-> valkey is not a change.
+    engine: (old, now) => CACHING.has(old) && CACHING.has(now),
+    // :71-78: a caching cluster whose stored version is above the config's (a forced upgrade).
+    version: (old, now, i) => CACHING.has(i.engine) && atoi(old) > atoi(now),
+  },
+  // tfdo certificate/resource_certificate.go:126-128: a custom certificate's domains are computed.
+  [T.certificate]: { domains: (_old, _now, i) => (i.type ?? "custom") === "custom" },
+  // tfdo loadbalancer/resource_loadbalancer.go:350-355 with util/suppress.go:9-12 (EqualFold).
+  [T.loadBalancer]: { dropletTag: (old, now) => typeof old === "string" && typeof now === "string" && old.toLowerCase() === now.toLowerCase() },
 };
 
 /** Regions that take new droplets (DigitalOcean's regional availability list, 2026-11). */
 const DROPLET_REGIONS = new Set(["nyc1", "nyc2", "nyc3", "sfo2", "sfo3", "ams3", "sgp1", "lon1", "fra1", "tor1", "blr1", "syd1", "atl1", "ric1"]);
 const SPACES_REGIONS = new Set(["nyc3", "sfo2", "sfo3", "ams3", "sgp1", "lon1", "fra1", "syd1", "blr1", "atl1", "tor1"]);
+/**
+ * Regions that take each engine: spec databases/responses/options.yml:118-133 (mysql), 376-391 (pg),
+ * 608-623 (redis), 670-684 (valkey: no nyc2). That file is an example response of
+ * GET /v2/databases/options, the only region list the spec gives; other engines are not checked.
+ */
+const DB_REGIONS: Record<string, Set<string>> = (() => {
+  const all = ["ams3", "blr1", "fra1", "lon1", "nyc1", "nyc2", "nyc3", "sfo2", "sfo3", "sgp1", "syd1", "tor1", "ric1", "atl1"];
+  return { mysql: new Set(all), pg: new Set(all), redis: new Set(all), valkey: new Set(all.filter((r) => r !== "nyc2")) };
+})();
+/** spec databases/models/database_cluster.yml:14-26 (the provider takes any non-empty engine, :47-51). */
+const DB_ENGINES = new Set(["pg", "mysql", "redis", "valkey", "mongodb", "kafka", "opensearch", "advanced_pg", "advanced_mysql"]);
+/** spec databases/models/eviction_policy_model.yml:1-8 */
+const EVICTION_POLICIES = new Set(["noeviction", "allkeys_lru", "allkeys_random", "volatile_lru", "volatile_random", "volatile_ttl"]);
+/** spec databases/databases_create_cluster.yml:44: "Caching cluster creates are no longer supported as of 2025-04-30T00:00:00Z". */
+const CACHING_CREATES_END = Date.parse("2025-04-30T00:00:00Z");
 /** spec DigitalOcean-public.v2.yaml:443-459: the resource kinds a Project takes. */
 const PROJECT_URN_KINDS = new Set(["app", "dbaas", "domain", "droplet", "floatingip", "kubernetes", "loadbalancer", "space", "volume"]);
 
@@ -101,6 +156,10 @@ interface Cloud {
   buckets: Map<string, { region: string; objects: number }>;
   projects: Map<string, { name: string; resources: Set<string> }>;
   names: Map<string, string>; // unique-name scope -> owner id
+  /** Database clusters by id; their dbs, users and firewall live inside them (/v2/databases/{id}/...). */
+  databases: Map<string, { name: string; engine: string; region: string; vpc?: string; firewall?: string; dbs: Set<string>; users: Set<string> }>;
+  certificates: Map<string, { name: string; type: string }>; // by uuid
+  loadBalancers: Map<string, { region: string; vpc?: string; certificates: Set<string> }>; // certificate uuids in use
 }
 
 const deepEqual = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -112,16 +171,20 @@ export class FakeAccount {
   private cloud: Cloud = {
     droplets: new Map(), volumes: new Map(), vpcs: new Map(), ips: new Map(), keys: new Map(),
     domains: new Set(), buckets: new Map(), projects: new Map(), names: new Map(),
+    databases: new Map(), certificates: new Map(), loadBalancers: new Map(),
   };
   private seq = 0;
   private nextDroplet = 300000001;
   private nextIp = 10;
+  private nextLbIp = 10;
   /** Replaced resources whose old copy the engine deletes at the end of the run. */
   private pendingDeletes: Stored[] = [];
   private toReplace = new Set<string>();
   public changes: Change[] = [];
   /** Volumes detached from a droplet that was still running: a database on them sees I/O errors. */
   public hotDetaches: string[] = [];
+  /** The API's clock, for rules that changed on a date (caching cluster creates). */
+  public now: Date = new Date();
 
   /** What the engine would do for one registration; returns the id and outputs the provider gives. */
   register(stack: string, type: string, name: string, inputs: Record<string, any>, opts: pulumi.CustomResourceOptions): { id: string; outputs: Record<string, any> } {
@@ -137,8 +200,9 @@ export class FakeAccount {
     const ignored = new Set(opts.ignoreChanges ?? []);
     const effective = { ...inputs };
     for (const f of ignored) if (f in prev.inputs) effective[f] = prev.inputs[f];
+    const suppress = DIFF_SUPPRESS[type] ?? {};
     const changed = [...new Set([...Object.keys(effective), ...Object.keys(prev.inputs)])]
-      .filter((f) => !deepEqual(effective[f], prev.inputs[f]));
+      .filter((f) => !deepEqual(effective[f], prev.inputs[f]) && !suppress[f]?.(prev.inputs[f], effective[f], effective));
     prev.deleteTimeout = deleteTimeout(opts);
     if (changed.length === 0 && !this.toReplace.has(key)) {
       prev.seen = true;
@@ -178,7 +242,7 @@ export class FakeAccount {
       return this.create(stack, type, name, effective, opts);
     }
     this.changes.push({ op: "replace", type, name, fields: replacing });
-    this.state.delete(key);
+    // Create first (it takes the key over): a refused replacement leaves the old one in state.
     const made = this.create(stack, type, name, effective, opts);
     this.pendingDeletes.push(prev);
     return made;
@@ -191,8 +255,9 @@ export class FakeAccount {
     for (const r of gone) {
       if (r.protect) throw new Error(`unable to delete resource "${r.name}"\nas it is currently marked for protection`);
       this.changes.push({ op: "delete", type: r.type, name: r.name });
-      this.state.delete(this.keyOf(r));
+      // A delete that fails leaves the resource in state, as the engine does.
       this.destroyOne(r);
+      this.state.delete(this.keyOf(r));
     }
     for (const r of this.state.values()) r.seen = false;
   }
@@ -464,6 +529,137 @@ export class FakeAccount {
         if (!["latency", "down", "down_global", "ssl_expiry"].includes(i.type)) throw new ApiError(400, `type ${i.type} is invalid`);
         return { id: this.uuid(`uptime-alert:${i.name}`), outputs: {} };
       }
+      // ---- managed databases. Where the spec gives no status for a refusal the fake answers 422.
+      case T.databaseCluster: {
+        this.clusterPlanChecks(i);
+        need("name"); need("engine"); need("size"); need("region"); need("nodeCount");
+        if (!DB_ENGINES.has(i.engine)) throw new ApiError(422, `engine ${i.engine} is invalid`);
+        if (i.engine === "redis" && this.now.getTime() >= CACHING_CREATES_END) {
+          throw new ApiError(422, "Caching cluster creates are no longer supported as of 2025-04-30T00:00:00Z: create a valkey cluster");
+        }
+        // spec databases/databases_create_cluster.yml:45
+        if (i.backupRestore && CACHING.has(i.engine)) throw new ApiError(422, "Backups are not supported for Caching or Valkey clusters");
+        if (DB_REGIONS[i.engine] && !DB_REGIONS[i.engine].has(i.region)) throw new ApiError(422, `Region ${i.region} is not available for ${i.engine}`);
+        if (i.privateNetworkUuid) this.inVpcRegion(i.privateNetworkUuid, i.region);
+        if (i.evictionPolicy !== undefined && !EVICTION_POLICIES.has(i.evictionPolicy)) throw new ApiError(422, `eviction_policy ${i.evictionPolicy} is invalid`);
+        const id = this.uuid(`database:${i.name}`);
+        // spec databases/models/database_cluster.yml:13 ("A unique, human-readable name"); the spec
+        // gives no status for the clash (databases_create_cluster.yml:160-177): 409 as for VPCs.
+        this.claimName(`database:${i.name}`, id, new ApiError(409, `a database cluster named ${i.name} already exists`));
+        this.cloud.databases.set(id, { name: i.name, engine: i.engine, region: i.region, vpc: i.privateNetworkUuid, dbs: new Set(), users: new Set() });
+        const caching = CACHING.has(i.engine);
+        // pg as spec databases/models/database_connection.yml:4-35 and responses/database_cluster.yml:27-42
+        // give it (port 25060, user doadmin, database defaultdb, postgres:// URI, private-<host>); a
+        // redis cluster on 25061 (spec .../advanced_config/redis_advanced_config.yml:62-66, TLS only).
+        // NOT in the spec, kept so that a program has something to read: valkey's port (taken as
+        // redis's 25061), the caching engines' user `default` and rediss:// scheme, and the other
+        // engines' values (given pg's, with the engine slug as the scheme); a caching cluster gets
+        // no `database`.
+        const host = `${i.name}-do-user-${1000 + this.seq}-0.db.ondigitalocean.com`;
+        const port = caching ? 25061 : 25060;
+        const user = caching ? "default" : "doadmin";
+        const password = `fake-db-password-${this.seq}`;
+        const scheme = caching ? "rediss" : i.engine === "pg" ? "postgres" : i.engine;
+        const database = caching ? undefined : "defaultdb";
+        // tfdo database/resource_database_cluster.go:793-808: the URI carries the user and password.
+        const uri = (h: string) => `${scheme}://${user}:${password}@${h}:${port}${database ? `/${database}?sslmode=require` : ""}`;
+        return {
+          id,
+          outputs: {
+            host, privateHost: `private-${host}`, port, uri: uri(host), privateUri: uri(`private-${host}`), database, user, password,
+            // godo databases.go:1182-1184 with strings.go:21-23 (tfdo :641 sets it as `urn`; Pulumi's name is clusterUrn)
+            clusterUrn: `do:dbaas:${id}`,
+            privateNetworkUuid: i.privateNetworkUuid ?? "",
+          },
+        };
+      }
+      case T.databaseDb: {
+        const db = this.clusterOf(i.clusterId, "Database DB");
+        // spec databases/databases_add.yml:9
+        if (CACHING.has(db.engine)) throw new ApiError(422, `Error creating Database DB: database management is not supported for Caching or Valkey clusters (${db.name} is ${db.engine})`);
+        need("name");
+        db.dbs.add(i.name);
+        return { id: `${i.clusterId}/database/${i.name}`, outputs: {} }; // tfdo database/resource_database_db.go:112-114
+      }
+      case T.databaseUser: {
+        // tfdo database/resource_database_user.go:43-49 (godo SQLAuthPluginNative, SQLAuthPluginCachingSHA2)
+        if (i.mysqlAuthPlugin !== undefined && !["mysql_native_password", "caching_sha2_password"].includes(i.mysqlAuthPlugin)) throw new Error(`expected mysql_auth_plugin to be one of [mysql_native_password caching_sha2_password], got ${i.mysqlAuthPlugin}`);
+        const db = this.clusterOf(i.clusterId, "Database User");
+        // spec databases/databases_add_user.yml:9
+        if (CACHING.has(db.engine)) throw new ApiError(422, `Error creating Database User: user management is not supported for Caching or Valkey clusters (${db.name} is ${db.engine})`);
+        need("name");
+        db.users.add(i.name);
+        // tfdo database/resource_database_user.go:174 (id), 210-221 (role "normal" when unset; password)
+        return { id: `${i.clusterId}/user/${i.name}`, outputs: { password: `fake-user-password-${this.seq}`, role: "normal" } };
+      }
+      case T.databaseFirewall: {
+        this.firewallRuleChecks(i.rules);
+        const db = this.clusterOf(i.clusterId, "DatabaseFirewall");
+        if (db.firewall) {
+          // Not an API refusal: the API takes it and silently replaces the first firewall's rules,
+          // since PUT /v2/databases/{id}/firewall sets the whole rule set (spec
+          // databases/databases_update_firewall_rules.yml:5-19; tfdo database/resource_database_firewall.go:73-80,
+          // and its delete empties the set, 124-139). The fake refuses it so a program cannot do that.
+          throw new Error(`cluster ${db.name} already has a DatabaseFirewall (${db.firewall}): each one replaces the cluster's whole rule set, so a second would silently drop the first one's rules (and deleting either would empty both); declare all of the cluster's rules in one DatabaseFirewall`);
+        }
+        // tfdo database/resource_database_firewall.go:84 (id.PrefixedUniqueId(cluster_id + "-"))
+        const id = `${i.clusterId}-${String(this.seq).padStart(26, "0")}`;
+        db.firewall = id;
+        return { id, outputs: {} };
+      }
+      case T.certificate: {
+        const type = i.type ?? "custom"; // tfdo certificate/resource_certificate.go:131-139
+        if (!["custom", "lets_encrypt"].includes(type)) throw new Error(`expected type to be one of [custom lets_encrypt], got ${type}`);
+        // :124: domains conflicts with the PEM fields
+        const pem = ["privateKey", "leafCertificate", "certificateChain"].filter((f) => i[f] !== undefined);
+        if ((i.domains ?? []).length > 0 && pem.length > 0) throw new Error(`"domains": conflicts with ${pem.join(", ")}`);
+        need("name");
+        if (type === "custom") {
+          // :203-210
+          if (!i.privateKey) throw new Error("`private_key` is required for when type is `custom` or empty");
+          if (!i.leafCertificate) throw new Error("`leaf_certificate` is required for when type is `custom` or empty");
+          // spec certificates/models/certificate_create.yml:60-61, 96, 158-159: PEM-formatted
+          for (const f of pem) if (!/-----BEGIN [A-Z ]+-----[\s\S]+-----END [A-Z ]+-----/.test(String(i[f]))) throw new ApiError(422, `${f} is not PEM-formatted`);
+        } else {
+          // :211-215
+          if ((i.domains ?? []).length === 0) throw new Error("`domains` is required for when type is `lets_encrypt`");
+          // tfdo docs/resources/certificate.md:83-85: "The domains must be managed using
+          // DigitalOcean's DNS" (how the API reports it is not given).
+          const outside = (i.domains as string[]).filter((d) => {
+            const name = d.replace(/^\*\./, "");
+            return ![...this.cloud.domains].some((z) => name === z || name.endsWith(`.${z}`));
+          });
+          if (outside.length > 0) throw new ApiError(422, `Let's Encrypt needs the domains' DNS managed by DigitalOcean: ${outside.join(", ")} is in no domain of this account`);
+        }
+        const uuid = this.uuid(`certificate:${i.name}`);
+        // spec certificates/models/certificate_create.yml:7 ("A unique human-readable name") and tfdo
+        // docs/resources/loadbalancer.md:45-46 ("there cannot be multiple certificates with the same name").
+        this.claimName(`certificate:${i.name}`, uuid, new ApiError(409, `a certificate named ${i.name} already exists`));
+        this.cloud.certificates.set(uuid, { name: i.name, type });
+        const hash = (v: unknown) => (v === undefined ? undefined : crypto.createHash("sha1").update(String(v)).digest("hex"));
+        return {
+          // :234 (the id is the name), 238 (uuid), 243-255 (waits for `verified`); the PEM fields
+          // are kept as their SHA-1 (:85, 97, 109; util/hash.go:12-33).
+          id: i.name,
+          outputs: { uuid, name: i.name, type, state: "verified", privateKey: hash(i.privateKey), leafCertificate: hash(i.leafCertificate), certificateChain: hash(i.certificateChain) },
+        };
+      }
+      case T.loadBalancer: {
+        const certificates = this.loadBalancerChecks(i);
+        need("name"); // tfdo loadbalancer/resource_loadbalancer.go:182-186
+        if (i.vpcUuid) this.inVpcRegion(i.vpcUuid, i.region);
+        const id = this.uuid(`lb:${i.name}`);
+        this.cloud.loadBalancers.set(id, { region: i.region, vpc: i.vpcUuid, certificates });
+        return {
+          id,
+          outputs: {
+            ip: `192.0.2.${this.nextLbIp++}`,
+            // godo load_balancers.go:98-100 with strings.go:21-23 (the kind lower-cased)
+            loadBalancerUrn: `do:loadbalancer:${id}`,
+            status: "active", // tfdo loadbalancer/resource_loadbalancer.go:757-767 waits for it
+          },
+        };
+      }
       default:
         throw new Error(`fake DigitalOcean: no rules for ${type}; add them (with their source) before declaring it`);
     }
@@ -479,6 +675,119 @@ export class FakeAccount {
       for (const p of this.cloud.projects.values()) p.resources.delete(urn);
       this.cloud.projects.get(projectId)!.resources.add(urn);
     }
+  }
+
+  /** The provider's CustomizeDiff for a cluster, run at every plan that changes it (tfdo database/resource_database_cluster.go:305-347). */
+  private clusterPlanChecks(i: Record<string, any>, stored?: Record<string, any>) {
+    if (i.version === undefined || i.version === "") {
+      // :312-327
+      if (stored?.version) throw new Error(`The argument "version" is now required. Set the ${i.engine} version to the value saved to state: ${stored.version}`);
+      throw new Error(`The argument "version" is required, but no definition was found.`);
+    }
+    // :330-347
+    if (i.sqlMode && i.engine !== "mysql") throw new Error("sql_mode is only supported for MySQL Database Clusters");
+    if (i.evictionPolicy && !CACHING.has(i.engine)) throw new Error("eviction_policy is only supported for Redis or Valkey Database Clusters");
+  }
+
+  /**
+   * A VPC given to a cluster or a load balancer must be in its region: "We do not support individual
+   * VPC networks that span between datacenter regions" (docs.digitalocean.com
+   * products/networking/vpc/details/limits). How the API words the refusal is not given.
+   */
+  private inVpcRegion(vpcId: string, region: string) {
+    const vpc = this.cloud.vpcs.get(vpcId);
+    if (!vpc) throw new ApiError(422, `vpc ${vpcId} not found`);
+    if (vpc.region !== region) throw new ApiError(422, `vpc ${vpc.name} is in ${vpc.region}, not ${region}: a VPC network does not span regions`);
+  }
+
+  /** The cluster a db, user or firewall names; the API answers 404 for one that does not exist. */
+  private clusterOf(clusterId: string, what: string) {
+    const db = this.cloud.databases.get(clusterId);
+    if (!db) throw new ApiError(404, `Error creating ${what}: The resource you were accessing could not be found (database cluster ${clusterId})`);
+    return db;
+  }
+
+  private firewallRuleChecks(rules: { type?: string; value?: string }[] | undefined) {
+    if (!rules || rules.length === 0) throw new Error(`The argument "rule" is required, but no definition was found.`); // tfdo database/resource_database_firewall.go:34-37
+    // spec databases/databases_update_firewall_rules.yml:12-13: at most 100 rules, no IPv6 addresses
+    if (rules.length > 100) throw new ApiError(422, `a database firewall takes at most 100 rules (${rules.length} given)`);
+    for (const r of rules) {
+      // tfdo database/resource_database_firewall.go:39-55
+      if (!["ip_addr", "droplet", "k8s", "tag", "app"].includes(r.type ?? "")) throw new Error(`expected rule.type to be one of [ip_addr droplet k8s tag app], got ${r.type}`);
+      if (!r.value) throw new Error("rule.value must not be empty");
+      if (r.type === "ip_addr" && net.isIP(r.value.split("/")[0]) === 6) throw new ApiError(422, `${r.value}: IPv6 addresses cannot be trusted sources`);
+    }
+  }
+
+  /** What the provider and the API check of a load balancer, on create and on update; returns the certificates (uuids) it uses. */
+  private loadBalancerChecks(i: Record<string, any>): Set<string> {
+    // Line numbers without a file are tfdo loadbalancer/resource_loadbalancer.go's.
+    // :342-348: droplet_ids ConflictsWith droplet_tag
+    if (i.dropletTag !== undefined && (i.dropletIds ?? []).length > 0) throw new Error(`"droplet_ids": conflicts with droplet_tag`);
+    // :118-139
+    const type = String(i.type ?? "").toUpperCase();
+    if (!i.type && !i.region) throw new Error("missing 'region' value");
+    if (type === "GLOBAL" && i.region) throw new Error(`'region' must be empty or not set when 'type' is '${i.type}'`);
+    if ((type === "REGIONAL" || type === "REGIONAL_NETWORK") && !i.region) throw new Error(`'region' must be set and not be empty when 'type' is '${i.type}'`);
+    const rules: Record<string, any>[] = i.forwardingRules ?? [];
+    // :206, 513 (forwarding_rule ConflictsWith glb_settings); spec load_balancers/models/load_balancer_base.yml:106-108, 232-233 (required, at least one)
+    if (i.glbSettings && rules.length > 0) throw new Error(`"forwarding_rule": conflicts with glb_settings`);
+    if (!i.glbSettings && rules.length === 0) throw new ApiError(422, "forwarding_rules: at least one forwarding rule is required");
+    const certificates = new Set<string>();
+    for (const r of rules) {
+      // :210-241
+      if (!["http", "https", "http2", "http3", "tcp", "udp"].includes(r.entryProtocol)) throw new Error(`expected forwarding_rule.entry_protocol to be one of [http https http2 http3 tcp udp], got ${r.entryProtocol}`);
+      if (!["http", "https", "http2", "tcp", "udp"].includes(r.targetProtocol)) throw new Error(`expected forwarding_rule.target_protocol to be one of [http https http2 tcp udp], got ${r.targetProtocol}`);
+      for (const p of ["entryPort", "targetPort"]) if (!(Number.isInteger(r[p]) && r[p] >= 1 && r[p] <= 65535)) throw new Error(`expected forwarding_rule.${p} to be in the range (1 - 65535), got ${r[p]}`);
+      // spec load_balancers/models/forwarding_rule.yml:18-19, 40-42: udp on one side needs udp on the other
+      if ((r.entryProtocol === "udp") !== (r.targetProtocol === "udp")) throw new ApiError(422, "a udp forwarding rule needs udp as both entry_protocol and target_protocol");
+      // loadbalancer/loadbalancer.go:104-113 and certificate/datasource_certificate.go:94-102: the
+      // provider looks the certificate up by name before the request, and fails if there is none.
+      const certName = r.certificateName ?? r.certificateId;
+      if (certName) {
+        const found = [...this.cloud.certificates.entries()].find(([uuid, c]) => c.name === certName || uuid === certName);
+        if (!found) throw new Error(`certificate not found (forwarding rule ${r.entryProtocol}:${r.entryPort} names ${certName})`);
+        certificates.add(found[0]);
+      }
+      // An https rule either passes TLS through or terminates it, and "to configure SSL
+      // termination, you need to add an SSL termination rule and choose or create an SSL
+      // certificate to use" (docs.digitalocean.com products/networking/load-balancers/how-to/ssl-termination).
+      // http2 and http3 entries are not checked: no source read says what they need.
+      if (r.entryProtocol === "https" && !r.tlsPassthrough && !certName) throw new ApiError(422, `forwarding rule https:${r.entryPort} terminates TLS but names no certificate (set certificate_name, or tls_passthrough)`);
+    }
+    const h = i.healthcheck;
+    if (h) {
+      // :258-310
+      if (!["http", "https", "tcp"].includes(h.protocol)) throw new Error(`expected healthcheck.protocol to be one of [http https tcp], got ${h.protocol}`);
+      if (!(Number.isInteger(h.port) && h.port >= 1 && h.port <= 65535)) throw new Error(`expected healthcheck.port to be in the range (1 - 65535), got ${h.port}`);
+      const ranges: [string, number, number][] = [["checkIntervalSeconds", 3, 300], ["responseTimeoutSeconds", 3, 300], ["unhealthyThreshold", 2, 10], ["healthyThreshold", 2, 10]];
+      for (const [f, lo, hi] of ranges) {
+        if (h[f] !== undefined && !(h[f] >= lo && h[f] <= hi)) throw new Error(`expected healthcheck.${f} to be in the range (${lo} - ${hi}), got ${h[f]}`);
+      }
+      // :45-62
+      if ((h.protocol === "http" || h.protocol === "https") && !h.path) throw new Error(`health check \`path\` is required for when protocol is \`${h.protocol}\``);
+      if (h.protocol === "tcp" && h.path) throw new Error("health check `path` is not allowed for when protocol is `tcp`");
+    }
+    const s = i.stickySessions;
+    if (s) {
+      // :312-340, 64-84
+      const t = s.type ?? "none";
+      if (!["cookies", "none"].includes(t)) throw new Error(`expected sticky_sessions.type to be one of [cookies none], got ${t}`);
+      if (t === "cookies") {
+        if (!s.cookieName) throw new Error("sticky sessions `cookie_name` is required for when type is `cookie`");
+        if (!s.cookieTtlSeconds) throw new Error("sticky sessions `cookie_ttl_seconds` is required for when type is `cookie`");
+      } else {
+        if (s.cookieName) throw new Error("sticky sessions `cookie_name` is not allowed for when type is `none`");
+        if (s.cookieTtlSeconds) throw new Error("sticky sessions `cookie_ttl_seconds` is not allowed for when type is `none`");
+      }
+      if (s.cookieName !== undefined && !(s.cookieName.length >= 2 && s.cookieName.length <= 40)) throw new Error(`expected length of sticky_sessions.cookie_name to be in the range (2 - 40), got ${s.cookieName}`);
+      if (s.cookieTtlSeconds !== undefined && !(s.cookieTtlSeconds >= 1)) throw new Error(`expected sticky_sessions.cookie_ttl_seconds to be at least (1), got ${s.cookieTtlSeconds}`);
+    }
+    // The provider does not check it (:416-420); spec load_balancers/models/load_balancer_base.yml:140-147
+    const t = i.httpIdleTimeoutSeconds;
+    if (t !== undefined && !(Number.isInteger(t) && t >= 30 && t <= 600)) throw new ApiError(422, `http_idle_timeout_seconds must be between 30 and 600, got ${t}`);
+    // redirect_http_to_https (:357-361) is a plain bool: no source read refuses it in any combination.
+    return certificates;
   }
 
   private update(prev: Stored, next: Record<string, any>, changed: string[]): Record<string, any> {
@@ -518,6 +827,33 @@ export class FakeAccount {
       case T.bucket:
         // Name is not ForceNew and the provider's update does not rename: the bucket keeps its name.
         break;
+      case T.databaseCluster: {
+        this.clusterPlanChecks(next, prev.inputs);
+        const db = this.cloud.databases.get(prev.id);
+        if (!db) throw new ApiError(404, `Error updating database cluster ${prev.name}: not found`);
+        if (next.evictionPolicy !== undefined && !EVICTION_POLICIES.has(next.evictionPolicy)) throw new ApiError(422, `eviction_policy ${next.evictionPolicy} is invalid`);
+        if (changed.includes("region")) {
+          // tfdo database/resource_database_cluster.go:474-495: a migration, in place.
+          if (DB_REGIONS[db.engine] && !DB_REGIONS[db.engine].has(next.region)) throw new ApiError(422, `Region ${next.region} is not available for ${db.engine}`);
+          if (db.vpc) this.inVpcRegion(db.vpc, next.region);
+          db.region = next.region;
+        }
+        break;
+      }
+      case T.databaseFirewall:
+        this.firewallRuleChecks(next.rules);
+        if (!this.cloud.databases.has(prev.inputs.clusterId)) throw new ApiError(404, "Error updating DatabaseFirewall: database cluster not found");
+        break;
+      case T.databaseUser:
+        if (next.mysqlAuthPlugin !== undefined && !["mysql_native_password", "caching_sha2_password"].includes(next.mysqlAuthPlugin)) throw new Error(`expected mysql_auth_plugin to be one of [mysql_native_password caching_sha2_password], got ${next.mysqlAuthPlugin}`);
+        break;
+      case T.loadBalancer: {
+        // tfdo loadbalancer/resource_loadbalancer.go:866-878: the update sends the whole request again.
+        const certificates = this.loadBalancerChecks(next);
+        const lb = this.cloud.loadBalancers.get(prev.id);
+        if (lb) lb.certificates = certificates;
+        break;
+      }
       case T.vpc:
       case T.volume:
         break;
@@ -616,6 +952,39 @@ export class FakeAccount {
         this.cloud.projects.delete(r.id);
         this.releaseName(r.id);
         return;
+      case T.databaseCluster:
+        // Its dbs, users and firewall rules live under /v2/databases/{id}/ and go with it.
+        this.cloud.databases.delete(r.id);
+        this.releaseName(r.id);
+        return;
+      case T.databaseDb:
+      case T.databaseUser:
+      case T.databaseFirewall: {
+        // The provider's deletes take no 404 as done (tfdo database/resource_database_db.go:90-93,
+        // resource_database_user.go:283-286, resource_database_firewall.go:133-136): without its
+        // cluster the delete fails until a refresh drops the resource.
+        const db = this.cloud.databases.get(r.inputs.clusterId);
+        if (!db) throw new ApiError(404, `The resource you were accessing could not be found (database cluster ${r.inputs.clusterId})`);
+        if (r.type === T.databaseDb) db.dbs.delete(r.inputs.name);
+        else if (r.type === T.databaseUser) db.users.delete(r.inputs.name);
+        else if (db.firewall === r.id) db.firewall = undefined;
+        return;
+      }
+      case T.certificate: {
+        // tfdo certificate/resource_certificate.go:294-301: the API answers 403 for a certificate a
+        // load balancer still uses; :315-352 retry until the delete timeout (15 min by default, :22, 40).
+        const uuid = r.outputs.uuid;
+        if ([...this.cloud.loadBalancers.values()].some((lb) => lb.certificates.has(uuid))) {
+          const t = r.deleteTimeout ?? 900;
+          throw new Error(`Error deleting Certificate: timeout waiting to delete certificate "${r.id}" after load balancers released it (403 Make sure the certificate is not in use before deleting it; waited ${t}s)`);
+        }
+        this.cloud.certificates.delete(uuid);
+        this.releaseName(uuid);
+        return;
+      }
+      case T.loadBalancer:
+        this.cloud.loadBalancers.delete(r.id);
+        return;
       default:
         return;
     }
@@ -650,6 +1019,20 @@ export class FakeAccount {
         r.inputs = { ...r.inputs, resources: [...p.resources].map((u) => u.replace(/^do:reservedip:/, "do:floatingip:")) };
         return true;
       }
+      case T.databaseCluster:
+        return this.cloud.databases.has(r.id);
+      // A 404 on the cluster's dbs, users or firewall drops the resource (tfdo
+      // database/resource_database_db.go:68-76, resource_database_user.go:192-200, resource_database_firewall.go:93-98).
+      case T.databaseDb:
+        return this.cloud.databases.get(r.inputs.clusterId)?.dbs.has(r.inputs.name) === true;
+      case T.databaseUser:
+        return this.cloud.databases.get(r.inputs.clusterId)?.users.has(r.inputs.name) === true;
+      case T.databaseFirewall:
+        return this.cloud.databases.has(r.inputs.clusterId);
+      case T.certificate:
+        return this.cloud.certificates.has(r.outputs.uuid);
+      case T.loadBalancer:
+        return this.cloud.loadBalancers.has(r.id);
       default:
         return true;
     }
