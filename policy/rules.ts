@@ -8,6 +8,8 @@ export const TYPES = {
   bucket: "digitalocean:index/spacesBucket:SpacesBucket",
   domain: "digitalocean:index/domain:Domain",
   firewall: "digitalocean:index/firewall:Firewall",
+  databaseCluster: "digitalocean:index/databaseCluster:DatabaseCluster",
+  databaseDb: "digitalocean:index/databaseDb:DatabaseDb",
 } as const;
 
 /** Stacks whose resources get the production rules. */
@@ -21,6 +23,8 @@ const STATEFUL: Record<string, string> = {
   [TYPES.reservedIp]: "reserved IP",
   [TYPES.bucket]: "backup bucket",
   [TYPES.domain]: "DNS zone",
+  [TYPES.databaseCluster]: "managed database cluster",
+  [TYPES.databaseDb]: "managed database",
 };
 
 /** The stack a resource belongs to, from its URN (`urn:pulumi:<stack>::<project>::<type>::<name>`). */
@@ -62,7 +66,7 @@ const describeRule = (r: InboundRule) =>
 
 export const statefulProtected: ResourceValidationPolicy = {
   name: "production-stateful-protected",
-  description: "In production the droplet, data volume, reserved IP, backup bucket and DNS zone carry protect: true.",
+  description: "In production the droplet, data volume, reserved IP, backup bucket, DNS zone and managed database clusters and databases carry protect: true.",
   enforcementLevel: "mandatory",
   validateResource: (args: ResourceValidationArgs, report: ReportViolation) => {
     const what = STATEFUL[args.type];

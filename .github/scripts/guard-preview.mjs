@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Fails CI when a `pulumi preview --json` would replace or delete the data volume, the reserved IP,
-// the backup bucket or the DNS zone: those hold data, an address or records that a rebuild cannot
-// give back (docs/replacements.md).
+// the backup bucket, the DNS zone, a managed database cluster or database, or the load balancer:
+// those hold data, an address or records that a rebuild cannot give back (docs/replacements.md).
 // Usage: node guard-preview.mjs preview.json   (or the JSON on stdin)
 import { readFileSync } from "node:fs";
 
@@ -10,6 +10,10 @@ const GUARDED_TYPES = {
   "digitalocean:index/reservedIp:ReservedIp": "reserved IP",
   "digitalocean:index/spacesBucket:SpacesBucket": "backup bucket",
   "digitalocean:index/domain:Domain": "DNS zone",
+  "digitalocean:index/databaseCluster:DatabaseCluster": "managed database cluster",
+  "digitalocean:index/databaseDb:DatabaseDb": "managed database",
+  // A new load balancer has a new address: DNS moves and clients with the old one cached fail.
+  "digitalocean:index/loadBalancer:LoadBalancer": "load balancer",
 };
 const DANGEROUS_OPS = ["replace", "delete", "create-replacement", "delete-replaced"];
 
@@ -41,7 +45,7 @@ function main() {
   }
   const bad = dangerousSteps(preview);
   if (bad.length === 0) {
-    console.log(`guard-preview: ok: ${preview.steps?.length ?? 0} steps, none replaces or deletes a volume, reserved IP, bucket or DNS zone`);
+    console.log(`guard-preview: ok: ${preview.steps?.length ?? 0} steps, none replaces or deletes a volume, reserved IP, bucket, DNS zone, database cluster, database or load balancer`);
     return 0;
   }
   const annotate = process.env.GITHUB_ACTIONS === "true" ? "::error title=stateful resource at risk::" : "";

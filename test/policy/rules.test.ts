@@ -58,6 +58,8 @@ describe("production-stateful-protected", () => {
     [TYPES.reservedIp, "reserved IP"],
     [TYPES.bucket, "backup bucket"],
     [TYPES.domain, "DNS zone"],
+    [TYPES.databaseCluster, "managed database cluster"],
+    [TYPES.databaseDb, "managed database"],
   ])("an unprotected %s in production is a violation naming it", async (type, what) => {
     expect(await violations(statefulProtected, { type, name: "x", props: {}, protect: false })).toEqual([
       `the ${what} x is not protected: production stateful resources need the resource option protect: true ` +
@@ -65,7 +67,7 @@ describe("production-stateful-protected", () => {
     ]);
   });
 
-  test.each([TYPES.droplet, TYPES.volume, TYPES.reservedIp, TYPES.bucket, TYPES.domain])("a protected %s passes", async (type) => {
+  test.each([TYPES.droplet, TYPES.volume, TYPES.reservedIp, TYPES.bucket, TYPES.domain, TYPES.databaseCluster, TYPES.databaseDb])("a protected %s passes", async (type) => {
     expect(await violations(statefulProtected, { type, props: {}, protect: true })).toEqual([]);
   });
 

@@ -16,6 +16,10 @@ const IP = "digitalocean:index/reservedIp:ReservedIp";
 const BUCKET = "digitalocean:index/spacesBucket:SpacesBucket";
 const DROPLET = "digitalocean:index/droplet:Droplet";
 const DOMAIN = "digitalocean:index/domain:Domain";
+const CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster";
+const DB = "digitalocean:index/databaseDb:DatabaseDb";
+const LB = "digitalocean:index/loadBalancer:LoadBalancer";
+const CERT = "digitalocean:index/certificate:Certificate";
 
 function guard(preview: unknown, opts: { stdin?: boolean; raw?: string } = {}) {
   const text = opts.raw ?? JSON.stringify(preview);
@@ -50,8 +54,13 @@ describe("guard-preview", () => {
       changeSummary: { same: 2, update: 1, replace: 1, create: 1 },
     });
     expect(r.code).toBe(0);
-    expect(r.out).toBe("guard-preview: ok: 7 steps, none replaces or deletes a volume, reserved IP, bucket or DNS zone\n");
+    expect(r.out).toBe("guard-preview: ok: 7 steps, none replaces or deletes a volume, reserved IP, bucket, DNS zone, database cluster, database or load balancer\n");
     expect(r.err).toBe("");
+  });
+
+  test("a replaced certificate passes: its name follows the names it covers, so a change of names makes the new one first", () => {
+    const r = guard({ steps: [step("create-replacement", CERT, "c"), step("update", LB, "lb"), step("delete-replaced", CERT, "c")], changeSummary: {} });
+    expect(r.code).toBe(0);
   });
 
   test("a preview with no changes (no steps listed) passes", () => {
@@ -63,6 +72,9 @@ describe("guard-preview", () => {
     [op, IP, "reserved IP", "nodehost-production-ip"],
     [op, BUCKET, "backup bucket", "nodehost-production-backups-bucket"],
     [op, DOMAIN, "DNS zone", "nodehost-production-domain"],
+    [op, CLUSTER, "managed database cluster", "nodehost-production-pg"],
+    [op, DB, "managed database", "nodehost-production-pg-db"],
+    [op, LB, "load balancer", "nodehost-production-lb"],
   ]);
   test.each(cases)("%s of %s fails and names it", (op, type, what, name) => {
     const r = guard({ steps: [step("same", DROPLET, "d"), step(op, type, name)], changeSummary: {} });
