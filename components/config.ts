@@ -444,6 +444,12 @@ const appSchema = z
         error: "must not be /, under /.well-known/ or /healthz/backup (the site serves those itself; / would open the UI without basic auth)",
       })
       .default("/api/health"),
+    /**
+     * Identical app droplets behind a DigitalOcean load balancer (components/cloud/load-balancer.ts).
+     * 1: one droplet, as always, with TLS by certbot on it. More needs database.mode and cache.mode
+     * `managed`: the app's data cannot live on one of several droplets.
+     */
+    droplets: z.int().min(1).max(10).default(1),
     // PM2 restarts a process whose memory grows past this.
     memoryLimit: z.string().regex(/^[1-9][0-9]{0,5}[MG]$/, { error: "must be a size such as 512M or 2G" }).default("512M"),
     // An npm script run before a release goes live (after a local pre-deploy backup), as the app
@@ -540,10 +546,62 @@ const imagesSchema = z
   })
   .strict();
 
+/**
+ * A DigitalOcean database size slug (`doctl databases options slugs --engine pg`): db-s-…, gd-…,
+ * so1_5-… and the db-intel/db-amd ones (digitalocean/openapi @7c1300c
+ * specification/resources/databases/responses/options.yml:77-170).
+ */
+const databaseSize = z.string().regex(/^(db|gd|so1_5)-[a-z0-9_-]+$/, { error: "must be a DigitalOcean database size slug such as db-s-1vcpu-1gb (doctl databases options slugs --engine pg)" });
+
+/**
+ * Where PostgreSQL (and, in cacheSchema, Redis) runs. `docker`: a container on the droplet's volume,
+ * backed up by the host (the default, right for one droplet). `managed`: a DigitalOcean database
+ * cluster in the stack's region and VPC, admitted to the stack's droplets only (by tag), reached over
+ * TLS verified against the cluster's CA (components/cloud/managed-data.ts).
+ */
+const engineMode = z.enum(["docker", "managed"]).default("docker");
+
+/**
+ * A load balancer closes an HTTP connection (a websocket among them) idle this long at most:
+ * http_idle_timeout_seconds, 30-600 (digitalocean/openapi @7c1300c
+ * specification/resources/load_balancers/models/load_balancer_base.yml:140-145; the provider passes it through unchecked, tfdo v2.99.1 loadbalancer/resource_loadbalancer.go:416-420).
+ */
+export const LB_IDLE_TIMEOUT_MAX = 600;
+
 const databaseSchema = z
   .object({
     name: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: "must be a lower-case identifier such as app" }).default("app"),
     user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { error: "must be a lower-case identifier such as app" }).default("app"),
+    mode: engineMode,
+    managed: z
+      .object({
+        // The cluster's major version; later a higher one upgrades in place (tfdo v2.99.1
+        // database/resource_database_cluster.go:535-541), a lower one is refused by the API.
+        version: z.string().regex(/^[0-9]{2}$/, { error: "must be a PostgreSQL major version such as \"16\"" }).default("16"),
+        size: databaseSize.default("db-s-1vcpu-2gb"),
+        // 1 node, or a primary with one or two standbys that take over on failure.
+        nodeCount: z.int().min(1).max(3).default(1),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+const cacheSchema = z
+  .object({
+    mode: engineMode,
+    managed: z
+      .object({
+        // Valkey's major version (DigitalOcean offers Valkey in place of Redis; options.yml:134-135).
+        version: z.string().regex(/^[0-9]{1,2}$/, { error: "must be a Valkey major version such as \"8\"" }).default("8"),
+        size: databaseSize.default("db-s-1vcpu-1gb"),
+        // spec databases/models/eviction_policy_model.yml:1-8
+        evictionPolicy: z
+          .enum(["noeviction", "allkeys_lru", "allkeys_random", "volatile_lru", "volatile_random", "volatile_ttl"])
+          .default("allkeys_lru"),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 
@@ -766,6 +824,7 @@ export const stackSchema = z
     tls: tlsSchema,
     images: imagesSchema.prefault({}),
     database: databaseSchema.prefault({}),
+    cache: cacheSchema.prefault({}),
     backup: backupSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
     updates: updatesSchema.prefault({}),
@@ -820,6 +879,17 @@ export const stackSchema = z
       "cannot be true while alerts.emails or alerts.slackChannel name a recipient: choose one",
     );
     need(c.app.source === "path" && !c.app.path, ["app", "path"], "is required when app.source is path");
+    for (const key of ["database", "cache"] as const) {
+      need(c.app.droplets > 1 && c[key].mode !== "managed", [key, "mode"],
+        `must be managed when app.droplets is more than 1 (${c.app.droplets}): the app's data cannot live on one of several droplets`);
+      need(c.hostMode === "existing" && c[key].mode === "managed", [key, "mode"],
+        "must be docker when hostMode is existing (a managed cluster lives in the stack's DigitalOcean VPC)");
+    }
+    need(c.hostMode === "existing" && c.app.droplets > 1, ["app", "droplets"], "must be 1 when hostMode is existing");
+    for (const [i, r] of c.nginx.routes.entries()) {
+      need(c.app.droplets > 1 && r.idleTimeoutSeconds > LB_IDLE_TIMEOUT_MAX, ["nginx", "routes", String(i), "idleTimeoutSeconds"],
+        `must be at most ${LB_IDLE_TIMEOUT_MAX} when app.droplets is more than 1: the load balancer closes a connection idle longer (http_idle_timeout_seconds)`);
+    }
     appProcessRules(c.app, need);
     const routePaths = c.nginx.routes.map((r) => r.path);
     routePaths.forEach((p, i) => need(routePaths.indexOf(p) !== i, ["nginx", "routes", String(i), "path"], "is listed twice"));
@@ -1018,5 +1088,25 @@ export function parseConfig(
 export function loadConfig(): StackConfig {
   const raw = pulumi.runtime.allConfig();
   const isSecret = (pulumi.runtime as unknown as { isConfigSecret: (k: string) => boolean }).isConfigSecret;
-  return parseConfig(raw, Object.keys(raw).filter((k) => isSecret(k)));
+  const config = parseConfig(raw, Object.keys(raw).filter((k) => isSecret(k)));
+  const unbuilt = unbuiltProblems(config);
+  if (unbuilt.length > 0) throw new ConfigError(unbuilt);
+  return config;
+}
+
+const NOT_YET = "the cloud side (clusters, load balancer, N droplets) is built and tested against the fake account, " +
+  "but the host steps still run PostgreSQL and Redis in Docker and back them up there, so the real data would go unbacked-up " +
+  "(docs/design/grow-past-one-droplet.md)";
+
+/**
+ * What `pulumi up` refuses until the host side of issue 13 lands: managed engines and more than one droplet.
+ * The stack wiring behind these keys is exercised by test/unit/grow.test.ts through parseConfig; a real stack
+ * gets this error, naming each key, before any resource.
+ */
+export function unbuiltProblems(c: Pick<StackConfig, "database" | "cache" | "app">): string[] {
+  const problems: string[] = [];
+  if (c.database.mode === "managed") problems.push(`${NAMESPACE}:database.mode: managed is not available yet: ${NOT_YET}`);
+  if (c.cache.mode === "managed") problems.push(`${NAMESPACE}:cache.mode: managed is not available yet: ${NOT_YET}`);
+  if (c.app.droplets > 1) problems.push(`${NAMESPACE}:app.droplets: more than 1 is not available yet: ${NOT_YET}`);
+  return problems;
 }

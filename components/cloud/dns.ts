@@ -16,6 +16,8 @@ export interface DnsArgs {
 export class Dns extends pulumi.ComponentResource {
   /** Set when this stack owns the domain. */
   public readonly domainUrn?: pulumi.Output<string>;
+  /** The zone, when this stack owns it (a Let's Encrypt certificate from DigitalOcean waits for it). */
+  public readonly domain?: digitalocean.Domain;
 
   constructor(name: string, args: DnsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:cloud:Dns", name, {}, opts);
@@ -28,6 +30,7 @@ export class Dns extends pulumi.ComponentResource {
         { parent: this, protect: args.protect },
       );
       domainName = domain.name;
+      this.domain = domain;
       this.domainUrn = domain.domainUrn;
     }
     const host = args.subdomain ?? "@";

@@ -3,7 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as digitalocean from "@pulumi/digitalocean";
 
 export interface MonitoringArgs {
-  dropletId: pulumi.Input<string>;
+  /** Every app droplet of the stack: each metric alert covers them all. */
+  dropletIds: pulumi.Input<string>[];
   /** https://<site><app.healthPath> */
   healthUrl: string;
   /** https://<site>/healthz/backup: 200 while the newest backup is younger than twice the schedule. */
@@ -43,7 +44,7 @@ export class Monitoring extends pulumi.ComponentResource {
           compare: "GreaterThan",
           value: args[field],
           window: "5m",
-          entities: [args.dropletId],
+          entities: args.dropletIds,
           description: `${name}: ${suffix} above ${args[field]}% for 5 minutes`,
           alerts: recipients,
           enabled: true,

@@ -9,17 +9,25 @@ export interface NetworkArgs {
   /** Addresses allowed to reach SSH (22). Empty and sshOpenToWorld false: SSH closed to all. */
   sshAllowFrom: string[];
   sshOpenToWorld: boolean;
+  /** false: the droplets sit behind a load balancer; HTTP reaches them from it alone. Default true. */
+  webOpenToWorld?: boolean;
   ipRange?: pulumi.Input<string>;
 }
 
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
-/** Inbound rules: 80/443 from anywhere, 22 from the allow-list only, nothing else. */
-export function inboundRules(sshAllowFrom: string[], sshOpenToWorld: boolean) {
+/**
+ * Inbound rules: 80/443 from anywhere (unless `web` is false: behind a load balancer, whose own
+ * firewall admits it alone, components/cloud/load-balancer.ts), 22 from the allow-list only,
+ * nothing else.
+ */
+export function inboundRules(sshAllowFrom: string[], sshOpenToWorld: boolean, web = true) {
   const ssh = sshOpenToWorld ? ANYWHERE : sshAllowFrom;
   return [
-    { protocol: "tcp", portRange: "80", sourceAddresses: ANYWHERE },
-    { protocol: "tcp", portRange: "443", sourceAddresses: ANYWHERE },
+    ...(web ? [
+      { protocol: "tcp", portRange: "80", sourceAddresses: ANYWHERE },
+      { protocol: "tcp", portRange: "443", sourceAddresses: ANYWHERE },
+    ] : []),
     ...(ssh.length > 0 ? [{ protocol: "tcp", portRange: "22", sourceAddresses: ssh }] : []),
     { protocol: "icmp", sourceAddresses: ANYWHERE },
   ];
@@ -47,7 +55,7 @@ export class Network extends pulumi.ComponentResource {
       {
         name: `${name}-firewall`,
         tags: [tag.name],
-        inboundRules: inboundRules(args.sshAllowFrom, args.sshOpenToWorld),
+        inboundRules: inboundRules(args.sshAllowFrom, args.sshOpenToWorld, args.webOpenToWorld !== false),
         outboundRules: [
           { protocol: "tcp", portRange: "1-65535", destinationAddresses: ANYWHERE },
           { protocol: "udp", portRange: "1-65535", destinationAddresses: ANYWHERE },

@@ -25,6 +25,8 @@ export interface ServerArgs {
   tags: pulumi.Input<string>[];
   /** Production: stateful resources cannot be deleted by a preview that slips through. */
   protect: boolean;
+  /** false: no reserved IP (an app droplet behind a load balancer other than the first). Default true. */
+  reservedIp?: boolean;
 }
 
 /**
@@ -46,6 +48,7 @@ export class Server extends pulumi.ComponentResource {
   public readonly dropletUrn: pulumi.Output<string>;
   public readonly ipv4Address: pulumi.Output<string>;
   public readonly ipv6Address: pulumi.Output<string>;
+  /** The reserved IP, or the droplet's own address where it has none. */
   public readonly reservedIp: pulumi.Output<string>;
   public readonly volumeUrn: pulumi.Output<string>;
   /** Where the volume shows up on the droplet, stable across droplet rebuilds. */
@@ -118,21 +121,28 @@ export class Server extends pulumi.ComponentResource {
         customTimeouts: { delete: "10m" },
       },
     );
-    const ip = new digitalocean.ReservedIp(`${name}-ip`, { region: args.region }, stateful);
-    const assignment = new digitalocean.ReservedIpAssignment(
-      `${name}-ip-assignment`,
-      { ipAddress: ip.ipAddress, dropletId: this.droplet.id.apply(Number) },
-      // Unassign from the old droplet before it goes; assign to the new one once it exists.
-      { parent: this, deleteBeforeReplace: true },
-    );
+    // Behind a load balancer only the first droplet keeps the stack's reserved IP (so that a stack
+    // that shrinks back to one droplet still has its address); the others are reached by their own.
+    let assignment: pulumi.Resource | undefined;
+    if (args.reservedIp !== false) {
+      const ip = new digitalocean.ReservedIp(`${name}-ip`, { region: args.region }, stateful);
+      assignment = new digitalocean.ReservedIpAssignment(
+        `${name}-ip-assignment`,
+        { ipAddress: ip.ipAddress, dropletId: this.droplet.id.apply(Number) },
+        // Unassign from the old droplet before it goes; assign to the new one once it exists.
+        { parent: this, deleteBeforeReplace: true },
+      );
+      this.reservedIp = ip.ipAddress;
+    } else {
+      this.reservedIp = this.droplet.ipv4Address;
+    }
 
     this.dropletId = this.droplet.id;
     this.dropletUrn = this.droplet.dropletUrn;
     this.ipv4Address = this.droplet.ipv4Address;
     this.ipv6Address = this.droplet.ipv6Address;
-    this.reservedIp = ip.ipAddress;
     this.volumeUrn = volume.volumeUrn;
-    this.ready = [this.droplet, volume, assignment];
+    this.ready = assignment ? [this.droplet, volume, assignment] : [this.droplet, volume];
     this.dataDevice = pulumi.interpolate`/dev/disk/by-id/scsi-0DO_Volume_${volume.name}`;
     this.registerOutputs({
       dropletId: this.dropletId,

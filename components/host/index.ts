@@ -42,6 +42,24 @@ export interface HostArgs {
   /** The data volume's configured size (0 where the program does not manage the volume). */
   dataSizeGb: number;
   backup: BackupTarget;
+  /**
+   * The secrets every app droplet of a stack shares (the same site password behind a load balancer,
+   * the same backup keys): made by the first droplet's Host (where they always were, so their
+   * URNs and values do not change when a stack grows) and handed to the others.
+   */
+  shared?: HostSecrets;
+  /** PostgreSQL and Redis that DigitalOcean runs (database.mode / cache.mode managed). */
+  managed?: { databaseUrl?: pulumi.Input<string>; postgresCaPem?: pulumi.Input<string>; redisUrl?: pulumi.Input<string> };
+  /** The app step starts after these too: the previous droplet's app step, so a release rolls one droplet at a time. */
+  appAfter?: HostStep[];
+}
+
+export interface HostSecrets {
+  postgresPassword: pulumi.Output<string>;
+  redisPassword: pulumi.Output<string>;
+  basicAuthPassword: pulumi.Output<string>;
+  backupPassphrase: pulumi.Output<string>;
+  pitrCipherPass: pulumi.Output<string>;
 }
 
 function appSource(app: StackConfig["app"], deployKey: StackConfig["appGitDeployKey"]): AppSource {
@@ -70,6 +88,10 @@ export class Host extends pulumi.ComponentResource {
   public readonly pitrCipherPass: pulumi.Output<string>;
   /** The app release this up deploys (App.release). */
   public readonly appRelease: pulumi.Output<string>;
+  /** The secrets this host was given or made (HostArgs.shared for the next droplet). */
+  public readonly secrets: HostSecrets;
+  /** The app step (the next droplet's app step waits for it). */
+  public readonly appStep: HostStep;
 
   constructor(name: string, args: HostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:host:Host", name, {}, opts);
@@ -77,13 +99,21 @@ export class Host extends pulumi.ComponentResource {
     const child = { parent: this };
     const password = (suffix: string) =>
       new random.RandomPassword(`${name}-${suffix}`, { length: 32, special: false }, child).result;
-    const postgresPassword = password("postgres-password");
-    const redisPassword = password("redis-password");
-    this.basicAuthPassword = cfg.basicAuthPassword ?? password("basic-auth-password");
-    // Kept in state (encrypted) so a rebuilt host restores without hand work; exported as a secret
-    // output to keep a copy outside Pulumi (backups cannot be read without it).
-    this.backupPassphrase = cfg.backupPassphrase ?? new random.RandomPassword(`${name}-backup-passphrase`, { length: 48, special: false }, child).result;
-    this.pitrCipherPass = cfg.backupPitrCipherPass ?? new random.RandomPassword(`${name}-pitr-cipher-pass`, { length: 48, special: false }, child).result;
+    const passphrase = (suffix: string) =>
+      new random.RandomPassword(`${name}-${suffix}`, { length: 48, special: false }, child).result;
+    this.secrets = args.shared ?? {
+      postgresPassword: password("postgres-password"),
+      redisPassword: password("redis-password"),
+      basicAuthPassword: cfg.basicAuthPassword ?? password("basic-auth-password"),
+      // Kept in state (encrypted) so a rebuilt host restores without hand work; exported as a
+      // secret output to keep a copy outside Pulumi (backups cannot be read without it).
+      backupPassphrase: cfg.backupPassphrase ?? passphrase("backup-passphrase"),
+      pitrCipherPass: cfg.backupPitrCipherPass ?? passphrase("pitr-cipher-pass"),
+    };
+    const { postgresPassword, redisPassword } = this.secrets;
+    this.basicAuthPassword = this.secrets.basicAuthPassword;
+    this.backupPassphrase = this.secrets.backupPassphrase;
+    this.pitrCipherPass = this.secrets.pitrCipherPass;
 
     const common = { connection: args.connection, hostId: args.hostId };
     const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [], waitFor: args.waitFor }, child);
@@ -127,13 +157,14 @@ export class Host extends pulumi.ComponentResource {
       npmRegistry: cfg.app.npmRegistry, pm2Version: cfg.app.pm2Version, runtimeUpdateAt: cfg.updates.runtimeAt,
     }, child);
     const app = new App(`${name}-app`, {
-      ...common, after: [node, backups],
+      ...common, after: [node, backups, ...(args.appAfter ?? [])],
       appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app, cfg.appGitDeployKey),
       worker: cfg.app.worker, build: cfg.app.build, migrate: cfg.app.migrate, npmRegistry: cfg.app.npmRegistry,
       processes: cfg.app.processes, buildEnv: { ...cfg.app.env, ...cfg.app.buildEnv },
       healthPath: cfg.app.healthPath, memoryLimit: cfg.app.memoryLimit,
-      databaseUrl: pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
-      redisUrl: pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
+      databaseUrl: args.managed?.databaseUrl ??
+        pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
+      redisUrl: args.managed?.redisUrl ?? pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
       // The config has refused names the stack sets and names in both maps (components/config.ts).
       appEnvJson: cfg.appSecrets
         ? cfg.appSecrets.apply((secrets) => JSON.stringify({ ...cfg.app.env, ...secrets }))
@@ -158,6 +189,7 @@ export class Host extends pulumi.ComponentResource {
 
     this.steps = [boot, base, data, backups, node, app, nginx, tls, gate];
     this.appRelease = app.release;
+    this.appStep = app;
     this.registerOutputs({ steps: this.steps.map((s) => s.stepName) });
   }
 }
