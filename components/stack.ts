@@ -99,6 +99,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
 
   const managed: ManagedEngines = {};
   let managedUrns: pulumi.Output<string>[] = [];
+  let clusterIds: pulumi.Output<string>[] = [];
   if (cfg.database.mode === "managed" || cfg.cache.mode === "managed") {
     const data = new ManagedData(name, {
       region: cfg.droplet.region,
@@ -117,6 +118,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
     }
     if (data.cache) managed.redisUrl = managedRedisUrl(data.cache);
     managedUrns = data.urns;
+    clusterIds = data.clusterIds;
   }
 
   // The certificate waits for the zone (DigitalOcean validates Let's Encrypt through it), and the
@@ -154,6 +156,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
   });
   new Monitoring(name, {
     dropletIds: servers.map((s) => s.server.dropletId),
+    clusterIds,
     healthUrl: `https://${cfg.siteNames[0]}${cfg.app.healthPath}`,
     backupHeartbeatUrl: `https://${cfg.siteNames[0]}/healthz/backup`,
     emails: cfg.alerts.emails,

@@ -54,6 +54,8 @@ export class ManagedData extends pulumi.ComponentResource {
   public readonly postgresCaPem?: pulumi.Output<string>;
   /** `do:dbaas:<id>` of each cluster, for the stack's Project. */
   public readonly urns: pulumi.Output<string>[] = [];
+  /** The clusters' ids (the dbaas metric alerts watch them). */
+  public readonly clusterIds: pulumi.Output<string>[] = [];
 
   constructor(name: string, args: ManagedDataArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nodehost:cloud:ManagedData", name, {}, opts);
@@ -98,6 +100,7 @@ export class ManagedData extends pulumi.ComponentResource {
       };
       this.postgresCaPem = digitalocean.getDatabaseCaOutput({ clusterId: pg.id }, child).certificate;
       this.urns.push(pg.clusterUrn);
+      this.clusterIds.push(pg.id);
     }
     if (args.cacheEnabled) {
       // Valkey in place of Redis: DigitalOcean moved its Redis clusters to Valkey, and the provider
@@ -122,6 +125,7 @@ export class ManagedData extends pulumi.ComponentResource {
         password: pulumi.secret(cache.password),
       };
       this.urns.push(cache.clusterUrn);
+      this.clusterIds.push(cache.id);
     }
     this.registerOutputs({});
   }

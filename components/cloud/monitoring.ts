@@ -1,10 +1,13 @@
-// Alerts: uptime and TLS expiry on the health URL, a backup heartbeat, CPU/memory/disk on the droplet.
+// Alerts: uptime and TLS expiry on the health URL, a backup heartbeat, CPU/memory/disk on the droplets
+// and on the managed database clusters.
 import * as pulumi from "@pulumi/pulumi";
 import * as digitalocean from "@pulumi/digitalocean";
 
 export interface MonitoringArgs {
   /** Every app droplet of the stack: each metric alert covers them all. */
   dropletIds: pulumi.Input<string>[];
+  /** The stack's managed database clusters (database.mode / cache.mode managed): the same thresholds watch them. */
+  clusterIds?: pulumi.Input<string>[];
   /** https://<site><app.healthPath> */
   healthUrl: string;
   /** https://<site>/healthz/backup: 200 while the newest backup is younger than twice the schedule. */
@@ -16,6 +19,17 @@ export interface MonitoringArgs {
   diskPercent: number;
   uptimeCheck: boolean;
 }
+
+/**
+ * The same metrics of a managed database cluster: [suffix, type, config field]. The provider takes
+ * these types (tfdo monitoring/resource_monitor_alert.go:60-63 at v2.99.1, godo's Dbaas* constants;
+ * values in openapi specification/resources/monitoring/models/alert_policy_request.yml:66-69 @7c1300c).
+ */
+export const CLUSTER_METRIC_ALERTS = [
+  ["db-cpu", "v1/dbaas/alerts/cpu_alerts", "cpuPercent"],
+  ["db-memory", "v1/dbaas/alerts/memory_utilization_alerts", "memoryPercent"],
+  ["db-disk", "v1/dbaas/alerts/disk_utilization_alerts", "diskPercent"],
+] as const;
 
 /** Droplet metric alerts: [suffix, DigitalOcean metric type, config field]. */
 export const METRIC_ALERTS = [
@@ -51,6 +65,26 @@ export class Monitoring extends pulumi.ComponentResource {
         },
         { parent: this },
       );
+    }
+
+    const clusterIds = args.clusterIds ?? [];
+    if (clusterIds.length > 0) {
+      for (const [suffix, type, field] of CLUSTER_METRIC_ALERTS) {
+        new digitalocean.MonitorAlert(
+          `${name}-${suffix}`,
+          {
+            type,
+            compare: "GreaterThan",
+            value: args[field],
+            window: "5m",
+            entities: clusterIds,
+            description: `${name}: managed database ${suffix.slice(3)} above ${args[field]}% for 5 minutes`,
+            alerts: recipients,
+            enabled: true,
+          },
+          { parent: this },
+        );
+      }
     }
 
     // Every uptime alert needs a period: the API requires it (openapi

@@ -146,6 +146,23 @@ interface Stored {
   seen: boolean;
 }
 
+/** tfdo monitoring/resource_monitor_alert.go:32-64 (godo's constants, values as in spec monitoring/models/alert_policy_request.yml:39-69 @7c1300c). */
+const MONITOR_ALERT_TYPES = new Set([
+  "v1/insights/droplet/cpu", "v1/insights/droplet/memory_utilization_percent", "v1/insights/droplet/disk_utilization_percent",
+  "v1/insights/droplet/public_outbound_bandwidth", "v1/insights/droplet/public_inbound_bandwidth",
+  "v1/insights/droplet/private_outbound_bandwidth", "v1/insights/droplet/private_inbound_bandwidth",
+  "v1/insights/droplet/disk_read", "v1/insights/droplet/disk_write",
+  "v1/insights/droplet/load_1", "v1/insights/droplet/load_5", "v1/insights/droplet/load_15",
+  "v1/insights/lbaas/avg_cpu_utilization_percent", "v1/insights/lbaas/connection_utilization_percent",
+  "v1/insights/lbaas/droplet_health", "v1/insights/lbaas/tls_connections_per_second_utilization_percent",
+  "v1/insights/lbaas/increase_in_http_error_rate_percentage_5xx", "v1/insights/lbaas/increase_in_http_error_rate_percentage_4xx",
+  "v1/insights/lbaas/increase_in_http_error_rate_count_5xx", "v1/insights/lbaas/increase_in_http_error_rate_count_4xx",
+  "v1/insights/lbaas/high_http_request_response_time", "v1/insights/lbaas/high_http_request_response_time_50p",
+  "v1/insights/lbaas/high_http_request_response_time_95p", "v1/insights/lbaas/high_http_request_response_time_99p",
+  "v1/dbaas/alerts/load_15_alerts", "v1/dbaas/alerts/memory_utilization_alerts",
+  "v1/dbaas/alerts/disk_utilization_alerts", "v1/dbaas/alerts/cpu_alerts",
+]);
+
 interface Cloud {
   droplets: Map<string, { region: string; vpc?: string; volumes: Set<string>; status: "active" | "off" }>;
   volumes: Map<string, { name: string; region: string; attachedTo?: string }>;
@@ -509,7 +526,15 @@ export class FakeAccount {
         // tfdo monitoring/resource_monitor_alert.go:67-75 (compare), 148-153 (window)
         if (!["GreaterThan", "LessThan"].includes(i.compare)) throw new ApiError(422, `compare ${i.compare} is invalid`);
         if (!["5m", "10m", "30m", "1h"].includes(i.window)) throw new ApiError(422, `window ${i.window} is invalid`);
-        for (const e of i.entities ?? []) if (!this.cloud.droplets.has(String(e))) throw new ApiError(422, `entity ${e} is not a droplet in this account`);
+        // tfdo monitoring/resource_monitor_alert.go:35-64: the types the provider takes (droplet,
+        // load balancer and dbaas metrics; spec monitoring/models/alert_policy_request.yml:39-69 @7c1300c).
+        if (!MONITOR_ALERT_TYPES.has(i.type)) throw new ApiError(422, `type ${i.type} is invalid`);
+        // Entities are ids of what the type's namespace names (spec alert_policy_request.yml:27-32
+        // gives only "string"; a droplet id for droplet metrics, a cluster or load balancer id else).
+        const kind = String(i.type).startsWith("v1/dbaas/") ? "databases" : String(i.type).startsWith("v1/insights/lbaas/") ? "loadBalancers" : "droplets";
+        for (const e of i.entities ?? []) {
+          if (!this.cloud[kind].has(String(e))) throw new ApiError(422, `entity ${e} is not one of this account's ${kind} (alert type ${i.type})`);
+        }
         if ((i.alerts?.emails ?? []).length === 0 && (i.alerts?.slacks ?? []).length === 0) throw new ApiError(422, "alerts need an email or a Slack channel");
         return { id: this.uuid("alert"), outputs: {} };
       }

@@ -349,3 +349,21 @@ describe("load balancers", () => {
     expect(a.changes).toEqual([]);
   });
 });
+
+describe("metric alerts on the managed pieces", () => {
+  const alert = (type: string, entities: string[]) =>
+    ({ type, compare: "GreaterThan", value: 80, window: "5m", entities, description: "x", alerts: { emails: ["ops@example.com"] }, enabled: true });
+
+  test("a dbaas alert watches clusters, a droplet alert droplets; crossed entities and unknown types are refused", () => {
+    const a = new FakeAccount();
+    const d = a.register("s", T.droplet, "d", { name: "d", region: "fra1", size: "s-1vcpu-1gb", image: "debian-13-x64" }, opts);
+    const c = a.register("s", T.databaseCluster, "pg", pg(), opts);
+    a.register("s", T.monitorAlert, "db-cpu", alert("v1/dbaas/alerts/cpu_alerts", [c.id]), opts);
+    a.register("s", T.monitorAlert, "cpu", alert("v1/insights/droplet/cpu", [d.id]), opts);
+    expect(() => a.register("s", T.monitorAlert, "bad1", alert("v1/dbaas/alerts/cpu_alerts", [d.id]), opts)).toThrow(/422 entity .* is not one of this account's databases/);
+    expect(() => a.register("s", T.monitorAlert, "bad2", alert("v1/insights/droplet/cpu", [c.id]), opts)).toThrow(/422 entity .* is not one of this account's droplets/);
+    // In the API's enum but not the provider's list (autoscale pools), and a made-up one.
+    expect(() => a.register("s", T.monitorAlert, "bad3", alert("v1/droplet/autoscale_alerts/current_instances", []), opts)).toThrow(/422 type .* is invalid/);
+    expect(() => a.register("s", T.monitorAlert, "bad4", alert("v1/dbaas/alerts/cpu", [c.id]), opts)).toThrow(/422 type .* is invalid/);
+  });
+});

@@ -158,9 +158,15 @@ describe.each([1, 2, 3])("%i app droplet(s) with managed engines", (n) => {
     expect(counts[T.firewall]).toBe(n > 1 ? 2 : 1);
     expect(run.custom.filter((r) => r.type === T.droplet).map((r) => r.inputs.name))
       .toEqual(["nodehost-production", "nodehost-production-2", "nodehost-production-3"].slice(0, n));
-    // Every metric alert covers every droplet.
-    const ids = run.custom.filter((r) => r.type === T.droplet).map((d) => d.inputs.name);
-    for (const a of run.custom.filter((r) => r.type === T.alert)) expect(a.inputs.entities).toHaveLength(ids.length);
+    // Every droplet metric alert covers every droplet; the same three watch both clusters.
+    const alerts = run.custom.filter((r) => r.type === T.alert);
+    const dropletAlerts = alerts.filter((a) => String(a.inputs.type).startsWith("v1/insights/droplet/"));
+    const clusterAlerts = alerts.filter((a) => String(a.inputs.type).startsWith("v1/dbaas/"));
+    expect(dropletAlerts).toHaveLength(3);
+    for (const a of dropletAlerts) expect(a.inputs.entities).toHaveLength(n);
+    expect(clusterAlerts.map((a) => [a.inputs.type, a.inputs.entities.length])).toEqual([
+      ["v1/dbaas/alerts/cpu_alerts", 2], ["v1/dbaas/alerts/memory_utilization_alerts", 2], ["v1/dbaas/alerts/disk_utilization_alerts", 2],
+    ]);
   });
 
   test("each later droplet's app step waits for the one before it: a release rolls one droplet at a time", async () => {
