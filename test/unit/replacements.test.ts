@@ -1,16 +1,19 @@
 // docs/replacements.md against the provider's forcing fields and the program's options: every field
-// that forces a new droplet, volume, VPC, reserved IP, bucket or domain has a row, and each row's
+// that forces a new droplet, volume, VPC, reserved IP, bucket, domain, database cluster or database has a row, and each row's
 // treatment is what the program really does. The config changes behind the guarded rows are played
 // in account.test.ts.
 import * as fs from "fs";
 import * as path from "path";
 import { beforeAll, describe, expect, test } from "vitest";
 import { DO_TYPES as T, FORCE_NEW, FakeAccount } from "./fake-do";
-import { one, ROOT, Run, upStack } from "./harness";
+import { ROOT, Run, upStack } from "./harness";
 
 const TYPES: Record<string, string> = {
   Droplet: T.droplet, Volume: T.volume, Vpc: T.vpc, ReservedIp: T.reservedIp, SpacesBucket: T.bucket, Domain: T.domain,
+  DatabaseCluster: T.databaseCluster, DatabaseDb: T.databaseDb,
 };
+/** Both engines managed (the stacks' default is Docker, which declares no cluster). */
+const MANAGED = { "nodehost:database": JSON.stringify({ mode: "managed" }), "nodehost:cache": JSON.stringify({ mode: "managed" }) };
 
 interface Row { resource: string; field: string; treatment: string; configKey: string }
 
@@ -24,12 +27,19 @@ function table(): Row[] {
 
 let production: Run;
 let staging: Run;
+let productionManaged: Run;
+let stagingManaged: Run;
 beforeAll(async () => {
   const account = new FakeAccount();
   production = await upStack(account, "production");
   staging = await upStack(account, "staging");
-  if (production.error || staging.error) throw production.error ?? staging.error;
+  const managedAccount = new FakeAccount();
+  productionManaged = await upStack(managedAccount, "production", MANAGED);
+  stagingManaged = await upStack(managedAccount, "staging", MANAGED);
+  for (const run of [production, staging, productionManaged, stagingManaged]) if (run.error) throw run.error;
 });
+/** Every resource of the type in the stack's runs (Docker engines, then managed ones). */
+const all = (runs: Run[], type: string) => runs.flatMap((run) => run.custom.filter((r) => r.type === type));
 
 describe("docs/replacements.md", () => {
   test("has a row for every field that forces a new stateful resource, and no other", () => {
@@ -47,34 +57,41 @@ describe("docs/replacements.md", () => {
     for (const row of table()) {
       const what = `${row.resource}.${row.field} (${row.treatment})`;
       expect([what, known.has(row.treatment)]).toEqual([what, true]);
-      for (const run of [production, staging]) {
-        const found = run.custom.filter((r) => r.type === TYPES[row.resource]);
-        if (found.length === 0) continue; // staging has no Domain
-        const r = one(found, TYPES[row.resource]);
+      for (const run of [production, staging, productionManaged, stagingManaged]) {
+        // staging has no Domain; the Docker runs have no cluster; managed runs have two (pg, cache)
+        for (const r of run.custom.filter((x) => x.type === TYPES[row.resource])) {
         const value = r.inputs[row.field];
         if (row.treatment === "ignored") expect([what, r.opts.ignoreChanges ?? []]).toEqual([what, expect.arrayContaining([row.field])]);
         if (row.treatment === "unset") expect([what, value]).toEqual([what, undefined]);
         if (row.treatment === "fixed") expect([what, value === undefined]).toEqual([what, false]);
         if (row.treatment === "guarded") expect([what, r.opts.ignoreChanges ?? []]).toEqual([what, expect.not.arrayContaining([row.field])]);
+        }
       }
+    }
+  });
+
+  test("every resource type of the table is declared by some stack shape (no row goes unchecked)", () => {
+    for (const [name, type] of Object.entries(TYPES)) {
+      expect([name, all([production, productionManaged], type).length > 0]).toEqual([name, true]);
     }
   });
 
   test("guarded means protected in production: the resource itself, or (the VPC) the droplet it would take with it", () => {
     for (const row of table().filter((r) => r.treatment === "guarded")) {
-      const self = one(production.custom, TYPES[row.resource]);
-      const holder = row.resource === "Vpc" ? one(production.custom, T.droplet) : self;
-      expect([`${row.resource}.${row.field}`, holder.opts.protect]).toEqual([`${row.resource}.${row.field}`, true]);
+      const holders = row.resource === "Vpc" ? all([production, productionManaged], T.droplet) : all([production, productionManaged], TYPES[row.resource]);
+      expect(holders.length).toBeGreaterThan(0);
+      for (const holder of holders) expect([`${row.resource}.${row.field}`, holder.opts.protect]).toEqual([`${row.resource}.${row.field}`, true]);
     }
   });
 
   test("a fixed field has the same value in both stacks' shapes (no config key moves it)", () => {
     for (const row of table().filter((r) => r.treatment === "fixed")) {
       expect(row.configKey).toBe("");
-      const p = one(production.custom, TYPES[row.resource]).inputs[row.field];
-      const s = one(staging.custom, TYPES[row.resource]).inputs[row.field];
       const shape = (v: unknown) => String(v).replace(/production|staging/g, "<stack>");
-      expect(shape(p)).toBe(shape(s));
+      const p = all([production, productionManaged], TYPES[row.resource]).map((r) => shape(r.inputs[row.field]));
+      const s = all([staging, stagingManaged], TYPES[row.resource]).map((r) => shape(r.inputs[row.field]));
+      expect(p.length).toBeGreaterThan(0);
+      expect(p).toEqual(s);
     }
   });
 });
