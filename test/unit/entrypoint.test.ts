@@ -30,3 +30,37 @@ test("invalid config throws a ConfigError naming every bad key and declares no r
   expect(error?.message).toContain("nodehost:droplet.region: Invalid option");
   expect(declared).toEqual([]);
 });
+
+test("managed engines and more droplets are refused by key, before any resource, until their host steps are built", async () => {
+  const declared: string[] = [];
+  pulumi.runtime.setMocks(
+    {
+      newResource: (args) => {
+        declared.push(`${args.type}::${args.name}`);
+        return { id: `${args.name}-id`, state: args.inputs };
+      },
+      call: (args) => args.inputs,
+    },
+    "nodehost",
+    "production",
+  );
+  const { raw, secretKeys } = withUserValues(stackFileConfig("production"));
+  pulumi.runtime.setAllConfig(
+    {
+      ...raw,
+      "nodehost:database": JSON.stringify({ mode: "managed" }),
+      "nodehost:cache": JSON.stringify({ mode: "managed" }),
+      "nodehost:app": JSON.stringify({ ...JSON.parse(raw["nodehost:app"] ?? "{}"), droplets: 2 }),
+    },
+    secretKeys,
+  );
+  vi.resetModules();
+  const error = await import("../../index").then(() => undefined, (e: Error) => e);
+  await (pulumi.runtime as unknown as { waitForRPCs: () => Promise<void> }).waitForRPCs();
+
+  expect(error?.name).toBe("ConfigError");
+  expect(error?.message).toContain("nodehost:database.mode: managed is not available yet");
+  expect(error?.message).toContain("nodehost:cache.mode: managed is not available yet");
+  expect(error?.message).toContain("nodehost:app.droplets: more than 1 is not available yet");
+  expect(declared).toEqual([]);
+});
