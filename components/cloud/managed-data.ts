@@ -64,25 +64,28 @@ export class ManagedData extends pulumi.ComponentResource {
     // database/resource_database_cluster.go:40-60, 87-95, 145-159): a change replaces the cluster
     // and so its data. Production protects it; the preview guard refuses a replace or delete.
     const held = { ...child, protect: args.protect };
+    // Each cluster: in the stack's region and VPC, held, admitted to the stack's tag, in the Project and the alerts.
     // One firewall per cluster: the API replaces the whole rule set on each call (tfdo
     // database/resource_database_firewall.go:73-80), so a second resource would silently undo the
     // first. A `tag` rule (:42-48) admits every droplet of the stack, the ones a later `up` adds too.
-    const admitStack = (suffix: string, cluster: digitalocean.DatabaseCluster) =>
-      new digitalocean.DatabaseFirewall(`${name}-${suffix}-firewall`, {
-        clusterId: cluster.id,
-        rules: [{ type: "tag", value: args.dropletTag }],
-      }, child);
-    if (args.postgresEnabled) {
-      const pg = new digitalocean.DatabaseCluster(`${name}-pg`, {
-        name: `${name}-pg`,
-        engine: "pg",
-        version: args.postgres.version,
-        size: args.postgres.size,
-        nodeCount: args.postgres.nodeCount,
+    const stackCluster = (suffix: string, engine: Pick<digitalocean.DatabaseClusterArgs, "engine" | "version" | "size" | "nodeCount" | "evictionPolicy">) => {
+      const cluster = new digitalocean.DatabaseCluster(`${name}-${suffix}`, {
+        name: `${name}-${suffix}`,
+        ...engine,
         region: args.region,
         privateNetworkUuid: args.vpcId,
         tags: args.tags,
       }, held);
+      new digitalocean.DatabaseFirewall(`${name}-${suffix}-firewall`, {
+        clusterId: cluster.id,
+        rules: [{ type: "tag", value: args.dropletTag }],
+      }, child);
+      this.urns.push(cluster.clusterUrn);
+      this.clusterIds.push(cluster.id);
+      return cluster;
+    };
+    if (args.postgresEnabled) {
+      const pg = stackCluster("pg", { engine: "pg", version: args.postgres.version, size: args.postgres.size, nodeCount: args.postgres.nodeCount });
       // Deleting a DatabaseDb drops the database: it is held like the cluster. The user is not (a
       // new user with a new password loses no data).
       const db = new digitalocean.DatabaseDb(`${name}-pg-db`, { clusterId: pg.id, name: args.postgres.database }, held);
@@ -90,7 +93,6 @@ export class ManagedData extends pulumi.ComponentResource {
       // database/resource_database_user.go:77-80 Sensitive, 219-221): it is never on a command
       // line, and the program keeps it only as a secret.
       const user = new digitalocean.DatabaseUser(`${name}-pg-user`, { clusterId: pg.id, name: args.postgres.user }, child);
-      admitStack("pg", pg);
       this.postgres = {
         host: pg.privateHost,
         port: pg.port,
@@ -99,24 +101,11 @@ export class ManagedData extends pulumi.ComponentResource {
         password: pulumi.secret(user.password),
       };
       this.postgresCaPem = digitalocean.getDatabaseCaOutput({ clusterId: pg.id }, child).certificate;
-      this.urns.push(pg.clusterUrn);
-      this.clusterIds.push(pg.id);
     }
     if (args.cacheEnabled) {
       // Valkey in place of Redis: DigitalOcean moved its Redis clusters to Valkey, and the provider
       // suppresses a redis <-> valkey diff so that a moved cluster is not replaced (:52-59).
-      const cache = new digitalocean.DatabaseCluster(`${name}-cache`, {
-        name: `${name}-cache`,
-        engine: "valkey",
-        version: args.cache.version,
-        size: args.cache.size,
-        nodeCount: 1,
-        region: args.region,
-        privateNetworkUuid: args.vpcId,
-        evictionPolicy: args.cache.evictionPolicy,
-        tags: args.tags,
-      }, held);
-      admitStack("cache", cache);
+      const cache = stackCluster("cache", { engine: "valkey", version: args.cache.version, size: args.cache.size, nodeCount: 1, evictionPolicy: args.cache.evictionPolicy });
       // The default user is the only one a caching cluster has; its password is the cluster's.
       this.cache = {
         host: cache.privateHost,
@@ -124,8 +113,6 @@ export class ManagedData extends pulumi.ComponentResource {
         user: cache.user,
         password: pulumi.secret(cache.password),
       };
-      this.urns.push(cache.clusterUrn);
-      this.clusterIds.push(cache.id);
     }
     this.registerOutputs({});
   }

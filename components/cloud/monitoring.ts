@@ -50,26 +50,9 @@ export class Monitoring extends pulumi.ComponentResource {
     }
     const recipients = { emails: args.emails, slacks };
 
-    for (const [suffix, type, field] of METRIC_ALERTS) {
-      new digitalocean.MonitorAlert(
-        `${name}-${suffix}`,
-        {
-          type,
-          compare: "GreaterThan",
-          value: args[field],
-          window: "5m",
-          entities: args.dropletIds,
-          description: `${name}: ${suffix} above ${args[field]}% for 5 minutes`,
-          alerts: recipients,
-          enabled: true,
-        },
-        { parent: this },
-      );
-    }
-
-    const clusterIds = args.clusterIds ?? [];
-    if (clusterIds.length > 0) {
-      for (const [suffix, type, field] of CLUSTER_METRIC_ALERTS) {
+    // One 5-minute threshold alert per metric, over every entity it watches.
+    const thresholdAlerts = (alerts: typeof METRIC_ALERTS | typeof CLUSTER_METRIC_ALERTS, entities: pulumi.Input<string>[], what: (suffix: string) => string) => {
+      for (const [suffix, type, field] of alerts) {
         new digitalocean.MonitorAlert(
           `${name}-${suffix}`,
           {
@@ -77,15 +60,18 @@ export class Monitoring extends pulumi.ComponentResource {
             compare: "GreaterThan",
             value: args[field],
             window: "5m",
-            entities: clusterIds,
-            description: `${name}: managed database ${suffix.slice(3)} above ${args[field]}% for 5 minutes`,
+            entities,
+            description: `${name}: ${what(suffix)} above ${args[field]}% for 5 minutes`,
             alerts: recipients,
             enabled: true,
           },
           { parent: this },
         );
       }
-    }
+    };
+    thresholdAlerts(METRIC_ALERTS, args.dropletIds, (suffix) => suffix);
+    const clusterIds = args.clusterIds ?? [];
+    if (clusterIds.length > 0) thresholdAlerts(CLUSTER_METRIC_ALERTS, clusterIds, (suffix) => `managed database ${suffix.slice(3)}`);
 
     // Every uptime alert needs a period: the API requires it (openapi
     // specification/resources/uptime/create_alert.yml:33-37 @7c1300c) and the provider always
