@@ -10,7 +10,7 @@ import { Monitoring } from "./cloud/monitoring";
 import { Network } from "./cloud/network";
 import { StackProject } from "./cloud/project";
 import { AppLoadBalancer } from "./cloud/load-balancer";
-import { ManagedData, managedDatabaseUrl, managedRedisUrl } from "./cloud/managed-data";
+import { ManagedData, ManagedPostgres, managedRedisUrl } from "./cloud/managed-data";
 import { Server } from "./cloud/server";
 import { BackupTarget, DEPLOY_USER, Host } from "./host";
 import { HostConnection, HostStep } from "./host/step";
@@ -34,15 +34,11 @@ interface Target {
 
 /** Where the app's PostgreSQL and Redis are, when DigitalOcean runs them (database.mode / cache.mode managed). */
 export interface ManagedEngines {
-  /** DATABASE_URL (secret): the cluster's private host, TLS verified against `postgresCaPem`. */
-  databaseUrl?: pulumi.Output<string>;
-  postgresCaPem?: pulumi.Output<string>;
+  /** The PostgreSQL cluster (its private host; the host layer makes the app's TLS-verified DATABASE_URL). */
+  postgres?: ManagedPostgres;
   /** REDIS_URL (secret): Valkey's private host over TLS. */
   redisUrl?: pulumi.Output<string>;
 }
-
-/** Where the app's CA for the managed PostgreSQL is on each droplet (written by the app step). */
-export const MANAGED_PG_CA_PATH = "/etc/nodehost/managed-pg-ca.pem";
 
 interface Targets {
   /** One per app droplet, the first being the stack's original droplet. */
@@ -112,10 +108,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
       postgresEnabled: cfg.database.mode === "managed",
       cacheEnabled: cfg.cache.mode === "managed",
     });
-    if (data.postgres) {
-      managed.databaseUrl = managedDatabaseUrl(data.postgres, MANAGED_PG_CA_PATH);
-      managed.postgresCaPem = data.postgresCaPem;
-    }
+    if (data.postgres) managed.postgres = { ...data.postgres, caPem: data.postgresCaPem! };
     if (data.cache) managed.redisUrl = managedRedisUrl(data.cache);
     managedUrns = data.urns;
     clusterIds = data.clusterIds;
@@ -247,12 +240,16 @@ function existingTarget(cfg: StackConfig): Target {
   };
 }
 
-/** Declares every resource of the stack from a validated config. */
-export function createStack(cfg: StackConfig): Stack {
+/**
+ * Declares every resource of the stack from a validated config. `engines` stands in for the managed
+ * clusters of an existing host: the VM suite hands the host layer a PostgreSQL it runs beside the
+ * VM there (test/e2e/lib/managed-pg.ts), as a DigitalOcean stack hands it the cluster's outputs.
+ */
+export function createStack(cfg: StackConfig, engines: ManagedEngines = {}): Stack {
   const name = `${cfg.project}-${cfg.stack}`;
   const placed: Targets = cfg.hostMode === "digitalocean"
     ? digitalOceanTargets(cfg, name)
-    : (() => { const t = existingTarget(cfg); return { targets: [t], managed: {}, publicIp: t.publicIp, extraOutputs: t.extraOutputs }; })();
+    : (() => { const t = existingTarget(cfg); return { targets: [t], managed: engines, publicIp: t.publicIp, extraOutputs: t.extraOutputs }; })();
   // One Host per app droplet. The first makes the secrets they share; each later droplet's app
   // step waits for the one before it, so a release reaches one droplet at a time.
   const hosts: Host[] = [];

@@ -6,7 +6,7 @@
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_ENDPOINT S3_REGION S3_BUCKET \
+require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB POSTGRES_CONTAINER S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE DRILL_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
   BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 KEYS_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
 require_vars S3_PREFIX BACKUP_PREVIOUS_PASSPHRASES BACKUP_PUBLIC_KEYS_B64 S3_CA_PEM_B64
@@ -31,6 +31,8 @@ done
 [[ $LOCAL_COPIES =~ ^[1-9][0-9]*$ ]] || die "LOCAL_COPIES must be a positive count, got '$LOCAL_COPIES'"
 [[ $ALLOW_EMPTY_START == true || $ALLOW_EMPTY_START == false ]] || die "ALLOW_EMPTY_START must be true or false"
 [[ $PITR_ENABLED == true || $PITR_ENABLED == false ]] || die "PITR_ENABLED must be true or false"
+# The Docker PostgreSQL, or the client container of a managed one (docker-data step).
+[[ $POSTGRES_CONTAINER == nodehost-postgres || $POSTGRES_CONTAINER == nodehost-pg-client ]] || die "POSTGRES_CONTAINER must be nodehost-postgres or nodehost-pg-client"
 [[ $S3_CA_PEM_B64 =~ ^[A-Za-z0-9+/=]*$ ]] || die "S3_CA_PEM_B64 must be base64"
 if [[ $PITR_ENABLED == true ]]; then
   [[ $PITR_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] || die "PITR_SCHEDULE must be five cron fields, got '$PITR_SCHEDULE'"
@@ -101,7 +103,7 @@ check_ssl_certificate = True
 socket_timeout = 60
 $ca_line
 CFG
-write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB S3_BUCKET S3_PREFIX \
+write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB POSTGRES_CONTAINER S3_BUCKET S3_PREFIX \
   RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS LOCAL_COPIES PITR_ENABLED PITR_FULL_EVERY_DAYS PITR_RETENTION_FULL
 install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
 install_b64 "$PITR_TOOL_B64" /usr/local/bin/nodehost-pitr 0755
@@ -160,9 +162,14 @@ fi
 
 # --- Disaster recovery: empty database on a never-initialised volume + a backup in the bucket ----
 if [[ ! -f $MARKER ]]; then
-  wait_until 300 "PostgreSQL" docker exec nodehost-postgres pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" ||
-    die "PostgreSQL (nodehost-postgres) is not ready"
-  tables=$(docker exec nodehost-postgres psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
+  # A managed cluster that outlived the host keeps its tables (no restore); one made anew is empty.
+  # TCP to the Docker PostgreSQL (not the socket, which an initialising server answers on); a
+  # managed one's client has its host in PGHOST.
+  pg_host=()
+  [[ $POSTGRES_CONTAINER == nodehost-postgres ]] && pg_host=(-h 127.0.0.1)
+  wait_until 300 "PostgreSQL" docker exec "$POSTGRES_CONTAINER" pg_isready -q "${pg_host[@]}" -U "$POSTGRES_USER" -d "$POSTGRES_DB" ||
+    die "PostgreSQL ($POSTGRES_CONTAINER) is not ready"
+  tables=$(docker exec "$POSTGRES_CONTAINER" psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
     -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
   restored=none
   if [[ $tables != 0 ]]; then

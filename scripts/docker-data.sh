@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # Step docker-data: Docker from Debian; PostgreSQL and Redis containers on 127.0.0.1, data on the volume.
+# With a managed PostgreSQL (POSTGRES_MODE=managed): a client container that reaches it over verified
+# TLS in place of the Docker PostgreSQL, whose data, when this host has one, is moved there first.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
 require_nonempty DATA_MOUNT POSTGRES_IMAGE REDIS_IMAGE POSTGRES_USER POSTGRES_DB POSTGRES_PASSWORD REDIS_PASSWORD
 require_vars IMAGE_PRELOAD_DIR
-require_nonempty PITR_ENABLED PITR_ARCHIVE_TIMEOUT CONTAINERS_TOOL_B64 IMAGES_REFRESH_AT
+require_nonempty PITR_ENABLED PITR_ARCHIVE_TIMEOUT CONTAINERS_TOOL_B64 IMAGES_REFRESH_AT POSTGRES_MODE MANAGED_PG_DIR
+require_vars MANAGED_PG_HOST MANAGED_PG_PORT MANAGED_PG_PASSWORD MANAGED_PG_ADMIN_USER MANAGED_PG_ADMIN_PASSWORD MANAGED_PG_CA_B64
+[[ $POSTGRES_MODE == docker || $POSTGRES_MODE == managed ]] || die "POSTGRES_MODE must be docker or managed"
+if [[ $POSTGRES_MODE == managed ]]; then
+  require_nonempty MANAGED_PG_HOST MANAGED_PG_PORT MANAGED_PG_PASSWORD MANAGED_PG_ADMIN_USER MANAGED_PG_ADMIN_PASSWORD MANAGED_PG_CA_B64
+  [[ $MANAGED_PG_HOST =~ ^[A-Za-z0-9.-]+$ ]] || die "MANAGED_PG_HOST must be a host name or address"
+  [[ $MANAGED_PG_PORT =~ ^[1-9][0-9]{0,4}$ ]] || die "MANAGED_PG_PORT must be a port"
+  [[ $MANAGED_PG_ADMIN_USER =~ ^[a-z_][a-z0-9_]*$ ]] || die "MANAGED_PG_ADMIN_USER must be a plain lower-case identifier"
+  [[ $MANAGED_PG_CA_B64 =~ ^[A-Za-z0-9+/=]+$ ]] || die "MANAGED_PG_CA_B64 must be base64"
+  [[ $PITR_ENABLED == false ]] || die "PITR_ENABLED must be false with a managed PostgreSQL (the cluster keeps its own point-in-time recovery)"
+  for secret in MANAGED_PG_PASSWORD MANAGED_PG_ADMIN_PASSWORD; do
+    [[ ${!secret} != *$'\n'* ]] || die "$secret must be one line"
+  done
+fi
 [[ $PITR_ENABLED == true || $PITR_ENABLED == false ]] || die "PITR_ENABLED must be true or false"
 [[ $PITR_ARCHIVE_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || die "PITR_ARCHIVE_TIMEOUT must be whole seconds"
 [[ $POSTGRES_USER =~ ^[a-z_][a-z0-9_]*$ ]] || die "POSTGRES_USER must be a plain lower-case identifier"
@@ -19,6 +34,8 @@ mountpoint -q "$DATA_MOUNT" || die "$DATA_MOUNT is not a mounted volume (the bas
 ETC=/etc/nodehost
 PG_NAME=nodehost-postgres
 REDIS_NAME=nodehost-redis
+# With a managed PostgreSQL, psql, pg_dump and pg_restore run here (PG_CONTAINER in components/host/index.ts).
+PG_CLIENT=nodehost-pg-client
 
 # Docker's configuration is written before its package is installed: on a fresh host the daemon the
 # package starts is already the configured one, and is not restarted at once (a start costs 10-15 s
@@ -66,9 +83,12 @@ wait_until 300 "the Docker daemon" docker info >/dev/null 2>&1 || die "the Docke
 # its refresh (the timer below) moves a container to what its tag names later.
 install_b64 "$CONTAINERS_TOOL_B64" /usr/local/sbin/nodehost-containers 0755
 CONTAINERS=$ETC/containers
-install -d -m 0700 -o root -g root "$ETC" "$CONTAINERS" "$CONTAINERS/$PG_NAME" "$CONTAINERS/$REDIS_NAME"
+# The container psql and the dumps run in: the Docker PostgreSQL, or the managed one's client.
+pg_in=$PG_NAME
+[[ $POSTGRES_MODE == managed ]] && pg_in=$PG_CLIENT
+install -d -m 0700 -o root -g root "$ETC" "$CONTAINERS" "$CONTAINERS/$pg_in" "$CONTAINERS/$REDIS_NAME"
 write_file "$CONTAINERS/preload-dir" 0600 root:root <<<"$IMAGE_PRELOAD_DIR"
-write_file "$CONTAINERS/$PG_NAME/ref" 0600 root:root <<<"$POSTGRES_IMAGE"
+write_file "$CONTAINERS/$pg_in/ref" 0600 root:root <<<"$POSTGRES_IMAGE"
 write_file "$CONTAINERS/$REDIS_NAME/ref" 0600 root:root <<<"$REDIS_IMAGE"
 # archive_command runs pgBackRest inside the server's container (backup.pointInTime).
 if [[ $PITR_ENABLED == true ]]; then
@@ -90,7 +110,7 @@ containers() {
     esac
   done <<<"$out"
 }
-containers image "$PG_NAME"
+containers image "$pg_in"
 pg_image_id=$IMAGE
 containers image "$REDIS_NAME"
 redis_image_id=$IMAGE
@@ -107,14 +127,26 @@ image_user_ids() {
   [[ $out =~ ^uid=([0-9]+)\([^\)]*\)\ gid=([0-9]+) ]] || die "id $2 in the image $1 printed '$out'"
   printf '%s:%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
 }
-pg_ids=$(image_user_ids "$pg_image_id" postgres)
-install -d -m 0700 -o root -g root "$ETC/postgres"
-write_file "$ETC/postgres/password" 0400 "$pg_ids" <<<"$POSTGRES_PASSWORD"
-write_file "$ETC/postgres.env" 0600 root:root <<ENV
+if [[ $POSTGRES_MODE == docker ]]; then
+  pg_ids=$(image_user_ids "$pg_image_id" postgres)
+  install -d -m 0700 -o root -g root "$ETC/postgres"
+  write_file "$ETC/postgres/password" 0400 "$pg_ids" <<<"$POSTGRES_PASSWORD"
+  write_file "$ETC/postgres.env" 0600 root:root <<ENV
 POSTGRES_USER=$POSTGRES_USER
 POSTGRES_DB=$POSTGRES_DB
 POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password
 ENV
+else
+  # The cluster's CA for the app (sslrootcert in its DATABASE_URL) and the client; the app user's
+  # password in a root-only pgpass file the client reads (libpq: host:port:db:user:password, with
+  # ':' and '\' escaped), never on a command line or in the container's environment.
+  install -d -m 0755 -o root -g root "$MANAGED_PG_DIR"
+  write_file "$MANAGED_PG_DIR/ca.pem" 0644 root:root < <(base64 -d <<<"$MANAGED_PG_CA_B64")
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$MANAGED_PG_DIR/ca.pem" || die "MANAGED_PG_CA_B64 is not a PEM certificate"
+  install -d -m 0700 -o root -g root "$ETC/managed-pg"
+  pgpass_password=${MANAGED_PG_PASSWORD//\\/\\\\}
+  write_file "$ETC/managed-pg/pgpass" 0600 root:root <<<"*:*:*:$POSTGRES_USER:${pgpass_password//:/\\:}"
+fi
 
 # Redis runs as the image's own redis user, which must read its conf and own its data dir.
 redis_ids=$(image_user_ids "$redis_image_id" redis)
@@ -137,7 +169,7 @@ REDISCLI_AUTH=$(sed -n 's/^requirepass //p' /etc/nodehost-redis.conf) exec redis
 CLI
 remove_file "$ETC/redis-cli.env"
 
-install -d -m 0700 "$DATA_MOUNT/postgres"
+[[ $POSTGRES_MODE == docker ]] && install -d -m 0700 "$DATA_MOUNT/postgres"
 install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
 
 # --- Containers: recreated only when their desired spec (a hash label) changes, and proven healthy
@@ -175,9 +207,26 @@ if [[ $PITR_ENABLED == true ]]; then
   pg_cmd=(postgres -c archive_mode=on -c "archive_command=pgbackrest --stanza=nodehost archive-push %p"
     -c "archive_timeout=$PITR_ARCHIVE_TIMEOUT")
 fi
-ensure "$PG_NAME" "$pg_image_id" 600 "$(sha256sum "$ETC/postgres.env")" "${pg_run[@]}" -- "${pg_cmd[@]}"
-# A password change does not recreate the container: the entrypoint reads the file on first init
-# only, and an existing database gets ALTER USER below.
+if [[ $POSTGRES_MODE == docker ]]; then
+  ensure "$PG_NAME" "$pg_image_id" 600 "$(sha256sum "$ETC/postgres.env")" "${pg_run[@]}" -- "${pg_cmd[@]}"
+  # A password change does not recreate the container: the entrypoint reads the file on first init
+  # only, and an existing database gets ALTER USER below.
+else
+  # The image's own psql, pg_dump and pg_restore (the stack's PostgreSQL major), idle until a tool
+  # execs them. Healthy while the app's user logs in to the cluster over TLS verified by its CA.
+  # shellcheck disable=SC2016 # $POSTGRES_* are the container's own.
+  client_run=(
+    --network host --init --entrypoint sleep
+    -v "$MANAGED_PG_DIR/ca.pem:/etc/nodehost-pg/ca.pem:ro"
+    -v "$ETC/managed-pg/pgpass:/run/secrets/pgpass:ro"
+    -e "PGHOST=$MANAGED_PG_HOST" -e "PGPORT=$MANAGED_PG_PORT" -e "PGUSER=$POSTGRES_USER" -e "PGDATABASE=$POSTGRES_DB"
+    -e PGSSLMODE=verify-full -e PGSSLROOTCERT=/etc/nodehost-pg/ca.pem -e PGPASSFILE=/run/secrets/pgpass -e PGCONNECT_TIMEOUT=10
+    --stop-timeout 5
+    --health-cmd 'psql -qtAXw -c "select 1"'
+    --health-interval 10s --health-timeout 10s --health-retries 6 --health-start-period 60s
+  )
+  ensure "$PG_CLIENT" "$pg_image_id" 300 "" "${client_run[@]}" -- infinity
+fi
 
 # Redis runs as the image's redis user with our conf; the entrypoint is bypassed so any image
 # that has redis-server on its PATH (official or a mirror built from Debian) behaves the same.
@@ -196,13 +245,13 @@ ensure "$REDIS_NAME" "$redis_image_id" 300 "$(sha256sum "$ETC/redis/redis.conf" 
   "${redis_run[@]}" -- /etc/nodehost-redis.conf
 
 healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null) == healthy ]]; }
-for name in "$PG_NAME" "$REDIS_NAME"; do
+for name in "$pg_in" "$REDIS_NAME"; do
   if ! wait_until 600 "$name to be healthy" healthy "$name"; then
     docker logs --tail 30 "$name" >&2 || true
     die "$name is not healthy after 10 minutes"
   fi
 done
-log "containers healthy: $PG_NAME $REDIS_NAME"
+log "containers healthy: $pg_in $REDIS_NAME"
 # A server (re)started here closes WAL segments for the archive on archive_timeout only once its
 # checkpointer is woken (nodehost-pitr: wake); the backups step installs the tool on a new host
 # and wakes it then, and cron does every minute.
@@ -216,22 +265,90 @@ fi
 daily_job nodehost-images-refresh "$IMAGES_REFRESH_AT" updates.imagesAt \
   "PostgreSQL and Redis images refreshed from their tags, health-checked" "/usr/local/sbin/nodehost-containers refresh" 2h docker.service
 
-# --- The password that works is the configured one: POSTGRES_PASSWORD_FILE only applies to a
-# blank data dir, so an existing database gets it over the container's local socket (trust). Judged
-# by logging in with it over TCP as the app does (to the container's own address: the official
-# image trusts 127.0.0.1 inside the container), not by whether a file changed in this run: a run
-# stopped after writing the file and before ALTER USER converges on the next one. The password
-# goes in on stdin.
-pg_password_works() {
-  printf '%s\n' "$POSTGRES_PASSWORD" | docker exec -i "$PG_NAME" sh -c \
-    'IFS= read -r PGPASSWORD; export PGPASSWORD; psql -qtA -w -h "$(hostname -i | cut -d" " -f1)" -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "select 1"' >/dev/null 2>&1
-}
-if ! pg_password_works; then
-  docker exec -i "$PG_NAME" sh -c 'psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' >/dev/null <<SQL
+# Set while the Docker PostgreSQL's data moves to the managed one (below).
+MOVING=$DATA_MOUNT/.nodehost-moving-to-managed
+if [[ $POSTGRES_MODE == docker ]]; then
+  # --- The password that works is the configured one: POSTGRES_PASSWORD_FILE only applies to a
+  # blank data dir, so an existing database gets it over the container's local socket (trust). Judged
+  # by logging in with it over TCP as the app does (to the container's own address: the official
+  # image trusts 127.0.0.1 inside the container), not by whether a file changed in this run: a run
+  # stopped after writing the file and before ALTER USER converges on the next one. The password
+  # goes in on stdin.
+  pg_password_works() {
+    printf '%s\n' "$POSTGRES_PASSWORD" | docker exec -i "$PG_NAME" sh -c \
+      'IFS= read -r PGPASSWORD; export PGPASSWORD; psql -qtA -w -h "$(hostname -i | cut -d" " -f1)" -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "select 1"' >/dev/null 2>&1
+  }
+  if ! pg_password_works; then
+    docker exec -i "$PG_NAME" sh -c 'psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' >/dev/null <<SQL
 ALTER USER "$POSTGRES_USER" WITH PASSWORD '${POSTGRES_PASSWORD//\'/\'\'}';
 SQL
-  pg_password_works || die "the configured password still does not log in as $POSTGRES_USER after ALTER USER"
-  changed "postgres password of $POSTGRES_USER set"
+    pg_password_works || die "the configured password still does not log in as $POSTGRES_USER after ALTER USER"
+    changed "postgres password of $POSTGRES_USER set"
+  fi
+
+  # A move to managed that was given up (database.mode back to docker) left the database read-only.
+  if [[ -f $MOVING ]]; then
+    docker exec -i "$PG_NAME" psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null <<SQL
+ALTER DATABASE "$POSTGRES_DB" RESET default_transaction_read_only;
+SQL
+    rm -f "$MOVING"
+    changed "$POSTGRES_DB takes writes again (the move to the managed PostgreSQL was given up)"
+  fi
+else
+  # --- The app's user may create its tables: DigitalOcean makes the database owned by its admin
+  # (doadmin) and the user with no rights in it, and PostgreSQL 15+ no longer lets every user create
+  # in the public schema. Judged by the user's rights, granted by the admin (its password on stdin)
+  # only when missing.
+  client_psql() { docker exec -i "$PG_CLIENT" psql -qtAX -w -v ON_ERROR_STOP=1 "$@"; }
+  can_create() { [[ $(client_psql -c "SELECT has_schema_privilege('public', 'CREATE') AND has_database_privilege(current_database(), 'CREATE')") == t ]]; }
+  if ! can_create; then
+    { printf '%s\n' "$MANAGED_PG_ADMIN_PASSWORD"; cat; } <<SQL | docker exec -i "$PG_CLIENT" sh -c \
+      'IFS= read -r PGPASSWORD; export PGPASSWORD; exec psql -qtAX -w -v ON_ERROR_STOP=1 -U "$1"' sh "$MANAGED_PG_ADMIN_USER" >/dev/null
+GRANT ALL ON DATABASE "$POSTGRES_DB" TO "$POSTGRES_USER";
+GRANT ALL ON SCHEMA public TO "$POSTGRES_USER";
+SQL
+    can_create || die "$POSTGRES_USER still cannot create tables in $POSTGRES_DB after the grant by $MANAGED_PG_ADMIN_USER"
+    changed "granted $POSTGRES_USER the database $POSTGRES_DB and its public schema"
+  fi
+
+  # --- A host that ran its PostgreSQL in Docker: its data moves to the managed one, every row
+  # (docs/runbooks/move-to-managed-postgres.md). Writes stop first (the database turns read-only and
+  # its sessions end; the app reads on), the dump goes in as one transaction, the row counts must
+  # match, and only then is the container removed; its data directory stays on the volume.
+  # Converges from any point: MOVING says the managed database's tables are this move's.
+  if docker container inspect "$PG_NAME" >/dev/null 2>&1; then
+    [[ -x /usr/local/bin/nodehost-backup && -f $ETC/backup.env ]] ||
+      die "$PG_NAME holds data but nodehost-backup (which counts the rows of a move) is not installed: run up once with database.mode docker"
+    tables_sql="SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+    managed_tables=$(client_psql -c "$tables_sql")
+    if [[ ! -f $MOVING && $managed_tables != 0 ]]; then
+      die "the managed database $POSTGRES_DB already holds $managed_tables tables, and this host's $PG_NAME still holds the stack's data: nothing was moved or changed (docs/runbooks/move-to-managed-postgres.md)"
+    fi
+    started=$SECONDS
+    if [[ $(docker inspect -f '{{.State.Running}}' "$PG_NAME") != true ]]; then docker start "$PG_NAME" >/dev/null; fi
+    wait_until 600 "$PG_NAME to be healthy" healthy "$PG_NAME" || die "$PG_NAME is not healthy: its data cannot be moved"
+    touch "$MOVING"
+    docker exec -i "$PG_NAME" psql -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null <<SQL
+ALTER DATABASE "$POSTGRES_DB" SET default_transaction_read_only = on;
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid();
+SQL
+    if [[ $managed_tables == 0 ]]; then
+      dump=$DATA_MOUNT/.nodehost-move.dump
+      docker exec "$PG_NAME" pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc -Z 6 >"$dump"
+      docker exec -i "$PG_CLIENT" pg_restore -w --no-owner --no-privileges --exit-on-error --single-transaction -d "$POSTGRES_DB" <"$dump" ||
+        die "pg_restore into the managed database failed (above): $PG_NAME keeps the data, read-only until an up finishes the move or database.mode is docker again"
+      rm -f "$dump"
+    fi
+    from=$(/usr/local/bin/nodehost-backup --count-rows "$PG_NAME")
+    to=$(/usr/local/bin/nodehost-backup --count-rows "$PG_CLIENT")
+    [[ $from == "$to" ]] || die "the managed database's row counts differ from $PG_NAME's: $(diff <(printf '%s\n' "$from") <(printf '%s\n' "$to") | head -n 5 | tr '\n' ' ')"
+    docker rm -f "$PG_NAME" >/dev/null
+    rm -rf "${CONTAINERS:?}/$PG_NAME"
+    kept=$DATA_MOUNT/postgres.before-managed-$(date -u +%Y%m%dT%H%M%SZ)
+    if [[ -d $DATA_MOUNT/postgres ]]; then mv "$DATA_MOUNT/postgres" "$kept"; fi
+    rm -f "$MOVING"
+    changed "moved $(wc -l <<<"$from") tables, $(awk -F'\t' '{ n += $1 } END { print n + 0 }' <<<"$from") rows, from $PG_NAME to the managed PostgreSQL in $((SECONDS - started)) s (its data directory kept as $kept)"
+  fi
 fi
 
 step_done docker-data

@@ -39,6 +39,21 @@ export interface ManagedDataArgs {
 }
 
 /** Where the app reaches one managed engine: the private (VPC) address, and what it authenticates with. */
+/**
+ * A managed PostgreSQL as the host layer needs it: the app's endpoint, the admin that grants the
+ * app's user its schema, and the CA the server's certificate is verified against.
+ */
+export interface ManagedPostgres {
+  host: pulumi.Input<string>;
+  port: pulumi.Input<number>;
+  database: pulumi.Input<string>;
+  user: pulumi.Input<string>;
+  password: pulumi.Input<string>;
+  adminUser: pulumi.Input<string>;
+  adminPassword: pulumi.Input<string>;
+  caPem: pulumi.Input<string>;
+}
+
 export interface ManagedEndpoint {
   host: pulumi.Output<string>;
   port: pulumi.Output<number>;
@@ -48,7 +63,12 @@ export interface ManagedEndpoint {
 }
 
 export class ManagedData extends pulumi.ComponentResource {
-  public readonly postgres?: ManagedEndpoint & { database: pulumi.Output<string> };
+  /**
+   * The app's endpoint, and the cluster's own admin (doadmin) the host uses once per run to let the
+   * app's user create its tables: DigitalOcean makes the database owned by doadmin and the user
+   * with no rights on its public schema, which PostgreSQL 15+ no longer opens to every user.
+   */
+  public readonly postgres?: ManagedEndpoint & { database: pulumi.Output<string>; adminUser: pulumi.Output<string>; adminPassword: pulumi.Output<string> };
   public readonly cache?: ManagedEndpoint;
   /** The PEM of the CA that signed the PostgreSQL cluster's certificate: the app verifies the server by it (sslmode=verify-full). */
   public readonly postgresCaPem?: pulumi.Output<string>;
@@ -99,6 +119,10 @@ export class ManagedData extends pulumi.ComponentResource {
         database: db.name,
         user: user.name,
         password: pulumi.secret(user.password),
+        // The cluster's default user and its password (tfdo v2.99.1
+        // database/resource_database_cluster.go:214-228 schema, Sensitive; :735-737 set from the API's connection).
+        adminUser: pg.user,
+        adminPassword: pulumi.secret(pg.password),
       };
       this.postgresCaPem = digitalocean.getDatabaseCaOutput({ clusterId: pg.id }, child).certificate;
     }
@@ -122,8 +146,8 @@ export class ManagedData extends pulumi.ComponentResource {
  * The app's DATABASE_URL for a managed cluster: the private host, TLS verified against the
  * cluster's CA at `caPath` on the host (node-postgres and libpq both read sslrootcert).
  */
-export function managedDatabaseUrl(pg: NonNullable<ManagedData["postgres"]>, caPath: string): pulumi.Output<string> {
-  return pulumi.secret(pulumi.interpolate`postgres://${pg.user.apply(encodeURIComponent)}:${pg.password.apply(encodeURIComponent)}@${pg.host}:${pg.port}/${pg.database}?sslmode=verify-full&sslrootcert=${encodeURIComponent(caPath)}`);
+export function managedDatabaseUrl(pg: Pick<ManagedPostgres, "host" | "port" | "database" | "user" | "password">, caPath: string): pulumi.Output<string> {
+  return pulumi.secret(pulumi.interpolate`postgres://${pulumi.output(pg.user).apply(encodeURIComponent)}:${pulumi.output(pg.password).apply(encodeURIComponent)}@${pg.host}:${pg.port}/${pg.database}?sslmode=verify-full&sslrootcert=${encodeURIComponent(caPath)}`);
 }
 
 /** The app's REDIS_URL for a managed Valkey: TLS (rediss) on the private host. */

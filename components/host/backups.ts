@@ -9,6 +9,8 @@ export interface BackupsArgs extends HostStepArgs {
   dataMount: string;
   postgresUser: string;
   postgresDb: string;
+  /** Where pg_dump, psql and pg_restore run: the Docker PostgreSQL, or the client of a managed one (docker-data). */
+  postgresContainer: string;
   s3Endpoint: pulumi.Input<string>;
   s3Region: string;
   s3Bucket: pulumi.Input<string>;
@@ -47,6 +49,7 @@ export class Backups extends HostStep {
       DATA_MOUNT: args.dataMount,
       POSTGRES_USER: args.postgresUser,
       POSTGRES_DB: args.postgresDb,
+      POSTGRES_CONTAINER: args.postgresContainer,
       S3_ENDPOINT: args.s3Endpoint,
       S3_REGION: args.s3Region,
       S3_BUCKET: args.s3Bucket,

@@ -1,5 +1,7 @@
-// Step 3: Docker, and the PostgreSQL and Redis containers on 127.0.0.1 with data on the volume.
+// Step 3: Docker, and the PostgreSQL and Redis containers on 127.0.0.1 with data on the volume; with
+// a managed PostgreSQL, a client container that reaches it instead (and moves the Docker one's data there).
 import * as pulumi from "@pulumi/pulumi";
+import type { ManagedPostgres } from "../cloud/managed-data";
 import { HostStep, HostStepArgs, toolB64 } from "./step";
 
 export interface DockerDataArgs extends HostStepArgs {
@@ -17,6 +19,10 @@ export interface DockerDataArgs extends HostStepArgs {
   archiveTimeoutSeconds: number;
   /** "HH:MM" (host clock) each day the images' tags are pulled again and switched to, or "never". */
   imagesRefreshAt: string;
+  /** database.mode managed: the cluster this host's app and backups use instead of a Docker PostgreSQL. */
+  managedPostgres?: ManagedPostgres;
+  /** Where the cluster's CA is written for the app (MANAGED_PG_CA_PATH's directory). */
+  managedPgDir: string;
 }
 
 export class DockerData extends HostStep {
@@ -35,6 +41,14 @@ export class DockerData extends HostStep {
       PITR_ARCHIVE_TIMEOUT: args.archiveTimeoutSeconds,
       IMAGES_REFRESH_AT: args.imagesRefreshAt,
       CONTAINERS_TOOL_B64: toolB64("nodehost-containers"),
+      POSTGRES_MODE: args.managedPostgres ? "managed" : "docker",
+      MANAGED_PG_DIR: args.managedPgDir,
+      MANAGED_PG_HOST: args.managedPostgres?.host ?? "",
+      MANAGED_PG_PORT: args.managedPostgres?.port ?? "",
+      MANAGED_PG_PASSWORD: args.managedPostgres?.password ?? "",
+      MANAGED_PG_ADMIN_USER: args.managedPostgres?.adminUser ?? "",
+      MANAGED_PG_ADMIN_PASSWORD: args.managedPostgres?.adminPassword ?? "",
+      MANAGED_PG_CA_B64: args.managedPostgres ? pulumi.output(args.managedPostgres.caPem).apply((pem) => Buffer.from(pem ?? "").toString("base64")) : "",
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

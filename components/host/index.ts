@@ -2,6 +2,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { ManagedPostgres, managedDatabaseUrl } from "../cloud/managed-data";
 import { StackConfig } from "../config";
 import { App, AppSource } from "./app";
 import { Backups } from "./backups";
@@ -23,6 +24,14 @@ export const DEPLOY_USER = "deploy";
 export const APP_USER = "nodeapp";
 export const DATA_MOUNT = "/mnt/data";
 export const BUNDLED_APP_DIR = path.join(__dirname, "..", "..", "app");
+/** A managed PostgreSQL's CA, where the app (sslrootcert) and the client container read it. */
+export const MANAGED_PG_DIR = "/etc/nodehost-pg";
+export const MANAGED_PG_CA_PATH = `${MANAGED_PG_DIR}/ca.pem`;
+/**
+ * The containers psql, pg_dump and pg_restore run in: the Docker PostgreSQL's own, or with a managed
+ * one a client container of the same image that reaches it over TLS (docker-data step).
+ */
+export const PG_CONTAINER = { docker: "nodehost-postgres", managed: "nodehost-pg-client" } as const;
 
 export interface BackupTarget {
   endpoint: pulumi.Input<string>;
@@ -49,7 +58,7 @@ export interface HostArgs {
    */
   shared?: HostSecrets;
   /** PostgreSQL and Redis that DigitalOcean runs (database.mode / cache.mode managed). */
-  managed?: { databaseUrl?: pulumi.Input<string>; postgresCaPem?: pulumi.Input<string>; redisUrl?: pulumi.Input<string> };
+  managed?: { postgres?: ManagedPostgres; redisUrl?: pulumi.Input<string> };
   /** The app step starts after these too: the previous droplet's app step, so a release rolls one droplet at a time. */
   appAfter?: HostStep[];
 }
@@ -116,6 +125,10 @@ export class Host extends pulumi.ComponentResource {
     this.pitrCipherPass = this.secrets.pitrCipherPass;
 
     const common = { connection: args.connection, hostId: args.hostId };
+    const managedPg = args.managed?.postgres;
+    // The point-in-time archive is the Docker PostgreSQL's WAL; a managed cluster keeps its own
+    // (DigitalOcean's point-in-time recovery), and the host's dumps go on beside it.
+    const pitr = cfg.backup.pointInTime.enabled && !managedPg;
     const boot = new WaitForBoot(`${name}-wait-for-boot`, { ...common, after: [], waitFor: args.waitFor }, child);
     const base = new Base(`${name}-base`, {
       ...common, after: [boot],
@@ -132,13 +145,15 @@ export class Host extends pulumi.ComponentResource {
       postgresImage: cfg.images.postgres, redisImage: cfg.images.redis, imagePreloadDir: cfg.images.preloadDir,
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
       postgresPassword, redisPassword,
-      pitr: cfg.backup.pointInTime.enabled, archiveTimeoutSeconds: cfg.backup.pointInTime.archiveTimeoutSeconds,
+      pitr, archiveTimeoutSeconds: cfg.backup.pointInTime.archiveTimeoutSeconds,
       imagesRefreshAt: cfg.updates.imagesAt,
+      managedPostgres: managedPg, managedPgDir: MANAGED_PG_DIR,
     }, child);
     const backups = new Backups(`${name}-backups`, {
       ...common, after: [data],
       appName: cfg.app.name, stack: cfg.stack, dataMount: DATA_MOUNT,
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
+      postgresContainer: managedPg ? PG_CONTAINER.managed : PG_CONTAINER.docker,
       s3Endpoint: args.backup.endpoint, s3Region: args.backup.region, s3Bucket: args.backup.bucket,
       s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,
       schedule: cfg.backup.schedule, drillSchedule: cfg.backup.drillSchedule,
@@ -149,7 +164,7 @@ export class Host extends pulumi.ComponentResource {
       previousPassphrases: cfg.backupPreviousPassphrases,
       publicKeys: cfg.backup.publicKeys,
       endpointCaPem: cfg.backup.endpointCaPem,
-      pitr: cfg.backup.pointInTime.enabled ? { ...cfg.backup.pointInTime, cipherPass: this.pitrCipherPass } : undefined,
+      pitr: pitr ? { ...cfg.backup.pointInTime, cipherPass: this.pitrCipherPass } : undefined,
     }, child);
     const node = new NodePm2(`${name}-node-pm2`, {
       ...common, after: [base],
@@ -162,7 +177,7 @@ export class Host extends pulumi.ComponentResource {
       worker: cfg.app.worker, build: cfg.app.build, migrate: cfg.app.migrate, npmRegistry: cfg.app.npmRegistry,
       processes: cfg.app.processes, buildEnv: { ...cfg.app.env, ...cfg.app.buildEnv },
       healthPath: cfg.app.healthPath, memoryLimit: cfg.app.memoryLimit,
-      databaseUrl: args.managed?.databaseUrl ??
+      databaseUrl: managedPg ? managedDatabaseUrl(managedPg, MANAGED_PG_CA_PATH) :
         pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
       redisUrl: args.managed?.redisUrl ?? pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
       // The config has refused names the stack sets and names in both maps (components/config.ts).

@@ -11,7 +11,8 @@ import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_
 import { POSTGRES, REDIS } from "./lib/service-images";
 import { newRunDir, repoRoot } from "./lib/paths";
 import { LYNIS_MIN_INDEX, lynisAudit, undocumentedFindings } from "./lib/lynis";
-import { killStepAfter, StepFailedError, type ReplayResult } from "./lib/replay";
+import { killStepAfter, stackProgramWith, StepFailedError, type ReplayResult } from "./lib/replay";
+import { startManagedPostgres } from "./lib/managed-pg";
 import { reboot, ssh, sshOk } from "./lib/ssh";
 import { pollDuring, web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
@@ -1098,6 +1099,86 @@ http.createServer((req, res) => {
       expect((await ssh(h.target, "sudo -n ls -A /mnt/data")).stdout.trim()).toBe("");
     } finally {
       await h.destroy();
+    }
+  });
+
+  // Issue 13 on a real host: the provisioned host (its disks as the disasters above left them, both
+  // rebuilds having used copies) moves its Docker PostgreSQL to a managed one (test/e2e/lib/managed-pg.ts
+  // plays DigitalOcean's cluster: TLS only, an admin that is no superuser, an app user with no rights
+  // on schema public), handed to the host layer as a DigitalOcean stack's cluster outputs are.
+  it("moves every row of its Docker PostgreSQL to a managed one over verified TLS, losing no acknowledged write; the app, the backups and the drill then use it", async () => {
+    await host.stop();
+    // Under /tmp: the stand-in runs as the postgres OS user, which cannot enter the world dir.
+    const pgDir = mkdtempSync(join(tmpdir(), "nodehost-managed-pg-"));
+    const managed = await startManagedPostgres({ dir: pgDir, database: "app", user: "app" });
+    const h = await bootHost(world, { name: "e2e-managed", from: { rootDisk: host.vm.rootDisk, dataDisk: host.vm.dataDisk, statePath: host.statePath, sshPort: host.vm.ports.ssh } });
+    try {
+      await healthy(h, 5 * 60_000);
+      const before = await summary(h);
+      const program = stackProgramWith({ postgres: {
+        host: managed.host, port: managed.port, database: managed.database, user: managed.user, password: managed.password,
+        adminUser: managed.adminUser, adminPassword: managed.adminPassword, caPem: managed.caPem,
+      } });
+      // A writer through the whole up, a row every 300 ms: the ones answered 200 must all be in the
+      // managed database after; the ones refused show how long writes paused.
+      const acked: string[] = [];
+      const refused: number[] = [];
+      let stop = false;
+      const writer = (async () => {
+        for (let i = 0; !stop && i < 5000; i++) {
+          const note = `move-${i}`;
+          const at = Date.now();
+          try {
+            const r = await web({ name: SITE, port: h.vm.ports.https, path: `/api/visits?note=${note}`, method: "POST", https: true, ca: world.pebble.issuerRootPem, timeoutMs: 10_000 });
+            if (r.status === 200) acked.push(note);
+            else refused.push(at);
+          } catch {
+            refused.push(at);
+          }
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      })();
+      let up: ReplayResult;
+      try {
+        up = await h.replay({ program });
+        await healthy(h, 3 * 60_000);
+        await new Promise((r) => setTimeout(r, 3000));
+      } finally {
+        stop = true;
+        await writer;
+      }
+      expect(up.ran.map((st) => st.name)).toEqual(expect.arrayContaining(["docker-data", "backups", "app"]));
+      const pausedS = refused.length ? (refused[refused.length - 1] - refused[0]) / 1000 : 0;
+      process.stderr.write(`move to managed PostgreSQL: up ${(up.totalMs / 1000).toFixed(0)} s (${up.ran.map((st) => `${st.name} ${(st.ms / 1000).toFixed(0)} s`).join(", ")}); ` +
+        `writes refused for ${pausedS.toFixed(0)} s (${refused.length} of ${acked.length + refused.length}); ${acked.length} acknowledged\n`);
+
+      // Every row that was there, and every write answered 200, is in the managed database; the app
+      // reads them from it. (A write the client gave up on may have landed too: it was never acknowledged.)
+      const notes = managed.sql("SELECT coalesce(string_agg(note, ',' ORDER BY id), '') FROM visits WHERE note LIKE 'move-%'", { asApp: true });
+      const moved = notes ? notes.split(",") : [];
+      expect(acked.filter((n) => !moved.includes(n))).toEqual([]);
+      expect((await summary(h)).count).toBe(before.count + moved.length);
+      expect(acked.length).toBeGreaterThan(0);
+      // Over TLS (the stand-in takes nothing else), from the app's own sessions.
+      expect(Number(managed.sql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'app' AND s.ssl AND a.application_name <> 'psql'", { asApp: true }))).toBeGreaterThan(0);
+
+      // The Docker PostgreSQL is gone, its data directory kept on the volume; the client container
+      // holds no password where docker inspect or ps shows it.
+      expect((await sshOk(h.target, "sudo -n docker ps -a --format '{{.Names}}'")).trim().split("\n").sort()).toEqual(["nodehost-pg-client", "nodehost-redis"]);
+      expect((await sshOk(h.target, "sudo -n ls /mnt/data")).split("\n").filter((f) => f.startsWith("postgres"))).toEqual([expect.stringMatching(/^postgres\.before-managed-\d{8}T\d{6}Z$/)]);
+      const exposed = await sshOk(h.target, "sudo -n docker inspect nodehost-pg-client; ps -eo args");
+      for (const secret of [managed.password, managed.adminPassword]) expect(exposed).not.toContain(secret);
+
+      // The host's encrypted backup dumps the managed database, and the drill restores it.
+      await sshOk(h.target, "sudo -n nodehost-backup && sudo -n nodehost-restore --drill", { timeoutMs: 15 * 60_000 });
+      expect(await sshOk(h.target, "sudo -n cat /var/lib/nodehost/status/drill")).toMatch(/^result=ok/m);
+
+      // Converged: the next up runs nothing.
+      expect((await h.replay({ program })).ran).toEqual([]);
+    } finally {
+      await h.destroy();
+      managed.stop();
+      rmSync(pgDir, { recursive: true, force: true });
     }
   });
 });

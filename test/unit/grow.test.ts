@@ -85,13 +85,14 @@ describe("until the host side lands, a real stack refuses what it cannot back up
     const { raw, secretKeys } = withUserValues(stackFileConfig("production"));
     return parseConfig({ ...raw, ...over }, secretKeys, { project: "nodehost", stack: "production" });
   };
-  test("the defaults pass; managed engines and more droplets are each refused by key", () => {
+  test("the defaults and a managed PostgreSQL pass; a managed Valkey and more droplets are each refused by key", () => {
     expect(unbuiltProblems(parsed({}))).toEqual([]);
+    expect(unbuiltProblems(parsed({ "nodehost:database": JSON.stringify({ mode: "managed" }) }))).toEqual([]);
     expect(unbuiltProblems(parsed(droplets(2))).map((p) => p.split(":").slice(0, 2).join(":"))).toEqual([
-      "nodehost:database.mode", "nodehost:cache.mode", "nodehost:app.droplets",
+      "nodehost:cache.mode", "nodehost:app.droplets",
     ]);
     expect(unbuiltProblems(parsed({ "nodehost:cache": JSON.stringify({ mode: "managed" }) }))).toEqual([
-      expect.stringMatching(/^nodehost:cache\.mode: managed is not available yet: .*host steps still run PostgreSQL and Redis in Docker/),
+      expect.stringMatching(/^nodehost:cache\.mode: managed is not available yet: .*host steps still run Redis in Docker/),
     ]);
   });
 });
@@ -122,11 +123,29 @@ describe("managed PostgreSQL and Valkey beside one droplet", () => {
     const app = stepOf(run, "nodehost-production", "app");
     const stdin = String(app.inputs.stdin);
     const url = /\nDATABASE_URL='([^']*)'/.exec(stdin)![1];
-    expect(url).toMatch(/^postgres:\/\/app:[^@]+@private-[^:]+:25060\/app\?sslmode=verify-full&sslrootcert=%2Fetc%2Fnodehost%2Fmanaged-pg-ca\.pem$/);
+    expect(url).toMatch(/^postgres:\/\/app:[^@]+@private-[^:]+:25060\/app\?sslmode=verify-full&sslrootcert=%2Fetc%2Fnodehost-pg%2Fca\.pem$/);
     expect(/\nREDIS_URL='([^']*)'/.exec(stdin)![1]).toMatch(/^rediss:\/\/default:[^@]+@private-[^:]+:25061$/);
     expect(await pulumi.isSecret(pulumi.output(app.props.stdin))).toBe(true);
     // The local containers' passwords are not what the app is handed.
     expect(url).not.toContain("generated-nodehost-production-postgres-password");
+  });
+
+  test("the host moves to the cluster: a client container reaches it with the app user's password and CA, the admin grants once, the dumps run there, no WAL archive", async () => {
+    const run = await up({ ...MANAGED, "nodehost:backup": JSON.stringify({ pointInTime: { enabled: true } }) });
+    const param = (step: string, key: string) => new RegExp(`\\n${key}='([^']*)'`).exec(String(stepOf(run, "nodehost-production", step).inputs.stdin))?.[1];
+    expect(param("docker-data", "POSTGRES_MODE")).toBe("managed");
+    expect(param("docker-data", "MANAGED_PG_HOST")).toMatch(/^private-.*:?/);
+    expect(param("docker-data", "MANAGED_PG_PORT")).toBe("25060");
+    expect(param("docker-data", "MANAGED_PG_ADMIN_USER")).toBe("doadmin");
+    expect(param("docker-data", "MANAGED_PG_PASSWORD")).toMatch(/^fake-user-password-/);
+    expect(param("docker-data", "MANAGED_PG_ADMIN_PASSWORD")).toMatch(/^fake-db-password-/);
+    expect(Buffer.from(param("docker-data", "MANAGED_PG_CA_B64")!, "base64").toString()).toMatch(/^-----BEGIN CERTIFICATE-----\nfake-ca-of-/);
+    expect(param("backups", "POSTGRES_CONTAINER")).toBe("nodehost-pg-client");
+    // The cluster keeps its own point-in-time recovery; the host archives no WAL of it.
+    expect([param("docker-data", "PITR_ENABLED"), param("backups", "PITR_ENABLED")]).toEqual(["false", "false"]);
+    const docker = await up({});
+    const dparam = (step: string, key: string) => new RegExp(`\\n${key}='([^']*)'`).exec(String(stepOf(docker, "nodehost-production", step).inputs.stdin))?.[1];
+    expect([dparam("docker-data", "POSTGRES_MODE"), dparam("docker-data", "MANAGED_PG_PASSWORD"), dparam("backups", "POSTGRES_CONTAINER")]).toEqual(["docker", "", "nodehost-postgres"]);
   });
 
   test("the clusters join the stack's Project; no load balancer, the reserved IP keeps the DNS", async () => {

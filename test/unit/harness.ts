@@ -160,7 +160,11 @@ export async function runProgram(stack: string, program: () => unknown, account:
           return { id: `${args.name}-refused`, state: { ...args.inputs } };
         }
       },
-      call: (args: pulumi.runtime.MockCallArgs) => args.inputs,
+      // tfdo v2.99.1 database/datasource_database_ca.go:33-40: the cluster's CA as PEM text (godo
+      // decodes the API's base64 into Certificate []byte; the data source sets string(...)).
+      call: (args: pulumi.runtime.MockCallArgs) => args.token === "digitalocean:index/getDatabaseCa:getDatabaseCa"
+        ? { ...args.inputs, certificate: `-----BEGIN CERTIFICATE-----\nfake-ca-of-${args.inputs.clusterId}\n-----END CERTIFICATE-----\n` }
+        : args.inputs,
     },
     "nodehost",
     stack,

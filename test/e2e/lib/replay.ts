@@ -8,7 +8,7 @@ import { sftpPut, ssh, waitForSsh, type SshTarget } from "./ssh";
 import { tail } from "./exec";
 import { Transcript } from "./transcript";
 import { parseConfig } from "../../../components/config";
-import { createStack } from "../../../components/stack";
+import { createStack, type ManagedEngines } from "../../../components/stack";
 import type { StepSpec } from "../../../components/host/step";
 
 /** What remote.Command receives for one step. */
@@ -29,8 +29,11 @@ export interface ProgramResult {
 export type Program = (raw: Record<string, string>, secretKeys: string[]) => ProgramResult;
 
 /** The real program: components/config.ts + components/stack.ts, as index.ts wires them. */
-export const stackProgram: Program = (raw, secretKeys) =>
-  createStack(parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" })) as unknown as ProgramResult;
+export const stackProgram: Program = (raw, secretKeys) => stackProgramWith({})(raw, secretKeys);
+
+/** The real program with managed engines standing in for the clusters a DigitalOcean stack would make (createStack's `engines`). */
+export const stackProgramWith = (engines: ManagedEngines): Program => (raw, secretKeys) =>
+  createStack(parseConfig(raw, secretKeys, { project: "nodehost", stack: "e2e" }), engines) as unknown as ProgramResult;
 
 interface ReplayState {
   steps: Record<string, { triggers: string[]; inputs: string; ms: number; at: string; startedMs?: number }>;
