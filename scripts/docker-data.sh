@@ -214,9 +214,10 @@ if [[ $POSTGRES_MODE == docker ]]; then
 else
   # The image's own psql, pg_dump and pg_restore (the stack's PostgreSQL major), idle until a tool
   # execs them. Healthy while the app's user logs in to the cluster over TLS verified by its CA.
-  # shellcheck disable=SC2016 # $POSTGRES_* are the container's own.
+  # No --init: Debian's docker.io does not bring docker-init along; `sleep` as PID 1 ignores SIGTERM,
+  # so a stop kills it after --stop-timeout.
   client_run=(
-    --network host --init --entrypoint sleep
+    --network host --entrypoint sleep
     -v "$MANAGED_PG_DIR/ca.pem:/etc/nodehost-pg/ca.pem:ro"
     -v "$ETC/managed-pg/pgpass:/run/secrets/pgpass:ro"
     -e "PGHOST=$MANAGED_PG_HOST" -e "PGPORT=$MANAGED_PG_PORT" -e "PGUSER=$POSTGRES_USER" -e "PGDATABASE=$POSTGRES_DB"

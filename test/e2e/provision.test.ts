@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkCapability } from "./lib/capability";
 import { runOk } from "./lib/exec";
-import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, e2eBackup, IMAGE_PRELOAD_DIR, SITE_NAMES, startWorld, type Host, type World } from "./lib/harness";
+import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, besideWorld, bootHost, copyDisk, e2eBackup, IMAGE_PRELOAD_DIR, SITE_NAMES, snapshotHost, startWorld, type Host, type World } from "./lib/harness";
 import { POSTGRES, REDIS } from "./lib/service-images";
 import { newRunDir, repoRoot } from "./lib/paths";
 import { LYNIS_MIN_INDEX, lynisAudit, undocumentedFindings } from "./lib/lynis";
@@ -1107,7 +1107,9 @@ http.createServer((req, res) => {
   // plays DigitalOcean's cluster: TLS only, an admin that is no superuser, an app user with no rights
   // on schema public), handed to the host layer as a DigitalOcean stack's cluster outputs are.
   it("moves every row of its Docker PostgreSQL to a managed one over verified TLS, losing no acknowledged write; the app, the backups and the drill then use it", async () => {
-    await host.stop();
+    // Off cleanly when this test runs alone (the disasters above stopped it already): the guest's
+    // last writes (the tls step's site, PM2's process list) must be on its disk.
+    if (host.vm.alive()) await snapshotHost(host);
     // Under /tmp: the stand-in runs as the postgres OS user, which cannot enter the world dir.
     const pgDir = mkdtempSync(join(tmpdir(), "nodehost-managed-pg-"));
     const managed = await startManagedPostgres({ dir: pgDir, database: "app", user: "app" });

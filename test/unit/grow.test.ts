@@ -78,6 +78,22 @@ describe("config: what one droplet cannot do is refused before any resource", ()
       .toMatch(/^nodehost:cache\.managed\.evictionPolicy: /);
     expect(problems({ "nodehost:app": JSON.stringify({ droplets: 11 }) })[0]).toMatch(/^nodehost:app\.droplets: /);
   });
+
+  test("a cluster newer than the host's pg_dump (images.postgres) is refused; the same major or older passes", () => {
+    const managed = (version: string, postgres?: string) => ({
+      "nodehost:database": JSON.stringify({ mode: "managed", managed: { version } }),
+      ...(postgres ? { "nodehost:images": JSON.stringify({ postgres }) } : {}),
+    });
+    expect(problems(managed("17"))).toEqual([
+      "nodehost:database.managed.version: must not be newer than images.postgres (postgres:16): the host dumps the cluster with that image's pg_dump, which refuses a newer server",
+    ]);
+    expect(problems(managed("16"))).toEqual([]);
+    expect(problems(managed("15"))).toEqual([]);
+    expect(problems(managed("17", "registry.example.com:5000/postgres:17.2-bookworm"))).toEqual([]);
+    expect(problems(managed("18", "registry.example.com:5000/postgres:17.2-bookworm"))[0]).toMatch(/^nodehost:database\.managed\.version: must not be newer/);
+    // A ref without a numeric tag (a digest, "latest") is not judged here.
+    expect(problems(managed("18", "postgres@sha256:" + "a".repeat(64)))).toEqual([]);
+  });
 });
 
 describe("until the host side lands, a real stack refuses what it cannot back up", () => {
