@@ -886,14 +886,16 @@ export const stackSchema = z
         "must be docker when hostMode is existing (a managed cluster lives in the stack's DigitalOcean VPC)");
     }
     need(c.hostMode === "existing" && c.app.droplets > 1, ["app", "droplets"], "must be 1 when hostMode is existing");
-    // The host's pg_dump and pg_restore are images.postgres' (the client container, docker-data), and
-    // pg_dump "cannot dump from PostgreSQL servers newer than its own major version; it will refuse to
-    // even try" (PostgreSQL 17 docs, app-pgdump.html, Notes).
+    // The host's pg_dump and pg_restore are images.postgres' (the client container, docker-data): pg_dump
+    // "cannot dump from PostgreSQL servers newer than its own major version; it will refuse to even
+    // try" (PostgreSQL 17 docs, app-pgdump.html, Notes), and pg_restore 17 sends settings an older
+    // server refuses (`SET transaction_timeout = 0`: PostgreSQL 15 answered "unrecognized
+    // configuration parameter" on the VM suite's move). So the cluster runs the image's major.
     const imageMajor = /:(\d+)(?:[.-][^/:@]*)?$/.exec(c.images.postgres)?.[1];
     need(c.database.mode === "managed" && imageMajor !== undefined && /^[0-9]{2}$/.test(c.database.managed.version) &&
-      Number(imageMajor) < Number(c.database.managed.version),
+      Number(imageMajor) !== Number(c.database.managed.version),
       ["database", "managed", "version"],
-      `must not be newer than images.postgres (${c.images.postgres}): the host dumps the cluster with that image's pg_dump, which refuses a newer server`);
+      `must be images.postgres' major (${c.images.postgres}): the host dumps and restores the cluster with that image's pg_dump and pg_restore, which refuse a newer server and send an older one settings it does not know`);
     for (const [i, r] of c.nginx.routes.entries()) {
       need(c.app.droplets > 1 && r.idleTimeoutSeconds > LB_IDLE_TIMEOUT_MAX, ["nginx", "routes", String(i), "idleTimeoutSeconds"],
         `must be at most ${LB_IDLE_TIMEOUT_MAX} when app.droplets is more than 1: the load balancer closes a connection idle longer (http_idle_timeout_seconds)`);

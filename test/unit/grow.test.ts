@@ -79,18 +79,17 @@ describe("config: what one droplet cannot do is refused before any resource", ()
     expect(problems({ "nodehost:app": JSON.stringify({ droplets: 11 }) })[0]).toMatch(/^nodehost:app\.droplets: /);
   });
 
-  test("a cluster newer than the host's pg_dump (images.postgres) is refused; the same major or older passes", () => {
+  test("a cluster of another major than the host's pg_dump and pg_restore (images.postgres) is refused", () => {
     const managed = (version: string, postgres?: string) => ({
       "nodehost:database": JSON.stringify({ mode: "managed", managed: { version } }),
       ...(postgres ? { "nodehost:images": JSON.stringify({ postgres }) } : {}),
     });
-    expect(problems(managed("17"))).toEqual([
-      "nodehost:database.managed.version: must not be newer than images.postgres (postgres:16): the host dumps the cluster with that image's pg_dump, which refuses a newer server",
-    ]);
+    const refused = "nodehost:database.managed.version: must be images.postgres' major (postgres:16): the host dumps and restores the cluster with that image's pg_dump and pg_restore, which refuse a newer server and send an older one settings it does not know";
+    expect(problems(managed("17"))).toEqual([refused]);
+    expect(problems(managed("15"))).toEqual([refused]);
     expect(problems(managed("16"))).toEqual([]);
-    expect(problems(managed("15"))).toEqual([]);
     expect(problems(managed("17", "registry.example.com:5000/postgres:17.2-bookworm"))).toEqual([]);
-    expect(problems(managed("18", "registry.example.com:5000/postgres:17.2-bookworm"))[0]).toMatch(/^nodehost:database\.managed\.version: must not be newer/);
+    expect(problems(managed("16", "registry.example.com:5000/postgres:17.2-bookworm"))[0]).toMatch(/^nodehost:database\.managed\.version: must be images\.postgres' major/);
     // A ref without a numeric tag (a digest, "latest") is not judged here.
     expect(problems(managed("18", "postgres@sha256:" + "a".repeat(64)))).toEqual([]);
   });
