@@ -1110,9 +1110,9 @@ http.createServer((req, res) => {
     // Off cleanly when this test runs alone (the disasters above stopped it already): the guest's
     // last writes (the tls step's site, PM2's process list) must be on its disk.
     if (host.vm.alive()) await snapshotHost(host);
-    // Under /tmp: the stand-in runs as the postgres OS user, which cannot enter the world dir.
     const pgDir = mkdtempSync(join(tmpdir(), "nodehost-managed-pg-"));
-    const managed = await startManagedPostgres({ dir: pgDir, database: "app", user: "app" });
+    const pgArchive = world.images.find((i) => i.recipe.id === POSTGRES.id)!.archive;
+    const managed = await startManagedPostgres({ dir: pgDir, database: "app", user: "app", archive: pgArchive });
     const h = await bootHost(world, { name: "e2e-managed", from: { rootDisk: host.vm.rootDisk, dataDisk: host.vm.dataDisk, statePath: host.statePath, sshPort: host.vm.ports.ssh } });
     try {
       await healthy(h, 5 * 60_000);
