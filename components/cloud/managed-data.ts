@@ -38,7 +38,6 @@ export interface ManagedDataArgs {
   cacheEnabled: boolean;
 }
 
-/** Where the app reaches one managed engine: the private (VPC) address, and what it authenticates with. */
 /**
  * A managed PostgreSQL as the host layer needs it: the app's endpoint, the admin that grants the
  * app's user its schema, and the CA the server's certificate is verified against.
@@ -54,6 +53,7 @@ export interface ManagedPostgres {
   caPem: pulumi.Input<string>;
 }
 
+/** Where the app reaches one managed engine: the private (VPC) address, and what it authenticates with. */
 export interface ManagedEndpoint {
   host: pulumi.Output<string>;
   port: pulumi.Output<number>;
