@@ -108,7 +108,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
       postgresEnabled: cfg.database.mode === "managed",
       cacheEnabled: cfg.cache.mode === "managed",
     });
-    if (data.postgres) managed.postgres = { ...data.postgres, caPem: data.postgresCaPem! };
+    managed.postgres = data.postgres;
     if (data.cache) managed.redisUrl = managedRedisUrl(data.cache);
     managedUrns = data.urns;
     clusterIds = data.clusterIds;

@@ -64,14 +64,13 @@ export interface ManagedEndpoint {
 
 export class ManagedData extends pulumi.ComponentResource {
   /**
-   * The app's endpoint, and the cluster's own admin (doadmin) the host uses once per run to let the
-   * app's user create its tables: DigitalOcean makes the database owned by doadmin and the user
-   * with no rights on its public schema, which PostgreSQL 15+ no longer opens to every user.
+   * The app's endpoint, the cluster's own admin (doadmin) the host uses once per run to let the
+   * app's user create its tables (DigitalOcean makes the database owned by doadmin and the user
+   * with no rights on its public schema, which PostgreSQL 15+ no longer opens to every user), and
+   * the CA that signed the server's certificate (the app verifies the server by it: sslmode=verify-full).
    */
-  public readonly postgres?: ManagedEndpoint & { database: pulumi.Output<string>; adminUser: pulumi.Output<string>; adminPassword: pulumi.Output<string> };
+  public readonly postgres?: ManagedPostgres;
   public readonly cache?: ManagedEndpoint;
-  /** The PEM of the CA that signed the PostgreSQL cluster's certificate: the app verifies the server by it (sslmode=verify-full). */
-  public readonly postgresCaPem?: pulumi.Output<string>;
   /** `do:dbaas:<id>` of each cluster, for the stack's Project. */
   public readonly urns: pulumi.Output<string>[] = [];
   /** The clusters' ids (the dbaas metric alerts watch them). */
@@ -123,8 +122,9 @@ export class ManagedData extends pulumi.ComponentResource {
         // database/resource_database_cluster.go:214-228 schema, Sensitive; :735-737 set from the API's connection).
         adminUser: pg.user,
         adminPassword: pulumi.secret(pg.password),
+        // PEM text (tfdo v2.99.1 database/datasource_database_ca.go:33-40: string(ca.Certificate)).
+        caPem: digitalocean.getDatabaseCaOutput({ clusterId: pg.id }, child).certificate,
       };
-      this.postgresCaPem = digitalocean.getDatabaseCaOutput({ clusterId: pg.id }, child).certificate;
     }
     if (args.cacheEnabled) {
       // Valkey in place of Redis: DigitalOcean moved its Redis clusters to Valkey, and the provider
