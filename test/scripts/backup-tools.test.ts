@@ -52,6 +52,11 @@ describe.skipIf(need.length > 0)("nodehost-backup / nodehost-backups / nodehost-
     fs.writeFileSync(path.join(etc, "backup.env"), fs.readFileSync(path.join(etc, "backup.env"), "utf8").replace(from, to));
     try { return fn(); } finally { writeEnv("app"); }
   };
+  /** backup.env with the backups step's CACHE_MODE line (docker, managed) for the length of `fn`. */
+  const withCache = async <T>(mode: string, fn: () => Promise<T>): Promise<T> => {
+    fs.appendFileSync(path.join(etc, "backup.env"), `CACHE_MODE='${mode}'\n`);
+    try { return await fn(); } finally { writeEnv("app"); }
+  };
   /** The archives on the volume moved aside for the length of `fn`: it starts with none. */
   const withoutLocal = async <T>(fn: () => Promise<T>): Promise<T> => {
     const dir = path.join(data, "backups");
@@ -317,6 +322,7 @@ with a newline" VALUES (1), (2);`);
     expect(run("tar", ["-xzf", decrypt(path.join(data, "backups", newestOwn())).out, "-C", dir]).status).toBe(0);
     const m = new Map(fs.readFileSync(path.join(dir, "MANIFEST"), "utf8").trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
     expect(m.get("format")).toBe("3");
+    expect(m.get("cache")).toBe("docker");
     expect([m.get("app"), m.get("stack"), m.get("postgres_db")]).toEqual(["app", "production", "app"]);
     expect(m.get("postgres_server_version_num")).toBe(pg.psql("SHOW server_version_num"));
     // The WAL position of the dump's snapshot: behind the server's now, and ahead of no row it holds.
@@ -692,4 +698,102 @@ with a newline" VALUES (1), (2);`);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("refusing to restore without --yes when not on a terminal");
   });
+
+  // A stack whose cache is DigitalOcean's managed Valkey (backup.env CACHE_MODE='managed') has no
+  // Redis container. Its name here is one the docker stand-in does not know: any call to it fails.
+  const noRedis = { NODEHOST_REDIS_CONTAINER: "nodehost-no-redis" };
+  let managedArchive = "";
+  let managedDigest = "";
+
+  it("with a managed cache a backup holds PostgreSQL alone, calls no Redis, and its MANIFEST says cache=managed", async () => {
+    const b = await withCache("managed", () => toolAsync("nodehost-backup", ["--no-upload", "--prefix", "cache-managed"], noRedis));
+    expect(b.status, b.stderr).toBe(0);
+    managedArchive = b.stdout.trim();
+    managedDigest = visitsDigest();
+    const opened = decrypt(managedArchive);
+    expect(opened.status, opened.stderr).toBe(0);
+    expect(run("tar", ["-tzf", opened.out]).stdout.split("\n").filter(Boolean).sort()).toEqual(["MANIFEST", "postgres.dump", "rowcounts.tsv"]);
+    const manifest = run("tar", ["-xzOf", opened.out, "MANIFEST"]).stdout;
+    expect(manifest).toMatch(/^cache=managed$/m);
+    expect(manifest).toMatch(/^postgres_dump_sha256=[0-9a-f]{64}$/m);
+    expect(manifest).not.toMatch(/^redis_/m);
+    // Any other value is refused, before anything is made.
+    const bad = await withCache("valkey", () => toolAsync("nodehost-backup", ["--no-upload", "--prefix", "cache-bad"], noRedis));
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/FAILED at setup: CACHE_MODE in \S+ is 'valkey', neither docker nor managed/);
+    expect(fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("cache-bad-"))).toEqual([]);
+  }, 60_000);
+
+  it("on a managed-cache host a restore brings back PostgreSQL alone and leaves the cache, said so; its drill checks no RDB", async () => {
+    const preRestores = () => fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-")).length;
+    const dockerArchive = path.join(data, "backups", localArchives().at(-1)!);
+    pg.psql("DELETE FROM visits WHERE id > 5;");
+    rcli("SET", "greeting", "the cache's own");
+    const pres = preRestores();
+    await withCache("managed", async () => {
+      // Without --yes, on a terminal: the question names PostgreSQL alone.
+      const asked = run("script", ["-qec", `${path.join(TOOLS, "nodehost-restore")} ${managedArchive}`, "/dev/null"], { env: { ...env, ...noRedis }, input: "no\n" });
+      expect(asked.stdout).toContain(`Replace the data of PostgreSQL database app with ${managedArchive} (the cache is left as it is`);
+      expect(asked.stdout).not.toMatch(/Replace the data of .* and Redis/);
+      expect(asked.stdout).toContain("not confirmed");
+
+      const r = await toolAsync("nodehost-restore", [managedArchive, "--yes"], noRedis);
+      expect(r.status, r.stderr).toBe(0);
+      expect(visitsDigest()).toBe(managedDigest);
+      expect(r.stderr).toContain(`ok: restored ${managedArchive} (`);
+      expect(r.stderr).toContain("the cache was not restored: DigitalOcean's managed Valkey keeps its own data); pre-restore backup: ");
+      expect(preRestores()).toBe(pres + 1);
+      // A backup from when the cache was the Redis container: PostgreSQL restored, its RDB left, said so.
+      const d = await toolAsync("nodehost-restore", [dockerArchive, "--yes"], noRedis);
+      expect(d.status, d.stderr).toBe(0);
+      expect(d.stderr).toContain("the cache was not restored: DigitalOcean's managed Valkey keeps its own data; the backup's RDB was left unrestored); pre-restore backup: ");
+
+      // Drills: no RDB checked, and never said to be.
+      const drill = await toolAsync("nodehost-restore", ["--drill", managedArchive], noRedis);
+      expect(drill.status, drill.stderr).toBe(0);
+      expect(drill.stderr).toMatch(/drill ok: \S+ restored into a scratch server \(\d+ tables, \d+ rows as in the manifest\), RDB not checked: the backup has no RDB, its host's cache was managed/);
+      const drillDocker = await toolAsync("nodehost-restore", ["--drill", dockerArchive], noRedis);
+      expect(drillDocker.status, drillDocker.stderr).toBe(0);
+      expect(drillDocker.stderr).toContain("RDB not checked: this host's cache is managed, no Redis container");
+      expect(drillDocker.stderr + drill.stderr).not.toContain("its RDB checked");
+    });
+    expect(rcli("GET", "greeting")).toBe("the cache's own");
+  }, 180_000);
+
+  it("on a docker-cache host a managed-cache backup restores PostgreSQL and leaves Redis as it is, said so; one without cache=managed and no RDB is refused", async () => {
+    pg.psql("DELETE FROM visits WHERE id > 3;");
+    rcli("SET", "greeting", "kept by the restore");
+    // A stop and start of the Redis container would fail this restore (fixtures/docker): it must do neither.
+    const failStart = path.join(data, "fail-next-start");
+    fs.writeFileSync(failStart, "");
+    try {
+      const r = await toolAsync("nodehost-restore", [managedArchive, "--yes"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(visitsDigest()).toBe(managedDigest);
+      expect(r.stderr).toContain(`ok: restored ${managedArchive} (`);
+      expect(r.stderr).toContain("Redis left as it was: the backup has no RDB, its host's cache was managed); pre-restore backup: ");
+      expect(rcli("GET", "greeting")).toBe("kept by the restore");
+      expect(fs.existsSync(failStart)).toBe(true);
+    } finally {
+      fs.rmSync(failStart, { force: true });
+    }
+    const drill = await toolAsync("nodehost-restore", ["--drill", managedArchive]);
+    expect(drill.status, drill.stderr).toBe(0);
+    expect(drill.stderr).toContain("RDB not checked: the backup has no RDB, its host's cache was managed");
+    const dir = path.join(tmpDir("nodehost-extract-"), "out");
+    const x = await toolAsync("nodehost-restore", ["--extract", dir, managedArchive]);
+    expect(x.status, x.stderr).toBe(0);
+    expect(fs.readdirSync(dir).sort()).toEqual(["MANIFEST", "postgres.dump", "rowcounts.tsv"]);
+
+    // A docker-cache backup that lost its RDB (cut short) is refused on either host, before any data.
+    const before = visitsDigest();
+    const cut = repack(path.join(data, "backups", localArchives().at(-1)!), (d) => fs.rmSync(path.join(d, "redis.rdb")));
+    for (const [mode, extra] of [["docker", {}], ["managed", noRedis]] as const) {
+      const refused = await withCache(mode, () => toolAsync("nodehost-restore", [cut, "--yes"], extra));
+      expect(refused.status, mode).toBe(1);
+      expect(refused.stderr).toMatch(/FAILED at verify: \S+ is not a whole backup archive \(MANIFEST, postgres\.dump, redis\.rdb\)/);
+    }
+    expect(visitsDigest()).toBe(before);
+    fs.rmSync(managedArchive);
+  }, 180_000);
 });
