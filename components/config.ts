@@ -595,10 +595,12 @@ const cacheSchema = z
         // Valkey's major version (DigitalOcean offers Valkey in place of Redis; options.yml:134-135).
         version: z.string().regex(/^[0-9]{1,2}$/, { error: "must be a Valkey major version such as \"8\"" }).default("8"),
         size: databaseSize.default("db-s-1vcpu-1gb"),
-        // spec databases/models/eviction_policy_model.yml:1-8
+        // spec databases/models/eviction_policy_model.yml:1-8. noeviction by default, as the Docker
+        // Redis has it (no maxmemory, Redis's default policy): a full cache refuses writes instead of
+        // dropping the queued jobs and sessions an app keeps there; a pure cache may choose allkeys_lru.
         evictionPolicy: z
           .enum(["noeviction", "allkeys_lru", "allkeys_random", "volatile_lru", "volatile_random", "volatile_ttl"])
-          .default("allkeys_lru"),
+          .default("noeviction"),
       })
       .strict()
       .prefault({}),
@@ -1104,19 +1106,18 @@ export function loadConfig(): StackConfig {
   return config;
 }
 
-const NOT_YET = "the cloud side (Valkey cluster, load balancer, N droplets) is built and tested against the fake account, " +
-  "but the host steps still run Redis in Docker and back up its RDB file, and release on one droplet at a time without the load balancer's drain " +
+const NOT_YET = "the cloud side (load balancer, N droplets) is built and tested against the fake account, " +
+  "but the host steps still serve TLS with certbot on each droplet and release without the load balancer's drain " +
   "(docs/design/grow-past-one-droplet.md)";
 
 /**
- * What `pulumi up` refuses until the rest of issue 13's host side lands: a managed Valkey and more
- * than one droplet (a managed PostgreSQL beside one droplet is built: docker-data moves the data).
+ * What `pulumi up` refuses until the rest of issue 13's host side lands: more than one droplet (a
+ * managed PostgreSQL and a managed Valkey beside one droplet are built: docker-data moves the data).
  * The stack wiring behind these keys is exercised by test/unit/grow.test.ts through parseConfig; a real stack
  * gets this error, naming each key, before any resource.
  */
-export function unbuiltProblems(c: Pick<StackConfig, "database" | "cache" | "app">): string[] {
+export function unbuiltProblems(c: Pick<StackConfig, "app">): string[] {
   const problems: string[] = [];
-  if (c.cache.mode === "managed") problems.push(`${NAMESPACE}:cache.mode: managed is not available yet: ${NOT_YET}`);
   if (c.app.droplets > 1) problems.push(`${NAMESPACE}:app.droplets: more than 1 is not available yet: ${NOT_YET}`);
   return problems;
 }

@@ -10,7 +10,7 @@ import { Monitoring } from "./cloud/monitoring";
 import { Network } from "./cloud/network";
 import { StackProject } from "./cloud/project";
 import { AppLoadBalancer } from "./cloud/load-balancer";
-import { ManagedData, ManagedPostgres, managedRedisUrl } from "./cloud/managed-data";
+import { ManagedData, ManagedEndpoint, ManagedPostgres } from "./cloud/managed-data";
 import { Server } from "./cloud/server";
 import { BackupTarget, DEPLOY_USER, Host } from "./host";
 import { HostConnection, HostStep } from "./host/step";
@@ -36,8 +36,8 @@ interface Target {
 export interface ManagedEngines {
   /** The PostgreSQL cluster (its private host; the host layer makes the app's TLS-verified DATABASE_URL). */
   postgres?: ManagedPostgres;
-  /** REDIS_URL (secret): Valkey's private host over TLS. */
-  redisUrl?: pulumi.Output<string>;
+  /** The Valkey cluster (its private host; the host layer makes the app's rediss:// REDIS_URL). */
+  cache?: ManagedEndpoint;
 }
 
 interface Targets {
@@ -109,7 +109,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
       cacheEnabled: cfg.cache.mode === "managed",
     });
     managed.postgres = data.postgres;
-    if (data.cache) managed.redisUrl = managedRedisUrl(data.cache);
+    managed.cache = data.cache;
     managedUrns = data.urns;
     clusterIds = data.clusterIds;
   }

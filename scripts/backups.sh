@@ -6,7 +6,7 @@
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
 
-require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB POSTGRES_CONTAINER S3_ENDPOINT S3_REGION S3_BUCKET \
+require_nonempty BACKUP_STALE_AFTER_MIN APP_NAME DATA_MOUNT POSTGRES_USER POSTGRES_DB POSTGRES_CONTAINER CACHE_MODE S3_ENDPOINT S3_REGION S3_BUCKET \
   S3_ACCESS_KEY S3_SECRET_KEY BACKUP_SCHEDULE DRILL_SCHEDULE RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS \
   BACKUP_TOOL_B64 RESTORE_TOOL_B64 LIST_TOOL_B64 KEYS_TOOL_B64 BACKUP_PASSPHRASE STACK LOCAL_COPIES ALLOW_EMPTY_START
 require_vars S3_PREFIX BACKUP_PREVIOUS_PASSPHRASES BACKUP_PUBLIC_KEYS_B64 S3_CA_PEM_B64
@@ -33,6 +33,8 @@ done
 [[ $PITR_ENABLED == true || $PITR_ENABLED == false ]] || die "PITR_ENABLED must be true or false"
 # The Docker PostgreSQL, or the client container of a managed one (docker-data step).
 [[ $POSTGRES_CONTAINER == nodehost-postgres || $POSTGRES_CONTAINER == nodehost-pg-client ]] || die "POSTGRES_CONTAINER must be nodehost-postgres or nodehost-pg-client"
+# docker: the archives hold Redis's RDB; managed: the cache is DigitalOcean's Valkey, kept by it, and not in them.
+[[ $CACHE_MODE == docker || $CACHE_MODE == managed ]] || die "CACHE_MODE must be docker or managed"
 [[ $S3_CA_PEM_B64 =~ ^[A-Za-z0-9+/=]*$ ]] || die "S3_CA_PEM_B64 must be base64"
 if [[ $PITR_ENABLED == true ]]; then
   [[ $PITR_SCHEDULE =~ ^[^[:space:]]+([[:space:]]+[^[:space:]]+){4}$ ]] || die "PITR_SCHEDULE must be five cron fields, got '$PITR_SCHEDULE'"
@@ -103,7 +105,7 @@ check_ssl_certificate = True
 socket_timeout = 60
 $ca_line
 CFG
-write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB POSTGRES_CONTAINER S3_BUCKET S3_PREFIX \
+write_env "$ETC/backup.env" 0600 root:root APP_NAME STACK DATA_MOUNT POSTGRES_USER POSTGRES_DB POSTGRES_CONTAINER CACHE_MODE S3_BUCKET S3_PREFIX \
   RETENTION_LOCAL_DAYS RETENTION_REMOTE_DAYS LOCAL_COPIES PITR_ENABLED PITR_FULL_EVERY_DAYS PITR_RETENTION_FULL
 install_b64 "$BACKUP_TOOL_B64" /usr/local/bin/nodehost-backup 0755
 install_b64 "$PITR_TOOL_B64" /usr/local/bin/nodehost-pitr 0755
@@ -193,7 +195,8 @@ if [[ ! -f $MARKER ]]; then
     fi
   fi
   # Then PostgreSQL from the point-in-time archive, to its last archived point (seconds before the
-  # old host was lost, where the dump is up to backup.schedule old); Redis stays the dump's. A
+  # old host was lost, where the dump is up to backup.schedule old); Redis stays the dump's (a managed
+  # Valkey keeps its own keys and is not restored). A
   # failed archive restore puts the dump's data back and fails the step; the file below makes the
   # next run try the archive again (the tables are there by then).
   # The archive's point must not be older than the dump's (its postgres_wal_lsn): when archiving

@@ -2,6 +2,7 @@
 # Step docker-data: Docker from Debian; PostgreSQL and Redis containers on 127.0.0.1, data on the volume.
 # With a managed PostgreSQL (POSTGRES_MODE=managed): a client container that reaches it over verified
 # TLS in place of the Docker PostgreSQL, whose data, when this host has one, is moved there first.
+# With a managed Valkey (CACHE_MODE=managed): no Redis container; a Docker Redis's keys move there first.
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -euo pipefail
@@ -10,6 +11,16 @@ require_nonempty DATA_MOUNT POSTGRES_IMAGE REDIS_IMAGE POSTGRES_USER POSTGRES_DB
 require_vars IMAGE_PRELOAD_DIR
 require_nonempty PITR_ENABLED PITR_ARCHIVE_TIMEOUT CONTAINERS_TOOL_B64 IMAGES_REFRESH_AT POSTGRES_MODE MANAGED_PG_DIR
 require_vars MANAGED_PG_HOST MANAGED_PG_PORT MANAGED_PG_PASSWORD MANAGED_PG_ADMIN_USER MANAGED_PG_ADMIN_PASSWORD MANAGED_PG_CA_B64
+require_nonempty CACHE_MODE
+require_vars MANAGED_REDIS_HOST MANAGED_REDIS_PORT MANAGED_REDIS_USER MANAGED_REDIS_PASSWORD
+[[ $CACHE_MODE == docker || $CACHE_MODE == managed ]] || die "CACHE_MODE must be docker or managed"
+if [[ $CACHE_MODE == managed ]]; then
+  require_nonempty MANAGED_REDIS_HOST MANAGED_REDIS_PORT MANAGED_REDIS_USER MANAGED_REDIS_PASSWORD
+  [[ $MANAGED_REDIS_HOST =~ ^[A-Za-z0-9.-]+$ ]] || die "MANAGED_REDIS_HOST must be a host name or address"
+  [[ $MANAGED_REDIS_PORT =~ ^[1-9][0-9]{0,4}$ ]] || die "MANAGED_REDIS_PORT must be a port"
+  [[ $MANAGED_REDIS_USER =~ ^[A-Za-z0-9_.-]+$ ]] || die "MANAGED_REDIS_USER must be a plain user name"
+  [[ $MANAGED_REDIS_PASSWORD != *$'\n'* ]] || die "MANAGED_REDIS_PASSWORD must be one line"
+fi
 [[ $POSTGRES_MODE == docker || $POSTGRES_MODE == managed ]] || die "POSTGRES_MODE must be docker or managed"
 if [[ $POSTGRES_MODE == managed ]]; then
   require_nonempty MANAGED_PG_HOST MANAGED_PG_PORT MANAGED_PG_PASSWORD MANAGED_PG_ADMIN_USER MANAGED_PG_ADMIN_PASSWORD MANAGED_PG_CA_B64
@@ -86,10 +97,13 @@ CONTAINERS=$ETC/containers
 # The container psql and the dumps run in: the Docker PostgreSQL, or the managed one's client.
 pg_in=$PG_NAME
 [[ $POSTGRES_MODE == managed ]] && pg_in=$PG_CLIENT
-install -d -m 0700 -o root -g root "$ETC" "$CONTAINERS" "$CONTAINERS/$pg_in" "$CONTAINERS/$REDIS_NAME"
+install -d -m 0700 -o root -g root "$ETC" "$CONTAINERS" "$CONTAINERS/$pg_in"
 write_file "$CONTAINERS/preload-dir" 0600 root:root <<<"$IMAGE_PRELOAD_DIR"
 write_file "$CONTAINERS/$pg_in/ref" 0600 root:root <<<"$POSTGRES_IMAGE"
-write_file "$CONTAINERS/$REDIS_NAME/ref" 0600 root:root <<<"$REDIS_IMAGE"
+if [[ $CACHE_MODE == docker ]]; then
+  install -d -m 0700 -o root -g root "$CONTAINERS/$REDIS_NAME"
+  write_file "$CONTAINERS/$REDIS_NAME/ref" 0600 root:root <<<"$REDIS_IMAGE"
+fi
 # archive_command runs pgBackRest inside the server's container (backup.pointInTime).
 if [[ $PITR_ENABLED == true ]]; then
   write_file "$CONTAINERS/$PG_NAME/derive" 0600 root:root <<<pgbackrest
@@ -112,8 +126,10 @@ containers() {
 }
 containers image "$pg_in"
 pg_image_id=$IMAGE
-containers image "$REDIS_NAME"
-redis_image_id=$IMAGE
+if [[ $CACHE_MODE == docker ]]; then
+  containers image "$REDIS_NAME"
+  redis_image_id=$IMAGE
+fi
 
 # --- Secrets: files mounted read-only, never on a command line or in a container's environment
 # (`docker inspect` shows the environment to anyone in the docker group). The images read them
@@ -148,10 +164,11 @@ else
   write_file "$ETC/managed-pg/pgpass" 0600 root:root <<<"*:*:*:$POSTGRES_USER:${pgpass_password//:/\\:}"
 fi
 
-# Redis runs as the image's own redis user, which must read its conf and own its data dir.
-redis_ids=$(image_user_ids "$redis_image_id" redis)
-install -d -m 0700 -o root -g root "$ETC/redis"
-write_file "$ETC/redis/redis.conf" 0600 "$redis_ids" <<CONF
+if [[ $CACHE_MODE == docker ]]; then
+  # Redis runs as the image's own redis user, which must read its conf and own its data dir.
+  redis_ids=$(image_user_ids "$redis_image_id" redis)
+  install -d -m 0700 -o root -g root "$ETC/redis"
+  write_file "$ETC/redis/redis.conf" 0600 "$redis_ids" <<CONF
 # Written by nodehost (docker-data step). Published on the host's 127.0.0.1 only.
 bind 0.0.0.0
 port 6379
@@ -161,16 +178,17 @@ appendonly yes
 appendfsync everysec
 save 3600 1 300 100 60 10000
 CONF
-# redis-cli with the server's own password, for the health check and the backup tools: passed in
-# REDISCLI_AUTH (never argv, which any local user sees in ps), read from the conf at each call.
-write_file "$ETC/redis/nodehost-redis-cli" 0755 root:root <<'CLI'
+  # redis-cli with the server's own password, for the health check and the backup tools: passed in
+  # REDISCLI_AUTH (never argv, which any local user sees in ps), read from the conf at each call.
+  write_file "$ETC/redis/nodehost-redis-cli" 0755 root:root <<'CLI'
 #!/bin/sh
 REDISCLI_AUTH=$(sed -n 's/^requirepass //p' /etc/nodehost-redis.conf) exec redis-cli "$@"
 CLI
-remove_file "$ETC/redis-cli.env"
+  remove_file "$ETC/redis-cli.env"
+fi
 
 [[ $POSTGRES_MODE == docker ]] && install -d -m 0700 "$DATA_MOUNT/postgres"
-install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
+[[ $CACHE_MODE == docker ]] && install -d -m 0700 -o "${redis_ids%%:*}" -g "${redis_ids##*:}" "$DATA_MOUNT/redis"
 
 # --- Containers: recreated only when their desired spec (a hash label) changes, and proven healthy
 # before the old one is let go (nodehost-containers ensure; docs/host-steps.md).
@@ -229,30 +247,34 @@ else
   ensure "$PG_CLIENT" "$pg_image_id" 300 "" "${client_run[@]}" -- infinity
 fi
 
-# Redis runs as the image's redis user with our conf; the entrypoint is bypassed so any image
-# that has redis-server on its PATH (official or a mirror built from Debian) behaves the same.
-redis_run=(
-  --user "$redis_ids"
-  --entrypoint redis-server
-  -v "$DATA_MOUNT/redis:/data"
-  -v "$ETC/redis/redis.conf:/etc/nodehost-redis.conf:ro"
-  -v "$ETC/redis/nodehost-redis-cli:/usr/local/bin/nodehost-redis-cli:ro"
-  -p 127.0.0.1:6379:6379
-  --stop-timeout 30
-  --health-cmd 'nodehost-redis-cli ping | grep -q PONG'
-  --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 30s
-)
-ensure "$REDIS_NAME" "$redis_image_id" 300 "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" \
-  "${redis_run[@]}" -- /etc/nodehost-redis.conf
+served=("$pg_in")
+if [[ $CACHE_MODE == docker ]]; then
+  # Redis runs as the image's redis user with our conf; the entrypoint is bypassed so any image
+  # that has redis-server on its PATH (official or a mirror built from Debian) behaves the same.
+  redis_run=(
+    --user "$redis_ids"
+    --entrypoint redis-server
+    -v "$DATA_MOUNT/redis:/data"
+    -v "$ETC/redis/redis.conf:/etc/nodehost-redis.conf:ro"
+    -v "$ETC/redis/nodehost-redis-cli:/usr/local/bin/nodehost-redis-cli:ro"
+    -p 127.0.0.1:6379:6379
+    --stop-timeout 30
+    --health-cmd 'nodehost-redis-cli ping | grep -q PONG'
+    --health-interval 10s --health-timeout 5s --health-retries 6 --health-start-period 30s
+  )
+  ensure "$REDIS_NAME" "$redis_image_id" 300 "$(sha256sum "$ETC/redis/redis.conf" "$ETC/redis/nodehost-redis-cli")" \
+    "${redis_run[@]}" -- /etc/nodehost-redis.conf
+  served+=("$REDIS_NAME")
+fi
 
 healthy() { [[ $(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null) == healthy ]]; }
-for name in "$pg_in" "$REDIS_NAME"; do
+for name in "${served[@]}"; do
   if ! wait_until 600 "$name to be healthy" healthy "$name"; then
     docker logs --tail 30 "$name" >&2 || true
     die "$name is not healthy after 10 minutes"
   fi
 done
-log "containers healthy: $pg_in $REDIS_NAME"
+log "containers healthy: ${served[*]}"
 # A server (re)started here closes WAL segments for the archive on archive_timeout only once its
 # checkpointer is woken (nodehost-pitr: wake); the backups step installs the tool on a new host
 # and wakes it then, and cron does every minute.
@@ -350,6 +372,81 @@ SQL
     rm -f "$MOVING"
     changed "moved $(wc -l <<<"$from") tables, $(awk -F'\t' '{ n += $1 } END { print n + 0 }' <<<"$from") rows, from $PG_NAME to the managed PostgreSQL in $((SECONDS - started)) s (its data directory kept as $kept)"
   fi
+fi
+
+# --- A host that ran its Redis in Docker, with cache.mode managed: its keys move to the managed
+# Valkey (docs/runbooks/move-to-managed-postgres.md). Writes to the Docker Redis are paused (CLIENT
+# PAUSE WRITE: writers wait, keys neither expire nor are evicted), every key of database 0 is copied
+# with DUMP and RESTORE (its TTL kept; the payload is the last argument, redis-cli -x) over TLS verified against this host's trust store (DigitalOcean's
+# Valkey certificates are Let's Encrypt's), the counts must match, and only then is the container
+# removed; its data directory stays on the volume. Converges from any point: MOVING_CACHE says the
+# managed Valkey's keys are this move's (a re-run empties it and copies again).
+MOVING_CACHE=$DATA_MOUNT/.nodehost-moving-cache-to-managed
+# Run in a throw-away container of the Docker Redis's image (its redis-cli, on the host's network),
+# the two passwords on stdin: `probe` prints the managed Valkey's key count; `copy MOVING` copies.
+# shellcheck disable=SC2016 # expanded by sh in the container
+MOVE_CACHE_SH='set -eu
+IFS= read -r SRC_PW; IFS= read -r DST_PW
+host=$1 port=$2 user=$3 what=$4
+src() { REDISCLI_AUTH=$SRC_PW redis-cli -h 127.0.0.1 -p 6379 "$@"; }
+dst() { REDISCLI_AUTH=$DST_PW redis-cli --tls --cacert /etc/nodehost-ca.pem --sni "$host" -h "$host" -p "$port" --user "$user" "$@"; }
+pong=$(dst PING 2>&1) || true
+[ "$pong" = PONG ] || { echo "the managed Valkey at $host:$port does not answer over verified TLS as $user: $pong"; exit 1; }
+if [ "$what" = probe ]; then dst DBSIZE; exit 0; fi
+[ "$(printf ab | head -c -1)" = a ] || { echo "this image has no GNU head (head -c -1)"; exit 1; }
+if [ "$(dst DBSIZE)" != 0 ]; then
+  [ "$5" = 1 ] || { echo "the managed Valkey holds keys"; exit 1; }
+  out=$(dst FLUSHDB); [ "$out" = OK ] || { echo "FLUSHDB on the managed Valkey said: $out"; exit 1; }
+fi
+src CLIENT PAUSE 600000 WRITE >/dev/null
+src --scan >/tmp/keys
+total=$(src DBSIZE) copied=0 expiring=0
+while IFS= read -r key; do
+  ttl=$(src PTTL "$key")
+  case $ttl in -2) continue ;; -1) ttl=0 ;; *) expiring=$((expiring + 1)) ;; esac
+  out=$(src --raw DUMP "$key" | head -c -1 | dst -x RESTORE "$key" "$ttl" 2>&1) || true
+  [ "$out" = OK ] || { echo "RESTORE into the managed Valkey said: $out"; exit 1; }
+  copied=$((copied + 1))
+  if [ $((copied % 1000)) = 0 ]; then src CLIENT PAUSE 600000 WRITE >/dev/null; fi
+done </tmp/keys
+echo "$total $copied $expiring $(dst DBSIZE)"'
+cache_mover() {
+  local image
+  image=$(docker inspect -f '{{.Image}}' "$REDIS_NAME")
+  { sed -n 's/^requirepass //p' "$ETC/redis/redis.conf"; printf '%s\n' "$MANAGED_REDIS_PASSWORD"; } |
+    docker run --rm -i --network host --entrypoint sh -v /etc/ssl/certs/ca-certificates.crt:/etc/nodehost-ca.pem:ro \
+      "$image" -c "$MOVE_CACHE_SH" sh "$MANAGED_REDIS_HOST" "$MANAGED_REDIS_PORT" "$MANAGED_REDIS_USER" "$@"
+}
+if [[ $CACHE_MODE == managed ]] && docker container inspect "$REDIS_NAME" >/dev/null 2>&1; then
+  apt_install ca-certificates
+  started=$SECONDS
+  if [[ $(docker inspect -f '{{.State.Running}}' "$REDIS_NAME") != true ]]; then docker start "$REDIS_NAME" >/dev/null; fi
+  wait_until 300 "$REDIS_NAME to be healthy" healthy "$REDIS_NAME" || die "$REDIS_NAME is not healthy: its keys cannot be moved"
+  rcli() { docker exec "$REDIS_NAME" nodehost-redis-cli "$@"; }
+  others=$(rcli INFO keyspace | grep -oE '^db[1-9][0-9]*' | tr '\n' ' ') || true
+  [[ -z $others ]] || die "$REDIS_NAME has keys in databases other than 0 ($others): the move copies database 0 only; nothing was moved"
+  probe=$(cache_mover probe) || die "$probe"
+  [[ $probe =~ ^[0-9]+$ ]] || die "the managed Valkey's DBSIZE gave '$probe'"
+  if [[ ! -f $MOVING_CACHE && $probe != 0 ]]; then
+    die "the managed Valkey already holds $probe keys, and this host's $REDIS_NAME still holds the stack's cache: nothing was moved or changed (docs/runbooks/move-to-managed-postgres.md)"
+  fi
+  touch "$MOVING_CACHE"
+  if ! moved=$(cache_mover copy 1) || ! [[ $moved =~ ^([0-9]+)\ ([0-9]+)\ ([0-9]+)\ ([0-9]+)$ ]]; then
+    rcli CLIENT UNPAUSE >/dev/null 2>&1 || true
+    die "moving $REDIS_NAME's keys to the managed Valkey failed: $moved ($REDIS_NAME keeps them and takes writes again)"
+  fi
+  read -r total copied expiring now <<<"$moved"
+  # Keys with a TTL may expire on the managed side while the copy runs; none appear there uninvited.
+  if ((copied != total || now > copied || now < copied - expiring)); then
+    rcli CLIENT UNPAUSE >/dev/null 2>&1 || true
+    die "moving $REDIS_NAME's keys: $total keys, $copied copied, $now on the managed Valkey ($expiring with a TTL; a key name with a newline is not copied): $REDIS_NAME keeps them"
+  fi
+  docker rm -f "$REDIS_NAME" >/dev/null
+  rm -rf "${CONTAINERS:?}/$REDIS_NAME" "${ETC:?}/redis"
+  kept=$DATA_MOUNT/redis.before-managed-$(date -u +%Y%m%dT%H%M%SZ)
+  if [[ -d $DATA_MOUNT/redis ]]; then mv "$DATA_MOUNT/redis" "$kept"; fi
+  rm -f "$MOVING_CACHE"
+  changed "moved $copied keys from $REDIS_NAME to the managed Valkey in $((SECONDS - started)) s (its data directory kept as $kept)"
 fi
 
 step_done docker-data

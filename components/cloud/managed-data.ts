@@ -53,13 +53,18 @@ export interface ManagedPostgres {
   caPem: pulumi.Input<string>;
 }
 
-/** Where the app reaches one managed engine: the private (VPC) address, and what it authenticates with. */
+/**
+ * Where the app reaches one managed engine: the private (VPC) address, and what it authenticates
+ * with. For Valkey, the host's own trust store verifies the server: DigitalOcean's Valkey clusters
+ * present a Let's Encrypt certificate ("This method uses Let's Encrypt certification, which does
+ * not require that you download a CA certificate", docs.digitalocean.com/products/databases/valkey/how-to/connect).
+ */
 export interface ManagedEndpoint {
-  host: pulumi.Output<string>;
-  port: pulumi.Output<number>;
-  user: pulumi.Output<string>;
+  host: pulumi.Input<string>;
+  port: pulumi.Input<number>;
+  user: pulumi.Input<string>;
   /** A secret in state and in every output (the provider marks it Sensitive, which Pulumi does not carry over). */
-  password: pulumi.Output<string>;
+  password: pulumi.Input<string>;
 }
 
 export class ManagedData extends pulumi.ComponentResource {
@@ -151,6 +156,6 @@ export function managedDatabaseUrl(pg: Pick<ManagedPostgres, "host" | "port" | "
 }
 
 /** The app's REDIS_URL for a managed Valkey: TLS (rediss) on the private host. */
-export function managedRedisUrl(cache: NonNullable<ManagedData["cache"]>): pulumi.Output<string> {
-  return pulumi.secret(pulumi.interpolate`rediss://${cache.user.apply(encodeURIComponent)}:${cache.password.apply(encodeURIComponent)}@${cache.host}:${cache.port}`);
+export function managedRedisUrl(cache: ManagedEndpoint): pulumi.Output<string> {
+  return pulumi.secret(pulumi.interpolate`rediss://${pulumi.output(cache.user).apply(encodeURIComponent)}:${pulumi.output(cache.password).apply(encodeURIComponent)}@${cache.host}:${cache.port}`);
 }

@@ -11,6 +11,8 @@ export interface BackupsArgs extends HostStepArgs {
   postgresDb: string;
   /** Where pg_dump, psql and pg_restore run: the Docker PostgreSQL, or the client of a managed one (docker-data). */
   postgresContainer: string;
+  /** cache.mode: "managed" leaves Redis out of the archives and restores (DigitalOcean keeps the Valkey). */
+  cacheMode: "docker" | "managed";
   s3Endpoint: pulumi.Input<string>;
   s3Region: string;
   s3Bucket: pulumi.Input<string>;
@@ -50,6 +52,7 @@ export class Backups extends HostStep {
       POSTGRES_USER: args.postgresUser,
       POSTGRES_DB: args.postgresDb,
       POSTGRES_CONTAINER: args.postgresContainer,
+      CACHE_MODE: args.cacheMode,
       S3_ENDPOINT: args.s3Endpoint,
       S3_REGION: args.s3Region,
       S3_BUCKET: args.s3Bucket,

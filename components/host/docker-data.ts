@@ -1,7 +1,8 @@
 // Step 3: Docker, and the PostgreSQL and Redis containers on 127.0.0.1 with data on the volume; with
-// a managed PostgreSQL, a client container that reaches it instead (and moves the Docker one's data there).
+// a managed PostgreSQL, a client container that reaches it instead (and moves the Docker one's data there);
+// with a managed Valkey, no Redis container (a Docker one's keys are moved there).
 import * as pulumi from "@pulumi/pulumi";
-import type { ManagedPostgres } from "../cloud/managed-data";
+import type { ManagedEndpoint, ManagedPostgres } from "../cloud/managed-data";
 import { HostStep, HostStepArgs, toolB64 } from "./step";
 
 export interface DockerDataArgs extends HostStepArgs {
@@ -23,6 +24,8 @@ export interface DockerDataArgs extends HostStepArgs {
   managedPostgres?: ManagedPostgres;
   /** Where the cluster's CA is written for the app (MANAGED_PG_CA_PATH's directory). */
   managedPgDir: string;
+  /** cache.mode managed: the Valkey this host's app uses instead of a Docker Redis (verified by the host's trust store). */
+  managedCache?: ManagedEndpoint;
 }
 
 export class DockerData extends HostStep {
@@ -49,6 +52,11 @@ export class DockerData extends HostStep {
       MANAGED_PG_ADMIN_USER: args.managedPostgres?.adminUser ?? "",
       MANAGED_PG_ADMIN_PASSWORD: args.managedPostgres?.adminPassword ?? "",
       MANAGED_PG_CA_B64: args.managedPostgres ? pulumi.output(args.managedPostgres.caPem).apply((pem) => Buffer.from(pem ?? "").toString("base64")) : "",
+      CACHE_MODE: args.managedCache ? "managed" : "docker",
+      MANAGED_REDIS_HOST: args.managedCache?.host ?? "",
+      MANAGED_REDIS_PORT: args.managedCache?.port ?? "",
+      MANAGED_REDIS_USER: args.managedCache?.user ?? "",
+      MANAGED_REDIS_PASSWORD: args.managedCache?.password ?? "",
     }, { secret: true, timeoutMinutes: 30 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

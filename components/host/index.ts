@@ -2,7 +2,7 @@
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { ManagedPostgres, managedDatabaseUrl } from "../cloud/managed-data";
+import { ManagedEndpoint, ManagedPostgres, managedDatabaseUrl, managedRedisUrl } from "../cloud/managed-data";
 import { StackConfig } from "../config";
 import { App, AppSource } from "./app";
 import { Backups } from "./backups";
@@ -58,7 +58,7 @@ export interface HostArgs {
    */
   shared?: HostSecrets;
   /** PostgreSQL and Redis that DigitalOcean runs (database.mode / cache.mode managed). */
-  managed?: { postgres?: ManagedPostgres; redisUrl?: pulumi.Input<string> };
+  managed?: { postgres?: ManagedPostgres; cache?: ManagedEndpoint };
   /** The app step starts after these too: the previous droplet's app step, so a release rolls one droplet at a time. */
   appAfter?: HostStep[];
 }
@@ -126,6 +126,7 @@ export class Host extends pulumi.ComponentResource {
 
     const common = { connection: args.connection, hostId: args.hostId };
     const managedPg = args.managed?.postgres;
+    const managedCache = args.managed?.cache;
     // The point-in-time archive is the Docker PostgreSQL's WAL; a managed cluster keeps its own
     // (DigitalOcean's point-in-time recovery), and the host's dumps go on beside it.
     const pitr = cfg.backup.pointInTime.enabled && !managedPg;
@@ -147,13 +148,14 @@ export class Host extends pulumi.ComponentResource {
       postgresPassword, redisPassword,
       pitr, archiveTimeoutSeconds: cfg.backup.pointInTime.archiveTimeoutSeconds,
       imagesRefreshAt: cfg.updates.imagesAt,
-      managedPostgres: managedPg, managedPgDir: MANAGED_PG_DIR,
+      managedPostgres: managedPg, managedPgDir: MANAGED_PG_DIR, managedCache,
     }, child);
     const backups = new Backups(`${name}-backups`, {
       ...common, after: [data],
       appName: cfg.app.name, stack: cfg.stack, dataMount: DATA_MOUNT,
       postgresUser: cfg.database.user, postgresDb: cfg.database.name,
       postgresContainer: managedPg ? PG_CONTAINER.managed : PG_CONTAINER.docker,
+      cacheMode: managedCache ? "managed" : "docker",
       s3Endpoint: args.backup.endpoint, s3Region: args.backup.region, s3Bucket: args.backup.bucket,
       s3Prefix: cfg.backup.prefix, s3AccessKey: args.backup.accessKey, s3SecretKey: args.backup.secretKey,
       schedule: cfg.backup.schedule, drillSchedule: cfg.backup.drillSchedule,
@@ -179,7 +181,7 @@ export class Host extends pulumi.ComponentResource {
       healthPath: cfg.app.healthPath, memoryLimit: cfg.app.memoryLimit,
       databaseUrl: managedPg ? managedDatabaseUrl(managedPg, MANAGED_PG_CA_PATH) :
         pulumi.interpolate`postgres://${cfg.database.user}:${postgresPassword.apply(encodeURIComponent)}@127.0.0.1:5432/${cfg.database.name}`,
-      redisUrl: args.managed?.redisUrl ?? pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
+      redisUrl: managedCache ? managedRedisUrl(managedCache) : pulumi.interpolate`redis://:${redisPassword.apply(encodeURIComponent)}@127.0.0.1:6379`,
       // The config has refused names the stack sets and names in both maps (components/config.ts).
       appEnvJson: cfg.appSecrets
         ? cfg.appSecrets.apply((secrets) => JSON.stringify({ ...cfg.app.env, ...secrets }))

@@ -11,8 +11,9 @@ import { APP_ENV, APP_SECRET_MARK, APP_SECRETS, BASIC_AUTH_PASSWORD, BASIC_AUTH_
 import { POSTGRES, REDIS } from "./lib/service-images";
 import { newRunDir, repoRoot } from "./lib/paths";
 import { LYNIS_MIN_INDEX, lynisAudit, undocumentedFindings } from "./lib/lynis";
-import { killStepAfter, stackProgramWith, StepFailedError, type ReplayResult } from "./lib/replay";
+import { killStepAfter, stackProgramWith, StepFailedError, type Program, type ReplayResult } from "./lib/replay";
 import { startManagedPostgres } from "./lib/managed-pg";
+import { startManagedValkey } from "./lib/managed-valkey";
 import { reboot, ssh, sshOk } from "./lib/ssh";
 import { pollDuring, web, webUntil, type WebRequest } from "./lib/web";
 import { withEditedScripts } from "../unit/harness";
@@ -1106,24 +1107,45 @@ http.createServer((req, res) => {
   // rebuilds having used copies) moves its Docker PostgreSQL to a managed one (test/e2e/lib/managed-pg.ts
   // plays DigitalOcean's cluster: TLS only, an admin that is no superuser, an app user with no rights
   // on schema public), handed to the host layer as a DigitalOcean stack's cluster outputs are.
-  it("moves every row of its Docker PostgreSQL to a managed one over verified TLS, losing no acknowledged write; the app, the backups and the drill then use it", async () => {
+  it("moves every row of its Docker PostgreSQL and every key of its Docker Redis to managed ones over verified TLS, losing no acknowledged write; the app, the backups and the drill then use them", async () => {
     // Off cleanly when this test runs alone (the disasters above stopped it already): the guest's
     // last writes (the tls step's site, PM2's process list) must be on its disk.
     if (host.vm.alive()) await snapshotHost(host);
     const pgDir = mkdtempSync(join(tmpdir(), "nodehost-managed-pg-"));
     const pgArchive = world.images.find((i) => i.recipe.id === POSTGRES.id)!.archive;
     const managed = await startManagedPostgres({ dir: pgDir, database: "app", user: "app", archive: pgArchive });
+    const valkeyDir = mkdtempSync(join(tmpdir(), "nodehost-managed-valkey-"));
+    const valkey = await startManagedValkey({ dir: valkeyDir });
     const h = await bootHost(world, { name: "e2e-managed", from: { rootDisk: host.vm.rootDisk, dataDisk: host.vm.dataDisk, statePath: host.statePath, sshPort: host.vm.ports.ssh } });
     try {
       await healthy(h, 5 * 60_000);
       const before = await summary(h);
-      const program = stackProgramWith({ postgres: {
-        host: managed.host, port: managed.port, database: managed.database, user: managed.user, password: managed.password,
-        adminUser: managed.adminUser, adminPassword: managed.adminPassword, caPem: managed.caPem,
-      } });
+      const counterBefore = Number((await sshOk(h.target, "sudo -n docker exec nodehost-redis nodehost-redis-cli GET nodehost:visits")).trim() || 0);
+      // A team's cache holds more than one counter: each type, a TTL, a value with a newline, a key
+      // name with quotes and $(...). redis-cli reads the commands from stdin (its own quoting).
+      const oddKey = `nodehost:e2e:it's "quoted" $(touch /tmp/nodehost-pwned-key)`;
+      await sshOk(h.target, "sudo -n docker exec -i nodehost-redis nodehost-redis-cli >/dev/null", { input: [
+        'HSET nodehost:e2e:hash f1 "v 1" f2 "line\\nbreak"', "RPUSH nodehost:e2e:list a b c", "SADD nodehost:e2e:set x y",
+        "ZADD nodehost:e2e:zset 1 one 2 two", "SET nodehost:e2e:ttl kept PX 3600000", `SET "${oddKey.replace(/"/g, '\\"')}" odd`, "",
+      ].join("\n") });
+      // DigitalOcean's Valkey shows a Let's Encrypt certificate, which a droplet and Node trust; the
+      // stand-in's test CA goes into the guest's store, and the app is told to read that store.
+      await sshOk(h.target, "sudo -n tee /usr/local/share/ca-certificates/nodehost-e2e-valkey.crt >/dev/null && sudo -n update-ca-certificates >/dev/null", { input: valkey.caPem });
+      const engines = stackProgramWith({
+        postgres: {
+          host: managed.host, port: managed.port, database: managed.database, user: managed.user, password: managed.password,
+          adminUser: managed.adminUser, adminPassword: managed.adminPassword, caPem: managed.caPem,
+        },
+        cache: { host: valkey.host, port: valkey.port, user: valkey.user, password: valkey.password },
+      });
+      const program: Program = (raw, secretKeys) => {
+        const app = JSON.parse(raw["nodehost:app"] ?? "{}") as { env?: Record<string, unknown> };
+        return engines({ ...raw, "nodehost:app": JSON.stringify({ ...app, env: { ...app.env, NODE_EXTRA_CA_CERTS: "/etc/ssl/certs/ca-certificates.crt" } }) }, secretKeys);
+      };
       // A writer through the whole up, a row every 300 ms: the ones answered 200 must all be in the
       // managed database after; the ones refused show how long writes paused.
       const acked: string[] = [];
+      const counters: number[] = [];
       const refused: number[] = [];
       let stop = false;
       const writer = (async () => {
@@ -1132,8 +1154,10 @@ http.createServer((req, res) => {
           const at = Date.now();
           try {
             const r = await web({ name: SITE, port: h.vm.ports.https, path: `/api/visits?note=${note}`, method: "POST", https: true, ca: world.pebble.issuerRootPem, timeoutMs: 10_000 });
-            if (r.status === 200) acked.push(note);
-            else refused.push(at);
+            if (r.status === 200) {
+              acked.push(note);
+              counters.push((JSON.parse(r.body) as { redisCounter: number }).redisCounter);
+            } else refused.push(at);
           } catch {
             refused.push(at);
           }
@@ -1151,7 +1175,7 @@ http.createServer((req, res) => {
       }
       expect(up.ran.map((st) => st.name)).toEqual(expect.arrayContaining(["docker-data", "backups", "app"]));
       const pausedS = refused.length ? (refused[refused.length - 1] - refused[0]) / 1000 : 0;
-      process.stderr.write(`move to managed PostgreSQL: up ${(up.totalMs / 1000).toFixed(0)} s (${up.ran.map((st) => `${st.name} ${(st.ms / 1000).toFixed(0)} s`).join(", ")}); ` +
+      process.stderr.write(`move to managed PostgreSQL and Valkey: up ${(up.totalMs / 1000).toFixed(0)} s (${up.ran.map((st) => `${st.name} ${(st.ms / 1000).toFixed(0)} s`).join(", ")}); ` +
         `writes refused for ${pausedS.toFixed(0)} s (${refused.length} of ${acked.length + refused.length}); ${acked.length} acknowledged\n`);
 
       // Every row that was there, and every write answered 200, is in the managed database; the app
@@ -1163,24 +1187,50 @@ http.createServer((req, res) => {
       expect(acked.length).toBeGreaterThan(0);
       // Over TLS (the stand-in takes nothing else), from the app's own sessions.
       expect(Number(managed.sql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'app' AND s.ssl AND a.application_name <> 'psql'", { asApp: true }))).toBeGreaterThan(0);
+      // The Redis counter came along and went on counting: every acknowledged INCR answered more
+      // than the one before (a cache started empty would have answered 1 again), and the managed
+      // Valkey holds at least the last one; the app is connected to it (over TLS: it has no other port).
+      expect(counters.every((c, i) => i === 0 || c > counters[i - 1])).toBe(true);
+      expect(counters[0]).toBeGreaterThan(counterBefore);
+      expect(Number(valkey.cli("GET", "nodehost:visits"))).toBeGreaterThanOrEqual(Math.max(counterBefore, ...counters));
+      expect(valkey.cli("CLIENT", "LIST").split("\n").length).toBeGreaterThan(1);
+      // Every type, its value and its TTL (DUMP and RESTORE carry the encoding; the TTL is PTTL's).
+      expect([valkey.cli("HGET", "nodehost:e2e:hash", "f1"), valkey.cli("HGET", "nodehost:e2e:hash", "f2")]).toEqual(["v 1", "line\nbreak"]);
+      expect(valkey.cli("LRANGE", "nodehost:e2e:list", "0", "-1")).toBe("a\nb\nc");
+      expect(valkey.cli("SMEMBERS", "nodehost:e2e:set").split("\n").sort()).toEqual(["x", "y"]);
+      expect(valkey.cli("ZRANGE", "nodehost:e2e:zset", "0", "-1", "WITHSCORES")).toBe("one\n1\ntwo\n2");
+      expect(valkey.cli("GET", "nodehost:e2e:ttl")).toBe("kept");
+      const ttl = Number(valkey.cli("PTTL", "nodehost:e2e:ttl"));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(3_600_000);
+      expect(valkey.cli("GET", oddKey)).toBe("odd");
+      expect(await sshOk(h.target, "ls /tmp/nodehost-pwned-key 2>/dev/null || echo absent")).toBe("absent\n");
 
       // The Docker PostgreSQL is gone, its data directory kept on the volume; the client container
       // holds no password where docker inspect or ps shows it.
-      expect((await sshOk(h.target, "sudo -n docker ps -a --format '{{.Names}}'")).trim().split("\n").sort()).toEqual(["nodehost-pg-client", "nodehost-redis"]);
-      expect((await sshOk(h.target, "sudo -n ls /mnt/data")).split("\n").filter((f) => f.startsWith("postgres"))).toEqual([expect.stringMatching(/^postgres\.before-managed-\d{8}T\d{6}Z$/)]);
-      const exposed = await sshOk(h.target, "sudo -n docker inspect nodehost-pg-client; ps -eo args");
-      for (const secret of [managed.password, managed.adminPassword]) expect(exposed).not.toContain(secret);
+      expect((await sshOk(h.target, "sudo -n docker ps -a --format '{{.Names}}'")).trim().split("\n").sort()).toEqual(["nodehost-pg-client"]);
+      const kept = (await sshOk(h.target, "sudo -n ls /mnt/data")).split("\n").filter((f) => /^(postgres|redis)/.test(f)).sort();
+      expect(kept).toEqual([expect.stringMatching(/^postgres\.before-managed-\d{8}T\d{6}Z$/), expect.stringMatching(/^redis\.before-managed-\d{8}T\d{6}Z$/)]);
+      const exposed = await sshOk(h.target, "sudo -n docker inspect nodehost-pg-client; ps -eo args; sudo -n ls -R /etc/nodehost");
+      for (const secret of [managed.password, managed.adminPassword, valkey.password, encodeURIComponent(valkey.password)]) expect(exposed).not.toContain(secret);
 
       // The host's encrypted backup dumps the managed database, and the drill restores it.
+      // The archive holds no RDB: the cache is the managed Valkey's to keep.
       await sshOk(h.target, "sudo -n nodehost-backup && sudo -n nodehost-restore --drill", { timeoutMs: 15 * 60_000 });
       expect(await sshOk(h.target, "sudo -n cat /var/lib/nodehost/status/drill")).toMatch(/^result=ok/m);
+      const dir = "/tmp/nodehost-managed-extract";
+      await sshOk(h.target, `sudo -n rm -rf ${dir} && sudo -n nodehost-restore --extract ${dir} latest`, { timeoutMs: 10 * 60_000 });
+      expect((await sshOk(h.target, `sudo -n ls ${dir}`)).trim().split("\n").sort()).toEqual(["MANIFEST", "postgres.dump", "rowcounts.tsv"]);
+      expect(await sshOk(h.target, `sudo -n cat ${dir}/MANIFEST`)).toMatch(/^cache=managed$/m);
 
       // Converged: the next up runs nothing.
       expect((await h.replay({ program })).ran).toEqual([]);
     } finally {
       await h.destroy();
       managed.stop();
+      valkey.stop();
       rmSync(pgDir, { recursive: true, force: true });
+      rmSync(valkeyDir, { recursive: true, force: true });
     }
   });
 });

@@ -100,14 +100,12 @@ describe("until the host side lands, a real stack refuses what it cannot back up
     const { raw, secretKeys } = withUserValues(stackFileConfig("production"));
     return parseConfig({ ...raw, ...over }, secretKeys, { project: "nodehost", stack: "production" });
   };
-  test("the defaults and a managed PostgreSQL pass; a managed Valkey and more droplets are each refused by key", () => {
+  test("the defaults, a managed PostgreSQL and a managed Valkey pass; more droplets are refused by key", () => {
     expect(unbuiltProblems(parsed({}))).toEqual([]);
     expect(unbuiltProblems(parsed({ "nodehost:database": JSON.stringify({ mode: "managed" }) }))).toEqual([]);
-    expect(unbuiltProblems(parsed(droplets(2))).map((p) => p.split(":").slice(0, 2).join(":"))).toEqual([
-      "nodehost:cache.mode", "nodehost:app.droplets",
-    ]);
-    expect(unbuiltProblems(parsed({ "nodehost:cache": JSON.stringify({ mode: "managed" }) }))).toEqual([
-      expect.stringMatching(/^nodehost:cache\.mode: managed is not available yet: .*host steps still run Redis in Docker/),
+    expect(unbuiltProblems(parsed({ "nodehost:cache": JSON.stringify({ mode: "managed" }) }))).toEqual([]);
+    expect(unbuiltProblems(parsed(droplets(2)))).toEqual([
+      expect.stringMatching(/^nodehost:app\.droplets: more than 1 is not available yet: .*release without the load balancer's drain/),
     ]);
   });
 });
@@ -123,7 +121,8 @@ describe("managed PostgreSQL and Valkey beside one droplet", () => {
       ["nodehost-production-cache", "valkey", "8", "fra1", true],
     ]);
     for (const c of clusters) expect(c.inputs.privateNetworkUuid).toBe(vpcId);
-    expect(one(run.custom, T.cluster, "-cache").inputs.evictionPolicy).toBe("allkeys_lru");
+    // As the Docker Redis it replaces: full means refused writes, never evicted jobs or sessions.
+    expect(one(run.custom, T.cluster, "-cache").inputs.evictionPolicy).toBe("noeviction");
     expect(one(run.custom, T.db).inputs.name).toBe("app");
     expect(one(run.custom, T.db).opts.protect).toBe(true);
     expect(one(run.custom, T.user).inputs.name).toBe("app");
@@ -161,6 +160,22 @@ describe("managed PostgreSQL and Valkey beside one droplet", () => {
     const docker = await up({});
     const dparam = (step: string, key: string) => new RegExp(`\\n${key}='([^']*)'`).exec(String(stepOf(docker, "nodehost-production", step).inputs.stdin))?.[1];
     expect([dparam("docker-data", "POSTGRES_MODE"), dparam("docker-data", "MANAGED_PG_PASSWORD"), dparam("backups", "POSTGRES_CONTAINER")]).toEqual(["docker", "", "nodehost-postgres"]);
+    expect([dparam("docker-data", "CACHE_MODE"), dparam("docker-data", "MANAGED_REDIS_PASSWORD"), dparam("backups", "CACHE_MODE")]).toEqual(["docker", "", "docker"]);
+  });
+
+  test("a managed Valkey: no Redis container, the app and the key move reach it with the cluster's user and password, the archives leave it out", async () => {
+    const run = await up(MANAGED);
+    const param = (step: string, key: string) => new RegExp(`\\n${key}='([^']*)'`).exec(String(stepOf(run, "nodehost-production", step).inputs.stdin))?.[1];
+    expect(param("docker-data", "CACHE_MODE")).toBe("managed");
+    expect(param("docker-data", "MANAGED_REDIS_HOST")).toMatch(/^private-/);
+    expect(param("docker-data", "MANAGED_REDIS_PORT")).toBe("25061");
+    expect(param("docker-data", "MANAGED_REDIS_USER")).toBe("default");
+    const password = param("docker-data", "MANAGED_REDIS_PASSWORD")!;
+    expect(password).toMatch(/^fake-db-password-/);
+    expect(param("backups", "CACHE_MODE")).toBe("managed");
+    // The app's REDIS_URL carries the same password, URL-encoded, and the step's stdin is a secret.
+    expect(param("app", "REDIS_URL")).toBe(`rediss://default:${encodeURIComponent(password)}@${param("docker-data", "MANAGED_REDIS_HOST")}:25061`);
+    expect(await pulumi.isSecret(pulumi.output(stepOf(run, "nodehost-production", "docker-data").props.stdin))).toBe(true);
   });
 
   test("the clusters join the stack's Project; no load balancer, the reserved IP keeps the DNS", async () => {
