@@ -163,16 +163,29 @@ else
 fi
 
 # --- Disaster recovery: empty database on a never-initialised volume + a backup in the bucket ----
-if [[ ! -f $MARKER ]]; then
-  # A managed cluster that outlived the host keeps its tables (no restore); one made anew is empty.
-  # TCP to the Docker PostgreSQL (not the socket, which an initialising server answers on); a
-  # managed one's client has its host in PGHOST.
-  pg_host=()
+# The app's tables in its database (0: a new database), once PostgreSQL answers. TCP to the Docker
+# PostgreSQL (not the socket, which an initialising server answers on); a managed one's client has
+# its host in PGHOST.
+user_tables() {
+  local pg_host=()
   [[ $POSTGRES_CONTAINER == nodehost-postgres ]] && pg_host=(-h 127.0.0.1)
   wait_until 300 "PostgreSQL" docker exec "$POSTGRES_CONTAINER" pg_isready -q "${pg_host[@]}" -U "$POSTGRES_USER" -d "$POSTGRES_DB" ||
     die "PostgreSQL ($POSTGRES_CONTAINER) is not ready"
-  tables=$(docker exec "$POSTGRES_CONTAINER" psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
-    -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+  docker exec "$POSTGRES_CONTAINER" psql -tA -U "$POSTGRES_USER" -d "$POSTGRES_DB" \
+    -c "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+}
+# A managed cluster's data is not on the volume: a cluster that outlived the host keeps its tables
+# (no restore), and one made anew in place of a lost one (a new host and password: docker-data and
+# so this step run again) is empty under a volume that was initialised long ago. With a managed
+# PostgreSQL an empty database decides, whatever the volume says.
+dr_tables=""
+if [[ -f $MARKER && $POSTGRES_CONTAINER == nodehost-pg-client ]]; then
+  dr_tables=$(user_tables)
+  [[ $dr_tables == 0 ]] && log "the managed database $POSTGRES_DB holds no tables (a new cluster, in place of a lost one?): disaster recovery decides"
+fi
+if [[ ! -f $MARKER || $dr_tables == 0 ]]; then
+  tables=$dr_tables
+  [[ -n $tables ]] || tables=$(user_tables)
   restored=none
   if [[ $tables != 0 ]]; then
     log "database already holds $tables tables: no restore"

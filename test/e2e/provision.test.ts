@@ -1113,7 +1113,8 @@ http.createServer((req, res) => {
     if (host.vm.alive()) await snapshotHost(host);
     const pgDir = mkdtempSync(join(tmpdir(), "nodehost-managed-pg-"));
     const pgArchive = world.images.find((i) => i.recipe.id === POSTGRES.id)!.archive;
-    const managed = await startManagedPostgres({ dir: pgDir, database: "app", user: "app", archive: pgArchive });
+    const managed = await startManagedPostgres({ dir: join(pgDir, "first"), database: "app", user: "app", archive: pgArchive });
+    let newCluster: Awaited<ReturnType<typeof startManagedPostgres>> | undefined;
     const valkeyDir = mkdtempSync(join(tmpdir(), "nodehost-managed-valkey-"));
     const valkey = await startManagedValkey({ dir: valkeyDir });
     const h = await bootHost(world, { name: "e2e-managed", from: { rootDisk: host.vm.rootDisk, dataDisk: host.vm.dataDisk, statePath: host.statePath, sshPort: host.vm.ports.ssh } });
@@ -1131,17 +1132,20 @@ http.createServer((req, res) => {
       // DigitalOcean's Valkey shows a Let's Encrypt certificate, which a droplet and Node trust; the
       // stand-in's test CA goes into the guest's store, and the app is told to read that store.
       await sshOk(h.target, "sudo -n tee /usr/local/share/ca-certificates/nodehost-e2e-valkey.crt >/dev/null && sudo -n update-ca-certificates >/dev/null", { input: valkey.caPem });
-      const engines = stackProgramWith({
-        postgres: {
-          host: managed.host, port: managed.port, database: managed.database, user: managed.user, password: managed.password,
-          adminUser: managed.adminUser, adminPassword: managed.adminPassword, caPem: managed.caPem,
-        },
-        cache: { host: valkey.host, port: valkey.port, user: valkey.user, password: valkey.password },
-      });
-      const program: Program = (raw, secretKeys) => {
-        const app = JSON.parse(raw["nodehost:app"] ?? "{}") as { env?: Record<string, unknown> };
-        return engines({ ...raw, "nodehost:app": JSON.stringify({ ...app, env: { ...app.env, NODE_EXTRA_CA_CERTS: "/etc/ssl/certs/ca-certificates.crt" } }) }, secretKeys);
+      const programOn = (pg: typeof managed): Program => {
+        const engines = stackProgramWith({
+          postgres: {
+            host: pg.host, port: pg.port, database: pg.database, user: pg.user, password: pg.password,
+            adminUser: pg.adminUser, adminPassword: pg.adminPassword, caPem: pg.caPem,
+          },
+          cache: { host: valkey.host, port: valkey.port, user: valkey.user, password: valkey.password },
+        });
+        return (raw, secretKeys) => {
+          const app = JSON.parse(raw["nodehost:app"] ?? "{}") as { env?: Record<string, unknown> };
+          return engines({ ...raw, "nodehost:app": JSON.stringify({ ...app, env: { ...app.env, NODE_EXTRA_CA_CERTS: "/etc/ssl/certs/ca-certificates.crt" } }) }, secretKeys);
+        };
       };
+      const program = programOn(managed);
       // A writer through the whole up, a row every 300 ms: the ones answered 200 must all be in the
       // managed database after; the ones refused show how long writes paused.
       const acked: string[] = [];
@@ -1225,9 +1229,28 @@ http.createServer((req, res) => {
 
       // Converged: the next up runs nothing.
       expect((await h.replay({ program })).ran).toEqual([]);
+
+      // The cluster lost: DigitalOcean makes a new, empty one in its place (a new host, port and
+      // passwords) while the droplet and its initialised volume stay. The up restores the stack's
+      // newest backup (the one just taken, uploaded) into it, with no hand work, and the app serves
+      // every row again.
+      const beforeLoss = await summary(h);
+      managed.stop();
+      newCluster = await startManagedPostgres({ dir: join(pgDir, "second"), database: "app", user: "app", archive: pgArchive });
+      const replaced = programOn(newCluster);
+      const rebuilt = await h.replay({ program: replaced });
+      expect(rebuilt.ran.map((st) => st.name)).toEqual(expect.arrayContaining(["docker-data", "backups", "app"]));
+      await healthy(h, 3 * 60_000);
+      expect(await summary(h)).toEqual(beforeLoss);
+      expect(newCluster.sql("SELECT count(*) FROM visits", { asApp: true })).toBe(String(beforeLoss.count));
+      // The volume's marker says which backup came back (it said none before: the volume was new).
+      expect(await sshOk(h.target, "sudo -n cat /mnt/data/.nodehost-initialized")).toMatch(/^restored=[A-Za-z0-9._-]+-e2e-\d{8}T\d{6}Z\.tar\.gz\.gpg$/m);
+      process.stderr.write(`managed PostgreSQL lost: up ${(rebuilt.totalMs / 1000).toFixed(0)} s (${rebuilt.ran.map((st) => `${st.name} ${(st.ms / 1000).toFixed(0)} s`).join(", ")}) restored ${beforeLoss.count} rows\n`);
+      expect((await h.replay({ program: replaced })).ran).toEqual([]);
     } finally {
       await h.destroy();
       managed.stop();
+      newCluster?.stop();
       valkey.stop();
       rmSync(pgDir, { recursive: true, force: true });
       rmSync(valkeyDir, { recursive: true, force: true });
