@@ -56,7 +56,7 @@ const conninfo = (kv: Record<string, string>) => Object.entries(kv).map(([k, v])
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const literal = (s: string) => `'${s.replace(/'/g, "''")}'`;
 /** Random, and always with a '+' and a '/', as base64 has them: a URL's userinfo must encode '/'. */
-const newPassword = () => `${randomBytes(12).toString("base64url")}+/${randomBytes(6).toString("base64url")}`;
+export const newPassword = () => `${randomBytes(12).toString("base64url")}+/${randomBytes(6).toString("base64url")}`;
 
 type Run = (what: string, r: SpawnSyncReturns<string>) => string;
 const must: Run = (what, r) => {

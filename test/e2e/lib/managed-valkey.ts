@@ -8,10 +8,10 @@
 // (makeListenerCert) where DigitalOcean's is Let's Encrypt's: the test adds that CA to the guest's
 // trust store and to the app's (NODE_EXTRA_CA_CERTS), where a droplet trusts Let's Encrypt already.
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { sleep } from "./exec";
+import { newPassword } from "./managed-pg";
 import { HOST_FROM_GUEST, makeListenerCert } from "./pebble";
 import { freePort } from "./ports";
 import { register } from "./registry";
@@ -37,7 +37,7 @@ export async function startManagedValkey(opts: { dir: string }): Promise<Managed
   const dir = resolve(opts.dir);
   await makeListenerCert(dir, { cn: "managed-valkey" });
   const caFile = join(dir, "ca.pem");
-  const password = `${randomBytes(12).toString("base64url")}+/${randomBytes(6).toString("base64url")}`;
+  const password = newPassword();
   const port = await freePort();
   const conf = join(dir, "valkey.conf");
   // The password in the config file (mode 0600), never on redis-server's command line.
