@@ -277,6 +277,50 @@ with a newline" VALUES (1), (2);`);
     expect(rcli("GET", "greeting")).toBe("hello");
   }, 180_000);
 
+  it("into a database with no table and a Redis with no key (a new volume) it takes no pre-restore backup; a Redis failure there says the backup's tables stay", async () => {
+    const preRestores = () => fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-")).length;
+    // The newest backup holds the data as it is now: the test above ended on a restore of it. No
+    // backup of its own, and its one pre-restore backup goes again at its end: the tests after it
+    // use the newest archive on the volume, and LOCAL_COPIES keeps 14 there.
+    const onVolume = new Set(fs.readdirSync(path.join(data, "backups")));
+    const backedUp = visitsDigest();
+    const userTables = "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')";
+    const empty = () => {
+      const tables = pg.psql("SELECT string_agg(format('%I.%I', schemaname, tablename), ',') FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')");
+      if (tables) pg.psql(`DROP TABLE ${tables} CASCADE`);
+      rcli("FLUSHALL");
+      expect([pg.psql(userTables), rcli("DBSIZE")]).toEqual(["0", "0"]);
+    };
+    empty();
+    const pres = preRestores();
+    fs.writeFileSync(path.join(data, "fail-next-start"), "");
+    const failed = await toolAsync("nodehost-restore", ["latest", "--yes"]);
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain("the database holds no table and Redis no key: nothing to keep, no pre-restore backup");
+    expect(failed.stderr).toContain("FAILED at redis_undo: Redis did not come back healthy on the backup's data, and is back on its previous files; PostgreSQL holds the backup's data (it held no table before the restore)");
+    expect(visitsDigest()).toBe(backedUp);
+    expect(rcli("DBSIZE")).toBe("0");
+    expect(preRestores()).toBe(pres);
+
+    empty();
+    const r = await toolAsync("nodehost-restore", ["latest", "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(visitsDigest()).toBe(backedUp);
+    expect(rcli("GET", "greeting")).toBe("hello");
+    expect(r.stderr).toContain("nothing to keep, no pre-restore backup");
+    expect(r.stderr).toMatch(/ok: restored \S+ \(\d+ tables, \d+ Redis keys\)\n/);
+    expect(preRestores()).toBe(pres);
+    // A Redis with a key is something to keep, with no table: the pre-restore backup is taken.
+    empty();
+    rcli("SET", "only-here", "1");
+    const kept = await toolAsync("nodehost-restore", ["latest", "--yes"]);
+    expect(kept.status, kept.stderr).toBe(0);
+    expect(kept.stderr).toContain("pre-restore backup of the current data: ");
+    expect(preRestores()).toBe(pres + 1);
+    expect(visitsDigest()).toBe(backedUp);
+    for (const f of fs.readdirSync(path.join(data, "backups"))) if (!onVolume.has(f)) fs.rmSync(path.join(data, "backups", f), { recursive: true, force: true });
+  }, 180_000);
+
   it("skips a newest backup that does not read back (cut short, corrupt) for the one before it, loudly", async () => {
     const stamp = stampAt(Date.now() + 7200e3);
     const broken = `app-production-${stamp}.tar.gz.gpg`;
