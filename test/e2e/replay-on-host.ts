@@ -34,14 +34,14 @@ export function replayOnHost(ctx: () => { world: World; host: Host }): void {
   describe("replay with a stub program (what the harness does, independent of the real steps)", () => {
     const secret = "stub-Secret-Value-9000";
     /** A third step after the two that always pass. */
-    type LastStep = { name: string; script: string };
+    type LastStep = { name: string; script: string; limitSeconds?: number };
     const stub = (last?: LastStep): Program => () => {
-      const step = (name: string, script: string, dependsOn: string[]) => {
+      const step = (name: string, script: string, dependsOn: string[], limitSeconds?: number) => {
         const stdin = `# nodehost step: ${name}\nexport TOKEN='${secret}'\nset -euo pipefail\n${script}\n`;
         return {
           stepName: name,
           dependsOnSteps: dependsOn,
-          spec: pulumi.output({ name, create: stepWrapper(1), stdin, triggers: [createHash("sha256").update(stdin).digest("hex")], logging: "none", dependsOn, inputs: createHash("sha256").update(stdin).digest("hex") }),
+          spec: pulumi.output({ name, create: limitSeconds ? stepWrapper(limitSeconds, "s") : stepWrapper(1), stdin, triggers: [createHash("sha256").update(stdin).digest("hex")], logging: "none", dependsOn, inputs: createHash("sha256").update(stdin).digest("hex") }),
         };
       };
       return {
@@ -49,7 +49,7 @@ export function replayOnHost(ctx: () => { world: World; host: Host }): void {
         steps: [
           step("second", 'echo "second as $(id -un)" >> /root/stub.log', ["first"]),
           step("first", 'echo "first as $(id -un)" >> /root/stub.log', []),
-          ...(last ? [step(last.name, last.script, ["second"])] : []),
+          ...(last ? [step(last.name, last.script, ["second"], last.limitSeconds)] : []),
         ],
       };
     };
@@ -62,8 +62,9 @@ export function replayOnHost(ctx: () => { world: World; host: Host }): void {
     };
     const boom: LastStep = { name: "boom", script: 'echo "about to fail" >&2; exit 3' };
     const leaky: LastStep = { name: "leaky", script: 'echo "about to fail with $TOKEN" >&2; exit 3' };
-    // Outlives the wrapper's 1 min limit: timeout TERMs the script's whole process group.
-    const stuck: LastStep = { name: "stuck", script: 'sleep 600 & echo "child $!" > /root/stuck.pid; wait' };
+    // Outlives the wrapper's limit (20 s here, the same wrapper as the stack's minutes): timeout
+    // TERMs the script's whole process group.
+    const stuck: LastStep = { name: "stuck", script: 'sleep 600 & echo "child $!" > /root/stuck.pid; wait', limitSeconds: 20 };
     // Kills the sshd-session serving this step, as a network drop would end it.
     const cut: LastStep = { name: "cut", script: 'p=$PPID; while [ "$p" -gt 1 ] && [ "$(ps -o comm= -p "$p")" != sshd-session ]; do p=$(ps -o ppid= -p "$p" | tr -d " "); done; echo "cutting $p" >&2; kill -9 "$p"; sleep 30' };
 
@@ -97,7 +98,7 @@ export function replayOnHost(ctx: () => { world: World; host: Host }): void {
       const started = Date.now();
       const e = await failure(stuck);
       expect(e.exitCode).toBe(124);
-      expect(e.message).toContain("step stopped after its 1 min limit");
+      expect(e.message).toContain("step stopped after its 20 s limit");
       expect(Date.now() - started).toBeLessThan(4 * 60_000);
       const child = (await sshOk(ctx().host.target, "sudo -n cat /root/stuck.pid")).trim().split(" ")[1];
       expect((await ssh(ctx().host.target, `kill -0 ${child}`)).code).not.toBe(0);
