@@ -61,7 +61,7 @@ export const NOT_PROVEN = [
   "a stuck step is stopped on the host at its limit; apt waits for a lock held elsewhere; the pinned host key is checked",
   "HTTPS with an ACME-issued certificate, only ACME and redirects on HTTP, unknown hosts dropped, no CBC suites, /api/health through Nginx->PM2->app->Postgres+Redis, basic auth on the UI only, a ban after repeated failures",
   "only 22/80/443 listening beyond loopback, UFW following ssh.allowFrom, sshd hardening, no secret in docker inspect or ps, no core dumps",
-  "the site healthy again after a reboot; a failed release rolled back; a release stopped mid-switch loaded on the next run",
+  "the site healthy again after a power cycle; a failed release rolled back; a release stopped mid-switch loaded on the next run",
   "backups reach the bucket encrypted, a broken pg_dump fails loudly",
   "disaster recovery: a new host on the old volume, and a new host restoring the newest backup, with every row",
   "the cached base image is reused",
