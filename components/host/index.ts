@@ -173,8 +173,12 @@ export class Host extends pulumi.ComponentResource {
       deployUser: DEPLOY_USER, appUser: APP_USER, nodeMajor: cfg.app.nodeMajor, nodeSource: cfg.app.nodeSource,
       npmRegistry: cfg.app.npmRegistry, pm2Version: cfg.app.pm2Version, runtimeUpdateAt: cfg.updates.runtimeAt,
     }, child);
+    // The app re-runs when Node.js or PM2 changed (node-pm2), not when docker-data or backups did:
+    // its URLs are its own parameters (a rotated password or a moved cluster re-runs it that way),
+    // and the app rides out a PostgreSQL restart on a new image as it does the image timer's. It
+    // still runs after backups (its pre-deploy backup needs the tools).
     const app = new App(`${name}-app`, {
-      ...common, after: [node, backups, ...(args.appAfter ?? [])],
+      ...common, after: [node, ...(args.appAfter ?? [])], orderAfter: [backups],
       appName: cfg.app.name, deployUser: DEPLOY_USER, appUser: APP_USER, appPort: cfg.app.port, source: appSource(cfg.app, cfg.appGitDeployKey),
       worker: cfg.app.worker, build: cfg.app.build, migrate: cfg.app.migrate, npmRegistry: cfg.app.npmRegistry,
       processes: cfg.app.processes, buildEnv: { ...cfg.app.env, ...cfg.app.buildEnv },
@@ -187,8 +191,10 @@ export class Host extends pulumi.ComponentResource {
         ? cfg.appSecrets.apply((secrets) => JSON.stringify({ ...cfg.app.env, ...secrets }))
         : JSON.stringify(cfg.app.env),
     }, child);
+    // After the first release (the site's upstream is the release's slot), but a release does not
+    // re-run it: the site follows `current` and nodehost-release moves the upstream itself.
     const nginx = new Nginx(`${name}-nginx`, {
-      ...common, after: [app],
+      ...common, after: [], orderAfter: [app],
       appName: cfg.app.name, siteNames: cfg.siteNames, appPort: cfg.app.port,
       basicAuthUser: cfg.nginx.basicAuthUser, basicAuthPassword: this.basicAuthPassword, allowIps: cfg.nginx.allowIps,
       apiPublic: cfg.nginx.apiPublic, healthPath: cfg.app.healthPath,
@@ -199,8 +205,9 @@ export class Host extends pulumi.ComponentResource {
       appName: cfg.app.name, siteNames: cfg.siteNames,
       acmeServer: cfg.tls.acmeServer, acmeEmail: cfg.tls.email, acmeCaPem: cfg.tls.caPem,
     }, child);
+    // Re-run after any step (the three it takes cover every other): a site checked after each change.
     const gate = new HealthGate(`${name}-health-gate`, {
-      ...common, after: [tls],
+      ...common, after: [tls, app, backups],
       siteNames: cfg.siteNames, healthPath: cfg.app.healthPath, acmeCaPem: cfg.tls.caPem, timeoutSeconds: 180,
     }, child);
 

@@ -90,6 +90,13 @@ export interface HostStepArgs {
   hostId: pulumi.Input<string>;
   /** Steps that must have run first; their fingerprints are part of this step's triggers. */
   after: HostStep[];
+  /**
+   * Steps that must have run first whose re-run does not call for this one's: the engine orders
+   * this step after them (dependsOn), but their fingerprints stay out of its triggers. A release
+   * (app) needs no new nginx site or certificate, and a new PostgreSQL image or backup setup needs no
+   * new release: the health gate, which takes every step's fingerprint, checks the site after each.
+   */
+  orderAfter?: HostStep[];
   /** Cloud resources that must exist first (not in the triggers: a change there is not a re-run). */
   waitFor?: pulumi.Resource[];
 }
@@ -153,7 +160,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
   ) {
     super(type, name, {}, opts);
     this.stepName = stepName;
-    this.dependsOnSteps = args.after.map((s) => s.stepName);
+    this.dependsOnSteps = [...args.after, ...(args.orderAfter ?? [])].map((s) => s.stepName);
   }
 
   /**
@@ -187,7 +194,7 @@ export abstract class HostStep extends pulumi.ComponentResource {
       // An Output that resolves to undefined leaves the property out, as if never set.
       ...(c.hostKey ? { hostKey: c.hostKey as pulumi.Input<string> } : {}),
     };
-    const after = [...args.after.map((s) => s.command), ...(args.waitFor ?? [])];
+    const after: pulumi.Resource[] = [...[...args.after, ...(args.orderAfter ?? [])].map((s) => s.command), ...(args.waitFor ?? [])];
     const uploads = options.uploads ?? [];
     // A FileAsset keeps only the file's hash and path in state, never its bytes, and two assets
     // are equal when their hashes are (pulumi sdk/go/common/resource/asset/asset.go:146-181 at

@@ -21,8 +21,13 @@ const DEPENDS: Record<string, string[]> = {
   app: ["node-pm2", "backups"],
   nginx: ["app"],
   tls: ["nginx"],
-  "health-gate": ["tls"],
+  "health-gate": ["tls", "app", "backups"],
 };
+/**
+ * The steps whose re-run re-runs each one (their fingerprints in its triggers): every step it
+ * depends on but two orderings, app after backups and nginx after app (components/host/index.ts).
+ */
+const RERUN_AFTER: Record<string, string[]> = { ...DEPENDS, app: ["node-pm2"], nginx: [] };
 const SECRET_STEPS = ["docker-data", "backups", "app", "nginx"];
 
 interface Declared { run: Run; specs: StepSpec[]; commands: Recorded[] }
@@ -166,10 +171,10 @@ describe("host steps", () => {
     expect(checked.sort()).toEqual(ORDER.filter((n) => n !== "wait-for-boot").sort());
   });
 
-  test("triggers are the stdin hash, the droplet id and the fingerprints of the steps before", () => {
+  test("triggers are the stdin hash, the droplet id and the fingerprints of the steps whose re-run calls for this one's", () => {
     const fp = new Map<string, string>();
     for (const s of d.specs) {
-      const upstream = DEPENDS[s.name].map((n) => fp.get(n)!);
+      const upstream = RERUN_AFTER[s.name].map((n) => fp.get(n)!);
       expect(s.triggers).toEqual([sha256(s.stdin), (d.run.result as { dropletId: string }).dropletId, ...upstream]);
       fp.set(s.name, sha256(JSON.stringify(s.triggers)));
     }
@@ -277,11 +282,11 @@ describe("host steps", () => {
     }
   });
 
-  test("a grown volume re-runs base (which grows the filesystem) and the steps after it", async () => {
+  test("a grown volume re-runs base (which grows the filesystem) and the steps after it but the site's (nginx, tls)", async () => {
     const droplet = JSON.parse(stackFileConfig("production")["nodehost:droplet"]);
     const grown = await declare({ "nodehost:droplet": JSON.stringify({ ...droplet, volumeSizeGb: 80 }) });
     const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(grown.specs[i].triggers)).map((s) => s.name);
-    expect(differs).toEqual(ORDER.slice(ORDER.indexOf("base")));
+    expect(differs).toEqual(["base", "docker-data", "backups", "node-pm2", "app", "health-gate"]);
   });
 
   test("a changed parameter re-triggers its step and the steps after it, and nothing else", async () => {
@@ -290,16 +295,23 @@ describe("host steps", () => {
     expect(differs).toEqual(["nginx", "tls", "health-gate"]);
   });
 
-  test("an edited script re-triggers its step and the steps after it, and nothing else", async () => {
+  test("an edited script re-triggers its step and the steps that must follow it (a new Node.js: a new release; no new site), and nothing else", async () => {
     const changed = await withEditedScripts((dir) => fs.appendFileSync(path.join(dir, "node-pm2.sh"), "\n# an edit\n"), () => declare());
     const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
-    expect(differs).toEqual(["node-pm2", "app", "nginx", "tls", "health-gate"]);
+    expect(differs).toEqual(["node-pm2", "app", "health-gate"]);
   });
 
-  test("a changed Postgres image re-triggers docker-data and everything downstream of it only", async () => {
+  test("a new release (the app's env changed) re-runs the app and the health gate, not the site (nginx, tls)", async () => {
+    const app = JSON.parse(stackFileConfig("production")["nodehost:app"] ?? "{}") as { env?: Record<string, string> };
+    const changed = await declare({ "nodehost:app": JSON.stringify({ ...app, env: { ...app.env, RELEASE_NOTE: "new" } }) });
+    const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
+    expect(differs).toEqual(["app", "health-gate"]);
+  });
+
+  test("a changed Postgres image re-triggers docker-data, the backups set up on it and the health gate, not a release", async () => {
     const changed = await declare({ "nodehost:images": JSON.stringify({ postgres: "registry.example.com/postgres:16" }) });
     const differs = d.specs.filter((s, i) => JSON.stringify(s.triggers) !== JSON.stringify(changed.specs[i].triggers)).map((s) => s.name);
-    expect(differs).toEqual(["docker-data", "backups", "app", "nginx", "tls", "health-gate"]);
+    expect(differs).toEqual(["docker-data", "backups", "health-gate"]);
   });
 });
 
