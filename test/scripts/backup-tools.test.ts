@@ -252,32 +252,46 @@ with a newline" VALUES (1), (2);`);
     expect(fs.readFileSync(path.join(root, "status", "restored-manifest"), "utf8")).toMatch(/^postgres_wal_lsn=[0-9A-F]+\/[0-9A-F]+$/m);
   }, 60_000);
 
-  it("a restore whose Redis does not come back healthy leaves PostgreSQL and Redis both as they were", async () => {
+  it("a restore whose Redis or PostgreSQL fails leaves both as they were, a table only the backup has included", async () => {
     await new Promise((r) => setTimeout(r, 1100)); // a new second: a new backup name
+    pg.psql("CREATE TABLE only_in_backup (x int);");
     const b = await toolAsync("nodehost-backup");
     expect(b.status, b.stderr).toBe(0);
     const backedUp = visitsDigest();
-    pg.psql("DELETE FROM visits WHERE id > 20;");
+    pg.psql("DELETE FROM visits WHERE id > 20; DROP TABLE only_in_backup;");
     rcli("SET", "greeting", "after the backup");
     const now = visitsDigest();
     expect(now).not.toBe(backedUp);
-    // The Redis container's next start fails (fixtures/docker): after PostgreSQL was restored.
+    const onlyInBackup = () => pg.psql("SELECT to_regclass('public.only_in_backup') IS NOT NULL");
+    // The Redis container's next start fails (fixtures/docker), on the backup's files.
     fs.writeFileSync(path.join(data, "fail-next-start"), "");
     const r = await toolAsync("nodehost-restore", ["latest", "--yes"]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("Redis is not healthy on the backup's data: putting its previous files back and PostgreSQL back from");
-    expect(r.stderr).toContain("FAILED at redis_undo: Redis did not come back healthy on the backup's data; PostgreSQL and Redis are both as they were before the restore");
+    expect(r.stderr).toContain("Redis is not healthy on the backup's data: putting Redis's previous files back");
+    expect(r.stderr).toContain("FAILED at redis: Redis did not come back healthy on the backup's data; it is back on its previous files, and PostgreSQL was not touched");
     expect(fs.existsSync(path.join(data, "fail-next-start"))).toBe(false);
     expect(visitsDigest()).toBe(now);
+    expect(onlyInBackup()).toBe("f");
     expect(rcli("GET", "greeting")).toBe("after the backup");
+    // PostgreSQL's restore fails once Redis holds the backup's data (a view on a table the backup
+    // replaces: --clean cannot drop it): the transaction leaves PostgreSQL as it was, and Redis goes back.
+    pg.psql("CREATE VIEW blocks_restore AS SELECT id FROM visits;");
+    const pgFails = await toolAsync("nodehost-restore", ["latest", "--yes"]);
+    expect(pgFails.status).toBe(1);
+    expect(pgFails.stderr).toContain("FAILED at postgres: pg_restore of the backup failed, and PostgreSQL is as it was (one transaction); Redis is back on its previous files");
+    expect(visitsDigest()).toBe(now);
+    expect(onlyInBackup()).toBe("f");
+    expect(rcli("GET", "greeting")).toBe("after the backup");
+    pg.psql("DROP VIEW blocks_restore;");
     // And a restore that works afterwards brings the backup's data.
     const again = await toolAsync("nodehost-restore", ["latest", "--yes"]);
     expect(again.status, again.stderr).toBe(0);
     expect(visitsDigest()).toBe(backedUp);
+    expect(onlyInBackup()).toBe("t");
     expect(rcli("GET", "greeting")).toBe("hello");
   }, 180_000);
 
-  it("into a database with no table and a Redis with no key (a new volume) it takes no pre-restore backup; a Redis failure there says the backup's tables stay", async () => {
+  it("into a database with no table and a Redis with no key (a new volume) it takes no pre-restore backup; a Redis failure there leaves both empty", async () => {
     const preRestores = () => fs.readdirSync(path.join(data, "backups")).filter((f) => f.startsWith("pre-restore-")).length;
     // The newest backup holds the data as it is now: the test above ended on a restore of it. No
     // backup of its own, and its one pre-restore backup goes again at its end: the tests after it
@@ -297,9 +311,8 @@ with a newline" VALUES (1), (2);`);
     const failed = await toolAsync("nodehost-restore", ["latest", "--yes"]);
     expect(failed.status).toBe(1);
     expect(failed.stderr).toContain("the database holds no table and Redis no key: nothing to keep, no pre-restore backup");
-    expect(failed.stderr).toContain("FAILED at redis_undo: Redis did not come back healthy on the backup's data, and is back on its previous files; PostgreSQL holds the backup's data (it held no table before the restore)");
-    expect(visitsDigest()).toBe(backedUp);
-    expect(rcli("DBSIZE")).toBe("0");
+    expect(failed.stderr).toContain("FAILED at redis: Redis did not come back healthy on the backup's data; it is back on its previous files, and PostgreSQL was not touched");
+    expect([pg.psql(userTables), rcli("DBSIZE")]).toEqual(["0", "0"]);
     expect(preRestores()).toBe(pres);
 
     empty();
