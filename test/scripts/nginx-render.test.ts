@@ -529,3 +529,113 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
     expect(r.stderr.trim()).toBe("nodehost-nginx-render: bad server name 'x.test;'");
   });
 });
+
+// Behind DigitalOcean's load balancer (LB_FROM, issue 13): the balancer ends TLS and connects from
+// the stack's VPC range. Here curl on loopback plays the balancer (LB_FROM 127.0.0.0/8), sending the
+// X-Forwarded-For and X-Forwarded-Proto it adds; a re-render with a range loopback is not in plays
+// anyone else on the network, whose headers must not be believed.
+describe.skipIf(need.length > 0)("nodehost-nginx-render behind a load balancer (LB_FROM)", () => {
+  const T = tmpDir("nodehost-nginx-lb-");
+  let httpPort = 0, appPort = 0;
+  let backend: ChildProcess;
+  const envFile = path.join(T, "nginx.env");
+  const site = path.join(T, "site.conf");
+  const nginxArgs = ["-p", T, "-c", path.join(T, "nginx.conf")];
+  const baseEnv = () => [
+    "APP_NAME='app'", "SERVER_NAMES='example.test'", `APP_PORT='${appPort}'`, `HTPASSWD_FILE='${T}/htpasswd'`,
+    `UI_ROOT='${T}/dist'`, `STATUS_DIR='${T}/status'`, `HTTP_PORT='${httpPort}'`,
+  ];
+  const render = (extra: string[], reload = `nginx -s reload ${nginxArgs.join(" ")}`) => {
+    fs.writeFileSync(envFile, [...baseEnv(), ...extra, ""].join("\n"));
+    return run(RENDER, [], { env: { NODEHOST_NGINX_ENV: envFile, NODEHOST_LE_LIVE: path.join(T, "live"), NODEHOST_NGINX_UPSTREAM: path.join(T, "upstream.conf"),
+      NODEHOST_NGINX_SITE: site, NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: reload } });
+  };
+  let n = 0;
+  const curl = (...args: string[]) => {
+    const b = path.join(T, `b${++n}`);
+    const r = run("curl", ["-s", "-o", b, "-w", "%{http_code}", "--max-time", "10", ...args]);
+    return { code: r.stdout.trim(), exit: r.status, body: fs.existsSync(b) ? fs.readFileSync(b, "utf8") : "" };
+  };
+  const url = (p: string) => `http://127.0.0.1:${httpPort}${p}`;
+  /** What the app was told: the headers nginx sent it. */
+  const told = (...args: string[]) => JSON.parse(curl(...args).body) as Record<string, string>;
+
+  beforeAll(async () => {
+    fs.chmodSync(T, 0o755);
+    [httpPort, appPort] = [await freePort(), await freePort()];
+    const ready = path.join(T, "ready");
+    backend = spawn(process.execPath, ["-e", `
+      require("http").createServer((req, res) => {
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ url: req.url, host: req.headers.host, realIp: req.headers["x-real-ip"], proto: req.headers["x-forwarded-proto"], xff: req.headers["x-forwarded-for"] }));
+      }).listen(${appPort}, "127.0.0.1", () => require("fs").writeFileSync(${JSON.stringify(ready)}, ""));`], { stdio: "inherit" });
+    await waitFor(() => fs.existsSync(ready), "backend");
+    fs.mkdirSync(path.join(T, "dist"));
+    fs.writeFileSync(path.join(T, "dist", "index.html"), "<h1>ui</h1>\n");
+    const hash = run("openssl", ["passwd", "-apr1", "-stdin"], { input: "s3cret-pass" }).stdout.trim();
+    fs.writeFileSync(path.join(T, "htpasswd"), `admin:${hash}\n`, { mode: 0o644 });
+    fs.writeFileSync(path.join(T, "nginx.conf"), [
+      `pid ${T}/nginx.pid;`, `error_log ${T}/error.log;`, "events {}",
+      `http { include /etc/nginx/mime.types; access_log off; client_body_temp_path ${T}/tmp; proxy_temp_path ${T}/tmp;`,
+      `  include ${site}; }`, "",
+    ].join("\n"));
+    fs.mkdirSync(path.join(T, "tmp"));
+    // Written and tested by nginx -t; nginx is started after it (nothing to reload yet).
+    const r = render(["LB_FROM='127.0.0.0/8'", "ALLOW_IPS='198.51.100.0/24'"], "true");
+    expect([r.status, r.stderr, r.stdout.trim()]).toEqual([0, "", `changed: ${site} (http behind the load balancer), nginx reloaded`]);
+    const started = run("nginx", nginxArgs);
+    expect(started.status, started.stderr).toBe(0);
+    await waitFor(() => fs.existsSync(path.join(T, "nginx.pid")), "nginx");
+  });
+
+  afterAll(() => {
+    const pid = fs.existsSync(path.join(T, "nginx.pid")) ? fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim() : "";
+    if (pid) process.kill(Number(pid), "SIGTERM");
+    backend?.kill();
+  });
+
+  it("serves the site on HTTP with no HTTPS server or redirect, telling the app the client's address and https from the balancer", () => {
+    const printed = run(RENDER, ["--print"], { env: { NODEHOST_NGINX_ENV: envFile, NODEHOST_LE_LIVE: path.join(T, "live"), NODEHOST_NGINX_UPSTREAM: path.join(T, "upstream.conf") } }).stdout;
+    expect(printed).not.toMatch(/\bssl\b|return 301|acme-challenge/);
+    // The client (in the allow-list) as the balancer names it, last in X-Forwarded-For.
+    const app = told("-H", "Host: example.test", "-H", "X-Forwarded-For: 198.51.100.7", "-H", "X-Forwarded-Proto: https", url("/api/whoami"));
+    expect(app).toMatchObject({ url: "/api/whoami", host: "example.test", realIp: "198.51.100.7", proto: "https" });
+    // Reached over HTTP and said so, not https by default.
+    expect(told("-H", "Host: example.test", "-H", "X-Forwarded-For: 198.51.100.7", "-H", "X-Forwarded-Proto: http", url("/api/whoami")).proto).toBe("http");
+  });
+
+  it("applies the allow-list and basic auth to the client's address, not the balancer's", () => {
+    const ui = (client: string) => curl("-H", "Host: example.test", "-H", `X-Forwarded-For: ${client}`, url("/")).code;
+    expect(ui("203.0.113.7")).toBe("403");
+    expect(ui("198.51.100.9")).toBe("401");
+    expect(curl("-u", "admin:s3cret-pass", "-H", "Host: example.test", "-H", "X-Forwarded-For: 198.51.100.9", url("/")).code).toBe("200");
+  });
+
+  it("answers the health path whatever Host the balancer's health check sends, and closes anything else for another name", () => {
+    const health = curl("-H", "Host: 10.10.0.5", url("/api/health"));
+    expect([health.code, JSON.parse(health.body).url]).toEqual(["200", "/api/health"]);
+    // 444: the connection closed with no answer (curl: empty reply).
+    const other = curl("-H", "Host: 10.10.0.5", url("/api/whoami"));
+    expect([other.code, other.exit]).toEqual(["000", 52]);
+  });
+
+  it("believes X-Forwarded-For and X-Forwarded-Proto from the balancer's ranges alone", () => {
+    const r = render(["LB_FROM='10.99.0.0/16'"]);
+    expect([r.status, r.stdout.trim()], r.stderr).toEqual([0, `changed: ${site} (http behind the load balancer), nginx reloaded`]);
+    const app = () => told("-H", "Host: example.test", "-H", "X-Forwarded-For: 203.0.113.7", "-H", "X-Forwarded-Proto: https", url("/api/whoami"));
+    // The reload is graceful: old workers may answer for a moment.
+    return waitFor(() => app().realIp === "127.0.0.1", "the new site loaded").then(() => {
+      expect(app()).toMatchObject({ realIp: "127.0.0.1", proto: "http" });
+    });
+  });
+
+  it("refuses an LB_FROM that is not an address range, naming it, and keeps the site", () => {
+    const before = fs.readFileSync(site, "utf8");
+    for (const bad of ["10.0.0.0/8;", "10.0.0.0", "10.0.0.0/8 include", "$(id)/8"]) {
+      const r = render([`LB_FROM='${bad}'`]);
+      expect(r.status, bad).toBe(1);
+      expect(r.stderr).toMatch(/^nodehost-nginx-render: bad LB_FROM entry '/);
+      expect(fs.readFileSync(site, "utf8")).toBe(before);
+    }
+  });
+});
