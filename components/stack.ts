@@ -30,6 +30,8 @@ interface Target {
   backup: BackupTarget;
   publicIp: pulumi.Output<string>;
   extraOutputs: Record<string, pulumi.Output<unknown>>;
+  /** Behind the stack's load balancer: the range it connects from (HostArgs.loadBalancer). */
+  loadBalancer?: { from: pulumi.Input<string> };
 }
 
 /** Where the app's PostgreSQL and Redis are, when DigitalOcean runs them (database.mode / cache.mode managed). */
@@ -191,6 +193,7 @@ function digitalOceanTargets(cfg: StackConfig, name: string): Targets {
       backup,
       publicIp: server.reservedIp,
       extraOutputs: {},
+      ...(balanced ? { loadBalancer: { from: network.vpcIpRange } } : {}),
     })),
     managed,
     publicIp: lb ? lb.ip : first.reservedIp,
@@ -265,6 +268,7 @@ export function createStack(cfg: StackConfig, engines: ManagedEngines = {}): Sta
       shared: hosts[0]?.secrets,
       managed: placed.managed,
       appAfter: i === 0 ? [] : [hosts[i - 1].appStep],
+      loadBalancer: target.loadBalancer,
     }));
   }
   const host = hosts[0];

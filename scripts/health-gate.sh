@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Step health-gate: https://<first name><HEALTH_PATH>, resolved to this host, must answer 200 and status ok.
+# Step health-gate: https://<first name><HEALTH_PATH>, resolved to this host, must answer 200 and status ok
+# (HEALTH_SCHEME=http behind a load balancer, which ends TLS: the droplet serves HTTP).
 # shellcheck disable=SC2153 # parameters arrive as exports at the top of stdin
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 declare -F require_vars >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,16 +10,18 @@ require_nonempty SERVER_NAMES HEALTH_PATH HEALTH_TIMEOUT_S
 require_vars ACME_CA_PEM
 [[ $HEALTH_TIMEOUT_S =~ ^[0-9]+$ ]] || die "HEALTH_TIMEOUT_S must be a number of seconds"
 [[ $HEALTH_PATH == /* ]] || die "HEALTH_PATH must start with /"
+HEALTH_SCHEME=${HEALTH_SCHEME:-https}
+[[ $HEALTH_SCHEME == https || $HEALTH_SCHEME == http ]] || die "HEALTH_SCHEME must be https or http"
 read -ra names <<<"$SERVER_NAMES"
 first=${names[0]}
-url="https://$first$HEALTH_PATH"
-HEALTH_PORT=${HEALTH_PORT:-443}
+url="$HEALTH_SCHEME://$first$HEALTH_PATH"
+if [[ $HEALTH_SCHEME == https ]]; then HEALTH_PORT=${HEALTH_PORT:-443}; else HEALTH_PORT=${HEALTH_PORT:-80}; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 body=$work/body
 curl_args=(-sS --max-time 10 --resolve "$first:$HEALTH_PORT:127.0.0.1" -o "$body" -w '%{http_code}')
-if [[ -n $ACME_CA_PEM ]]; then
+if [[ -n $ACME_CA_PEM && $HEALTH_SCHEME == https ]]; then
   # The certificate may come from a private CA (tests): trust it on top of the system's.
   { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$ACME_CA_PEM"; } >"$work/ca.pem"
   curl_args+=(--cacert "$work/ca.pem")
@@ -41,7 +44,7 @@ start=$SECONDS
 attempt=0
 while :; do
   attempt=$((attempt + 1))
-  code=$(curl "${curl_args[@]}" "https://$first:$HEALTH_PORT$HEALTH_PATH" 2>"$work/err") || code=000
+  code=$(curl "${curl_args[@]}" "$HEALTH_SCHEME://$first:$HEALTH_PORT$HEALTH_PATH" 2>"$work/err") || code=000
   if [[ $code == 200 ]] && ok_json; then
     log "healthy: $url -> $(cat "$body")"
     step_done health-gate

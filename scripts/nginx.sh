@@ -15,7 +15,9 @@ API_PUBLIC=${API_PUBLIC:-0}
 # Optional, so a caller from before they existed still renders today's site; the renderer checks
 # each field in full.
 HEALTH_PATH=${HEALTH_PATH:-/api/health} MAX_BODY_SIZE=${MAX_BODY_SIZE:-10m} ROUTES=${ROUTES:-}
-[[ "$HEALTH_PATH$MAX_BODY_SIZE$ROUTES" != *[\'\"\$\`\;]* ]] || die "quotes, \$, \` or ; in HEALTH_PATH, MAX_BODY_SIZE or ROUTES"
+# Behind a load balancer: the range it connects from (the renderer then serves HTTP to it alone).
+LB_FROM=${LB_FROM:-}
+[[ "$HEALTH_PATH$MAX_BODY_SIZE$ROUTES$LB_FROM" != *[\'\"\$\`\;]* ]] || die "quotes, \$, \` or ; in HEALTH_PATH, MAX_BODY_SIZE, ROUTES or LB_FROM"
 
 apt_install nginx openssl
 install -d -m 0755 /var/www/letsencrypt
@@ -36,8 +38,10 @@ write_file "$htpasswd_file" 0640 root:www-data <<<"$entry"
 
 # shellcheck disable=SC2034 # read by write_env through ${!name}
 HTPASSWD_FILE=$htpasswd_file ACME_WEBROOT=/var/www/letsencrypt UI_ROOT=/srv/$APP_NAME/current/dist
-write_env /etc/nodehost/nginx.env 0644 root:root APP_NAME SERVER_NAMES APP_PORT ALLOW_IPS API_PUBLIC HTPASSWD_FILE ACME_WEBROOT UI_ROOT \
-  HEALTH_PATH MAX_BODY_SIZE ROUTES
+env_names=(APP_NAME SERVER_NAMES APP_PORT ALLOW_IPS API_PUBLIC HTPASSWD_FILE ACME_WEBROOT UI_ROOT HEALTH_PATH MAX_BODY_SIZE ROUTES)
+# Only when set: a host of a one-droplet stack keeps the file it had.
+[[ -z $LB_FROM ]] || env_names+=(LB_FROM)
+write_env /etc/nodehost/nginx.env 0644 root:root "${env_names[@]}"
 
 # --- fail2ban: an address that keeps failing basic auth is banned from 80/443 for an hour ----------
 # fail2ban's own nginx-http-auth filter counts "password mismatch" and unknown users in nginx's

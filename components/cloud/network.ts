@@ -35,6 +35,8 @@ export function inboundRules(sshAllowFrom: string[], sshOpenToWorld: boolean, we
 
 export class Network extends pulumi.ComponentResource {
   public readonly vpcId: pulumi.Output<string>;
+  /** The VPC's address range (the config's, or the one DigitalOcean chose): a load balancer in it connects from there. */
+  public readonly vpcIpRange: pulumi.Output<string>;
   public readonly firewallId: pulumi.Output<string>;
 
   constructor(name: string, args: NetworkArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -66,6 +68,7 @@ export class Network extends pulumi.ComponentResource {
     );
 
     this.vpcId = vpc.id;
+    this.vpcIpRange = vpc.ipRange;
     this.firewallId = firewall.id;
     this.registerOutputs({ vpcId: this.vpcId, firewallId: this.firewallId });
   }

@@ -1,4 +1,5 @@
-// Step 9: fails `pulumi up` unless https://<site><app.healthPath> answers healthy on the host.
+// Step 9: fails `pulumi up` unless https://<site><app.healthPath> (http:// behind a load balancer)
+// answers healthy on the host.
 import * as pulumi from "@pulumi/pulumi";
 import { HostStep, HostStepArgs } from "./step";
 
@@ -7,6 +8,8 @@ export interface HealthGateArgs extends HostStepArgs {
   healthPath: string;
   acmeCaPem: string;
   timeoutSeconds: number;
+  /** Behind a load balancer the droplet serves HTTP (TLS ends at the balancer): checked on port 80. */
+  plainHttp?: boolean;
 }
 
 export class HealthGate extends HostStep {
@@ -17,6 +20,7 @@ export class HealthGate extends HostStep {
       HEALTH_PATH: args.healthPath,
       ACME_CA_PEM: args.acmeCaPem,
       HEALTH_TIMEOUT_S: args.timeoutSeconds,
+      ...(args.plainHttp ? { HEALTH_SCHEME: "http" } : {}),
     }, { secret: false, timeoutMinutes: 10 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -61,6 +61,12 @@ export interface HostArgs {
   managed?: { postgres?: ManagedPostgres; cache?: ManagedEndpoint };
   /** The app step starts after these too: the previous droplet's app step, so a release rolls one droplet at a time. */
   appAfter?: HostStep[];
+  /**
+   * Behind DigitalOcean's load balancer (app.droplets > 1), which ends TLS with its own certificate:
+   * nginx serves the site on HTTP to `from` (the VPC range), there is no tls step, and the health
+   * gate checks HTTP.
+   */
+  loadBalancer?: { from: pulumi.Input<string> };
 }
 
 export interface HostSecrets {
@@ -199,19 +205,21 @@ export class Host extends pulumi.ComponentResource {
       basicAuthUser: cfg.nginx.basicAuthUser, basicAuthPassword: this.basicAuthPassword, allowIps: cfg.nginx.allowIps,
       apiPublic: cfg.nginx.apiPublic, healthPath: cfg.app.healthPath,
       maxBodySize: cfg.nginx.maxBodySize, routes: cfg.nginx.routes,
+      lbFrom: args.loadBalancer?.from,
     }, child);
-    const tls = new Tls(`${name}-tls`, {
+    const tls = args.loadBalancer ? undefined : new Tls(`${name}-tls`, {
       ...common, after: [nginx],
       appName: cfg.app.name, siteNames: cfg.siteNames,
       acmeServer: cfg.tls.acmeServer, acmeEmail: cfg.tls.email, acmeCaPem: cfg.tls.caPem,
     }, child);
     // Re-run after any step (the three it takes cover every other): a site checked after each change.
     const gate = new HealthGate(`${name}-health-gate`, {
-      ...common, after: [tls, app, backups],
+      ...common, after: [tls ?? nginx, app, backups],
       siteNames: cfg.siteNames, healthPath: cfg.app.healthPath, acmeCaPem: cfg.tls.caPem, timeoutSeconds: 180,
+      plainHttp: args.loadBalancer !== undefined,
     }, child);
 
-    this.steps = [boot, base, data, backups, node, app, nginx, tls, gate];
+    this.steps = tls ? [boot, base, data, backups, node, app, nginx, tls, gate] : [boot, base, data, backups, node, app, nginx, gate];
     this.appRelease = app.release;
     this.appStep = app;
     this.registerOutputs({ steps: this.steps.map((s) => s.stepName) });

@@ -16,6 +16,12 @@ export interface NginxArgs extends HostStepArgs {
   healthPath: string;
   maxBodySize: string;
   routes: { path: string; websocket: boolean; idleTimeoutSeconds: number; maxBodySize?: string; port?: number }[];
+  /**
+   * Behind a load balancer: the range it connects from (the stack's VPC). The site is then served on
+   * HTTP to it (nodehost-nginx-render, LB_FROM). Unset on a stack of one droplet, whose stdin then
+   * has no such line.
+   */
+  lbFrom?: pulumi.Input<string>;
 }
 
 export class Nginx extends HostStep {
@@ -34,6 +40,7 @@ export class Nginx extends HostStep {
       // PATH,WS,IDLE,BODY[,PORT] per route (nodehost-nginx-render checks each field again).
       ROUTES: args.routes.map((r) => `${r.path},${r.websocket ? 1 : 0},${r.idleTimeoutSeconds},${r.maxBodySize ?? "-"}${r.port ? `,${r.port}` : ""}`).join(" "),
       NGINX_RENDER_B64: toolB64("nodehost-nginx-render"),
+      ...(args.lbFrom === undefined ? {} : { LB_FROM: args.lbFrom }),
     }, { secret: true, timeoutMinutes: 20 });
     this.registerOutputs({ fingerprint: this.fingerprint });
   }

@@ -166,7 +166,7 @@ const MONITOR_ALERT_TYPES = new Set([
 interface Cloud {
   droplets: Map<string, { region: string; vpc?: string; volumes: Set<string>; status: "active" | "off" }>;
   volumes: Map<string, { name: string; region: string; attachedTo?: string }>;
-  vpcs: Map<string, { name: string; region: string; isDefault: boolean }>;
+  vpcs: Map<string, { name: string; region: string; isDefault: boolean; ipRange: string }>;
   ips: Map<string, { region: string; dropletId?: string }>;
   keys: Map<string, { publicKey: string }>; // by fingerprint
   domains: Set<string>;
@@ -447,8 +447,13 @@ export class FakeAccount {
         this.claimName(`vpc:${i.name}`, id, new ApiError(409, `a VPC named ${i.name} already exists`));
         // spec vpcs/vpcs_create.yml:9-11: the first VPC made in a region becomes its default.
         const isDefault = ![...this.cloud.vpcs.values()].some((v) => v.region === i.region);
-        this.cloud.vpcs.set(id, { name: i.name, region: i.region, isDefault });
-        return { id, outputs: { vpcUrn: `do:vpc:${id}`, default: isDefault } };
+        // spec vpcs/models/vpc.yml:68-76: with no ip_range, a /20 that overlaps no other VPC of
+        // the account is generated (and returned, as every range is).
+        const taken = new Set([...this.cloud.vpcs.values()].map((v) => v.ipRange));
+        let ipRange = i.ipRange as string | undefined;
+        for (let k = 0; ipRange === undefined; k++) if (!taken.has(`10.${110 + k}.0.0/20`)) ipRange = `10.${110 + k}.0.0/20`;
+        this.cloud.vpcs.set(id, { name: i.name, region: i.region, isDefault, ipRange });
+        return { id, outputs: { vpcUrn: `do:vpc:${id}`, default: isDefault, ipRange } };
       }
       case T.reservedIp: {
         need("region");

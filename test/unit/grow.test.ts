@@ -195,7 +195,8 @@ describe.each([1, 2, 3])("%i app droplet(s) with managed engines", (n) => {
     const counts = countByType(run.custom);
     expect(counts[T.droplet]).toBe(n);
     expect(counts[T.volume]).toBe(n);
-    expect(counts[T.command]).toBe(9 * n);
+    // Nine steps on one droplet; behind the balancer eight each (no tls: the balancer ends TLS).
+    expect(counts[T.command]).toBe(n > 1 ? 8 * n : 9);
     // One deploy key in the account, one reserved IP (the first droplet's), one set of secrets.
     expect(counts[T.sshKey]).toBe(1);
     expect(counts[T.reservedIp]).toBe(1);
@@ -268,6 +269,28 @@ describe("behind a load balancer (app.droplets > 1)", () => {
     const routes = [{ path: "/socket.io/", websocket: true, idleTimeoutSeconds: 300 }];
     const run = await up({ ...droplets(2), "nodehost:nginx": JSON.stringify({ routes }) });
     expect(one(run.custom, T.lb).inputs).toMatchObject({ stickySessions: { type: "cookies", cookieName: "nodehost-lb", cookieTtlSeconds: 3600 }, httpIdleTimeoutSeconds: 300 });
+  });
+
+  test("each droplet serves the site on HTTP to the VPC's range, runs no certbot, and is health-checked over HTTP", async () => {
+    const account = new FakeAccount();
+    const run = await up(droplets(2), account);
+    const param = (host: string, step: string, key: string) => new RegExp(`\\n${key}='([^']*)'`).exec(String(stepOf(run, host, step).inputs.stdin))?.[1];
+    // The range DigitalOcean generated for the VPC (the stack file sets none).
+    const range = [...account.cloud.vpcs.values()].map((v) => v.ipRange);
+    expect(range).toEqual([expect.stringMatching(/^10\.\d+\.0\.0\/20$/)]);
+    for (const h of ["nodehost-production", "nodehost-production-2"]) {
+      expect(param(h, "nginx", "LB_FROM")).toBe(range[0]);
+      expect(param(h, "health-gate", "HEALTH_SCHEME")).toBe("http");
+      expect(run.custom.some((r) => r.type === T.command && r.name === `${h}-tls-run`)).toBe(false);
+      // The gate still follows the site (nginx) and re-runs after every step.
+      const gate = stepOf(run, h, "health-gate");
+      expect(((gate.opts.dependsOn ?? []) as unknown as { __name?: string }[]).map((d) => d.__name)).toContain(stepOf(run, h, "nginx").name);
+    }
+    // One droplet: HTTPS on the droplet, certbot, and no LB_FROM line at all.
+    const single = await up(droplets(1));
+    expect(String(stepOf(single, "nodehost-production", "nginx").inputs.stdin)).not.toContain("\nLB_FROM='");
+    expect(String(stepOf(single, "nodehost-production", "health-gate").inputs.stdin)).not.toContain("\nHEALTH_SCHEME='");
+    expect(stepOf(single, "nodehost-production", "tls")).toBeDefined();
   });
 
   test("every droplet gets the same site password and backup keys", async () => {
