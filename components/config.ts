@@ -1106,8 +1106,9 @@ export function loadConfig(): StackConfig {
   return config;
 }
 
-const NOT_YET = "the cloud side (load balancer, N droplets) is built and tested against the fake account, " +
-  "but the host steps still serve TLS with certbot on each droplet and release without the load balancer's drain " +
+const NOT_YET = "the cloud side (load balancer, N droplets) and the site behind the balancer are built and tested " +
+  "against the fake account, but every droplet would still run the backups and their restore on an empty cluster, " +
+  "and no test yet shows a release rolling across droplets behind a balancer without failing a request " +
   "(docs/design/grow-past-one-droplet.md)";
 
 /**

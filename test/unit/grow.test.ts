@@ -105,7 +105,7 @@ describe("until the host side lands, a real stack refuses what it cannot back up
     expect(unbuiltProblems(parsed({ "nodehost:database": JSON.stringify({ mode: "managed" }) }))).toEqual([]);
     expect(unbuiltProblems(parsed({ "nodehost:cache": JSON.stringify({ mode: "managed" }) }))).toEqual([]);
     expect(unbuiltProblems(parsed(droplets(2)))).toEqual([
-      expect.stringMatching(/^nodehost:app\.droplets: more than 1 is not available yet: .*release without the load balancer's drain/),
+      expect.stringMatching(/^nodehost:app\.droplets: more than 1 is not available yet: .*every droplet would still run the backups/),
     ]);
   });
 });
