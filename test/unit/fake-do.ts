@@ -340,6 +340,11 @@ export class FakeAccount {
     this.cloud.domains.add(name);
   }
 
+  /** Every VPC's address range, as the account holds it (given, or generated when none was). */
+  vpcRanges(): string[] {
+    return [...this.cloud.vpcs.values()].map((v) => v.ipRange);
+  }
+
   isDefaultVpc(id: string): boolean {
     return this.cloud.vpcs.get(id)?.isDefault === true;
   }

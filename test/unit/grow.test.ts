@@ -276,7 +276,7 @@ describe("behind a load balancer (app.droplets > 1)", () => {
     const run = await up(droplets(2), account);
     const param = (host: string, step: string, key: string) => new RegExp(`\\n${key}='([^']*)'`).exec(String(stepOf(run, host, step).inputs.stdin))?.[1];
     // The range DigitalOcean generated for the VPC (the stack file sets none).
-    const range = [...account.cloud.vpcs.values()].map((v) => v.ipRange);
+    const range = account.vpcRanges();
     expect(range).toEqual([expect.stringMatching(/^10\.\d+\.0\.0\/20$/)]);
     for (const h of ["nodehost-production", "nodehost-production-2"]) {
       expect(param(h, "nginx", "LB_FROM")).toBe(range[0]);
