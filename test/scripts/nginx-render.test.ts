@@ -13,6 +13,25 @@ const need = missing("nginx", "openssl", "curl");
 if (need.length) console.warn(`nginx renderer tests SKIPPED: missing ${need.join(", ")} (apt-get install nginx openssl curl)`);
 if (missing("testssl").length) console.warn("testssl.sh scan of the rendered TLS configuration SKIPPED: apt-get install testssl.sh");
 
+/** A private nginx in T (its own pid, logs and temp dirs) serving `site`. */
+function writeNginxConf(T: string, site: string): void {
+  fs.writeFileSync(path.join(T, "nginx.conf"), [
+    `pid ${T}/nginx.pid;`, `error_log ${T}/error.log;`, "events {}",
+    `http { include /etc/nginx/mime.types; access_log off; client_body_temp_path ${T}/tmp; proxy_temp_path ${T}/tmp;`,
+    `  include ${site}; }`, "",
+  ].join("\n"));
+  fs.mkdirSync(path.join(T, "tmp"));
+}
+async function startNginx(T: string, nginxArgs: string[]): Promise<void> {
+  const started = run("nginx", nginxArgs);
+  expect(started.status, started.stderr).toBe(0);
+  await waitFor(() => fs.existsSync(path.join(T, "nginx.pid")), "nginx");
+}
+function stopNginx(T: string): void {
+  const pid = fs.existsSync(path.join(T, "nginx.pid")) ? fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim() : "";
+  if (pid) process.kill(Number(pid), "SIGTERM");
+}
+
 describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
   const T = tmpDir("nodehost-nginx-");
   let httpPort = 0, httpsPort = 0, appPort = 0;
@@ -55,25 +74,17 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render", () => {
       "ALLOW_IPS='127.0.0.0/8 ::1'", `HTPASSWD_FILE='${T}/htpasswd'`, `ACME_WEBROOT='${T}/acme'`,
       `UI_ROOT='${T}/dist'`, `STATUS_DIR='${T}/status'`, `HTTP_PORT='${httpPort}'`, `HTTPS_PORT='${httpsPort}'`, "",
     ].join("\n"));
-    fs.writeFileSync(path.join(T, "nginx.conf"), [
-      `pid ${T}/nginx.pid;`, `error_log ${T}/error.log;`, "events {}",
-      `http { include /etc/nginx/mime.types; access_log off; client_body_temp_path ${T}/tmp; proxy_temp_path ${T}/tmp;`,
-      `  include ${T}/site.conf; }`, "",
-    ].join("\n"));
-    fs.mkdirSync(path.join(T, "tmp"));
+    writeNginxConf(T, `${T}/site.conf`);
     // First render through the tool's own install path: write, nginx -t, (re)load.
     const r = run(RENDER, [], { env: { ...env(), NODEHOST_NGINX_SITE: path.join(T, "site.conf"),
       NODEHOST_NGINX_TEST: `nginx -t -q ${nginxArgs.join(" ")}`, NODEHOST_NGINX_RELOAD: "true" } });
     expect(r.stderr).toBe("");
     expect(r.stdout.trim()).toBe(`changed: ${T}/site.conf (http), nginx reloaded`);
-    const started = run("nginx", nginxArgs);
-    expect(started.status, started.stderr).toBe(0);
-    await waitFor(() => fs.existsSync(path.join(T, "nginx.pid")), "nginx");
+    await startNginx(T, nginxArgs);
   });
 
   afterAll(() => {
-    const pid = fs.existsSync(path.join(T, "nginx.pid")) ? fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim() : "";
-    if (pid) process.kill(Number(pid), "SIGTERM");
+    stopNginx(T);
     backend?.kill();
     // A test that timed out never reached its own stop.
     for (const app of echoApps) app.kill();
@@ -574,23 +585,15 @@ describe.skipIf(need.length > 0)("nodehost-nginx-render behind a load balancer (
     fs.writeFileSync(path.join(T, "dist", "index.html"), "<h1>ui</h1>\n");
     const hash = run("openssl", ["passwd", "-apr1", "-stdin"], { input: "s3cret-pass" }).stdout.trim();
     fs.writeFileSync(path.join(T, "htpasswd"), `admin:${hash}\n`, { mode: 0o644 });
-    fs.writeFileSync(path.join(T, "nginx.conf"), [
-      `pid ${T}/nginx.pid;`, `error_log ${T}/error.log;`, "events {}",
-      `http { include /etc/nginx/mime.types; access_log off; client_body_temp_path ${T}/tmp; proxy_temp_path ${T}/tmp;`,
-      `  include ${site}; }`, "",
-    ].join("\n"));
-    fs.mkdirSync(path.join(T, "tmp"));
+    writeNginxConf(T, site);
     // Written and tested by nginx -t; nginx is started after it (nothing to reload yet).
     const r = render(["LB_FROM='127.0.0.0/8'", "ALLOW_IPS='198.51.100.0/24'"], "true");
     expect([r.status, r.stderr, r.stdout.trim()]).toEqual([0, "", `changed: ${site} (http behind the load balancer), nginx reloaded`]);
-    const started = run("nginx", nginxArgs);
-    expect(started.status, started.stderr).toBe(0);
-    await waitFor(() => fs.existsSync(path.join(T, "nginx.pid")), "nginx");
+    await startNginx(T, nginxArgs);
   });
 
   afterAll(() => {
-    const pid = fs.existsSync(path.join(T, "nginx.pid")) ? fs.readFileSync(path.join(T, "nginx.pid"), "utf8").trim() : "";
-    if (pid) process.kill(Number(pid), "SIGTERM");
+    stopNginx(T);
     backend?.kill();
   });
 
